@@ -1,0 +1,114 @@
+//! The config: YAML → [`ValidConfig`], or every problem with its file:line:col.
+//!
+//! Reading ([`load`]) and checking ([`validate`]) both report all they find; a [`ValidConfig`]
+//! exists only when there was no error, so the plan and the appliers never see a bad config.
+
+pub mod diagnostic;
+mod load;
+pub mod model;
+pub mod scalar;
+mod validate;
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Report, Severity};
+pub use model::Config;
+pub use validate::FileChecks;
+
+/// Where `check`, `plan` and `run` look when no `-c` is given.
+pub const DEFAULT_PATH: &str = "/etc/oqs-edge/config.yaml";
+
+/// A config that passed every check. Only [`check_source`] makes one.
+#[derive(Debug)]
+pub struct ValidConfig {
+    config: Config,
+    /// The section `tunnel.type` selects, moved out of `config.tunnel` by the check.
+    tunnel: TunnelSection,
+    /// SHA-256 of the file's bytes, for status and to tell a reload changed nothing.
+    digest: String,
+    path: PathBuf,
+}
+
+impl Deref for ValidConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// The one tunnel section a valid config has.
+#[derive(Debug)]
+pub enum TunnelSection {
+    WireGuard(scalar::Node<model::WireGuard>),
+    Ipsec(scalar::Node<model::Ipsec>),
+    IpVpn(scalar::Node<model::IpVpn>),
+}
+
+impl ValidConfig {
+    pub fn tunnel(&self) -> &TunnelSection {
+        &self.tunnel
+    }
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The result of checking one config: the report always, the config when it is valid.
+pub struct Checked {
+    pub report: Report,
+    pub config: Option<ValidConfig>,
+}
+
+/// Read and check a config file.
+pub fn check_file(path: &Path, files: FileChecks) -> Result<(Checked, String), std::io::Error> {
+    let source = std::fs::read_to_string(path)?;
+    let checked = check_source(path, &source, files);
+    Ok((checked, source))
+}
+
+/// Check config text as if read from `path` (for reports and relative-path hints).
+pub fn check_source(path: &Path, source: &str, files: FileChecks) -> Checked {
+    let (config, diagnostics) = match load::parse(source) {
+        Ok(config) => {
+            let found = validate::check(&config, files);
+            (Some(config), found)
+        }
+        Err(found) => (None, found),
+    };
+    let report = Report::new(path, diagnostics);
+    let config = config.filter(|_| report.valid).and_then(|mut config| {
+        let sections = &mut config.tunnel.value;
+        let tunnel = match sections.kind.value {
+            model::TunnelType::WireGuard => sections.wireguard.take().map(TunnelSection::WireGuard),
+            model::TunnelType::Ipsec => sections.ipsec.take().map(TunnelSection::Ipsec),
+            model::TunnelType::IpVpn => sections.ip_vpn.take().map(TunnelSection::IpVpn),
+        }?;
+        Some(ValidConfig {
+            config,
+            tunnel,
+            digest: sha256_hex(source.as_bytes()),
+            path: path.to_owned(),
+        })
+    });
+    Checked { report, config }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The JSON Schema of the config file, for editors (`config/oqs-edge.schema.json`).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Config);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,524 @@
+//! Semantic checks: everything the YAML types cannot say. Every check runs, so one `check`
+//! reports all problems, each at the key at fault.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::diagnostic::Diagnostic;
+use super::model::{Config, InternetAccess, Role, TunnelType};
+use super::scalar::{is_dns_name, At, Loc};
+
+/// What the file checks may look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileChecks {
+    /// Open every file the config names; secrets must be private.
+    On,
+    /// Lint only (`--no-files`): for a config away from its router.
+    Off,
+}
+
+pub fn check(config: &Config, files: FileChecks) -> Vec<Diagnostic> {
+    let mut c = Checker {
+        found: Vec::new(),
+        files,
+    };
+    c.version(config);
+    c.site(config);
+    c.segments(config);
+    c.closed_network(config);
+    c.tunnel(config);
+    c.client_certificates(config);
+    c.proxy(config);
+    c.management(config);
+    c.control(config);
+    c.found
+}
+
+struct Checker {
+    found: Vec<Diagnostic>,
+    files: FileChecks,
+}
+
+impl Checker {
+    fn error(&mut self, loc: Loc, key: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+        let index = self.found.len();
+        self.found.push(Diagnostic::error(loc, message).key(key));
+        &mut self.found[index]
+    }
+
+    fn warning(&mut self, loc: Loc, key: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+        let index = self.found.len();
+        self.found.push(Diagnostic::warning(loc, message).key(key));
+        &mut self.found[index]
+    }
+
+    fn version(&mut self, config: &Config) {
+        if *config.version != 1 {
+            self.error(config.version.loc, "version", format!("unsupported config version {}", *config.version))
+                .hint = Some("this oqs-edge reads `version: 1`".into());
+        }
+    }
+
+    fn site(&mut self, config: &Config) {
+        let code = &config.site.institution_code;
+        if code.len() != 10 || !code.chars().all(|c| c.is_ascii_digit()) {
+            self.error(
+                code.loc,
+                "site.institution_code",
+                format!("医療機関等コード `{}` must be exactly 10 digits", code.value),
+            )
+            .hint = Some(
+                "write the 10-digit code in quotes, e.g. \"1312345678\" (the CN of the 電子証明書)".into(),
+            );
+        }
+    }
+
+    fn segments(&mut self, config: &Config) {
+        let segments = &config.segments;
+        if segments.is_empty() {
+            self.error(segments.loc, "segments", "no LAN segments are defined")
+                .hint = Some("add at least the eligibility (資格確認端末) segment".into());
+        }
+        let mut names: HashMap<&str, Loc> = HashMap::new();
+        let mut interfaces: HashMap<&str, Loc> = HashMap::new();
+        for (i, seg) in segments.iter().enumerate() {
+            let key = |field: &str| format!("segments[{i}].{field}");
+            if seg.name.is_empty() {
+                self.error(seg.name.loc, key("name"), "a segment needs a name");
+            } else if let Some(first) = names.insert(&seg.name, seg.name.loc) {
+                self.error(seg.name.loc, key("name"), format!("segment name `{}` is used twice", *seg.name))
+                    .hint = Some(format!("the first is at line {}; give each segment its own name", first.line));
+            }
+            let ifname = seg.interface.0.as_str();
+            if let Some(first) = interfaces.insert(ifname, seg.interface.loc) {
+                self.error(seg.interface.loc, key("interface"), format!("interface `{ifname}` is used by two segments"))
+                    .hint = Some(format!("the first is at line {}; one segment per interface or VLAN", first.line));
+            }
+            if seg.interface.value == config.wan.interface.value {
+                self.error(seg.interface.loc, key("interface"), format!("interface `{ifname}` is also the WAN interface"));
+            }
+            self.router_address(&seg.address, &key("address"));
+            if let Some(a6) = &seg.address6 {
+                if !matches!(a6.value, IpNet::V6(_)) {
+                    self.error(a6.loc, key("address6"), format!("`{}` is not an IPv6 address", a6.value))
+                        .hint = Some("put the IPv4 address in `address`, the IPv6 one here".into());
+                } else if matches!(seg.address.value, IpNet::V6(_)) {
+                    self.error(a6.loc, key("address6"), "`address` is already IPv6")
+                        .hint = Some("use `address` for IPv4 and `address6` for IPv6".into());
+                } else {
+                    self.router_address(a6, &key("address6"));
+                }
+            }
+            match (seg.role.value, &seg.internet) {
+                (Role::Clinic, None) => {
+                    self.error(seg.loc, key("internet"), format!("clinic segment `{}` must state `internet:`", *seg.name))
+                        .hint = Some("add `internet: deny` (or `internet: allow` if its PCs need the internet)".into());
+                }
+                (Role::Eligibility, Some(at)) if at.value == InternetAccess::Allow => {
+                    self.error(at.loc, key("internet"), "an eligibility (資格確認端末) segment can never reach the internet")
+                        .hint = Some("delete this line; the eligibility PC reaches only the closed network".into());
+                }
+                _ => {}
+            }
+        }
+        if !segments.is_empty() && !segments.iter().any(|s| s.role.value == Role::Eligibility) {
+            self.warning(segments.loc, "segments", "no eligibility (資格確認端末) segment: nothing is routed to the closed network except through the proxy");
+        }
+        // Segment networks must not overlap each other.
+        let nets: Vec<(String, Loc, IpNet)> = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                let mut v = vec![(format!("segments[{i}].address"), s.address.loc, s.address.trunc())];
+                if let Some(a6) = &s.address6 {
+                    v.push((format!("segments[{i}].address6"), a6.loc, a6.trunc()));
+                }
+                v
+            })
+            .collect();
+        for (j, (key, loc, net)) in nets.iter().enumerate() {
+            if let Some((other, other_loc, _)) = nets[..j].iter().find(|(_, _, o)| overlaps(o, net)) {
+                self.error(*loc, key.clone(), format!("{net} overlaps {other} (line {})", other_loc.line))
+                    .hint = Some("each segment needs its own subnet".into());
+            }
+        }
+    }
+
+    /// A router address on a segment: a host address with a prefix length that leaves room.
+    fn router_address(&mut self, at: &At<IpNet>, key: &str) {
+        let net = at.value;
+        let host_bits = net.max_prefix_len() - net.prefix_len();
+        if matches!(net, IpNet::V4(_)) && host_bits >= 2 && net.addr() == net.broadcast() {
+            self.error(at.loc, key, format!("{} is the broadcast address of {}", net.addr(), net.trunc()));
+        } else if host_bits >= 2 && net.addr() == net.network() {
+            let example = net.hosts().next().map(|h| format!("{h}/{}", net.prefix_len())).unwrap_or_default();
+            self.error(at.loc, key, format!("{net} is the network address, not the router's address on it"))
+                .hint = Some(format!("write the router's own address, e.g. {example}"));
+        }
+        if host_bits == 0 {
+            self.error(at.loc, key, format!("{net} leaves no room for other hosts on the segment"))
+                .hint = Some("give the segment's prefix length, e.g. /24".into());
+        }
+    }
+
+    fn closed_network(&mut self, config: &Config) {
+        let closed = &config.closed_network;
+        if closed.prefixes.is_empty() {
+            self.error(closed.prefixes.loc, "closed_network.prefixes", "no closed-network prefixes are listed")
+                .hint = Some("list the closed network's prefixes as your provider gave them, e.g. [10.200.0.0/24]".into());
+        }
+        for (i, prefix) in closed.prefixes.iter().enumerate() {
+            let key = format!("closed_network.prefixes[{i}]");
+            let net = prefix.value;
+            if net.prefix_len() == 0 {
+                self.error(prefix.loc, &key, format!("{net} is the whole address space, not a closed network"));
+            } else if net.addr() != net.network() {
+                self.error(prefix.loc, &key, format!("{net} has host bits set"))
+                    .hint = Some(format!("did you mean {}?", net.trunc()));
+            }
+            for (s, seg) in config.segments.iter().enumerate() {
+                for (field, addr) in segment_nets(seg) {
+                    if overlaps(&addr.trunc(), &net.trunc()) {
+                        self.error(prefix.loc, &key, format!("{net} overlaps segment `{}` ({})", *seg.name, addr.trunc()))
+                            .hint = Some(format!("closed-network traffic would be confused with the LAN; check segments[{s}].{field}"));
+                    }
+                }
+            }
+            if let Some(other) = closed.prefixes[..i].iter().find(|o| overlaps(&o.trunc(), &net.trunc())) {
+                self.error(prefix.loc, &key, format!("{net} overlaps {} (line {})", other.value, other.loc.line))
+                    .hint = Some("list each prefix once".into());
+            }
+        }
+        for (i, dns) in closed.dns.iter().enumerate() {
+            if !closed.prefixes.iter().any(|p| p.contains(&dns.value)) {
+                self.warning(dns.loc, format!("closed_network.dns[{i}]"), format!("DNS server {} is outside the closed prefixes, so it is not reached through the tunnel", dns.value));
+            }
+        }
+    }
+
+    fn tunnel(&mut self, config: &Config) {
+        let tunnel = &config.tunnel;
+        let kind = tunnel.kind.value;
+        let sections = [
+            (TunnelType::WireGuard, "wireguard", tunnel.wireguard.as_ref().map(|s| s.loc)),
+            (TunnelType::Ipsec, "ipsec", tunnel.ipsec.as_ref().map(|s| s.loc)),
+            (TunnelType::IpVpn, "ip_vpn", tunnel.ip_vpn.as_ref().map(|s| s.loc)),
+        ];
+        for (section_kind, name, loc) in sections {
+            match (section_kind == kind, loc) {
+                (true, None) => {
+                    self.error(tunnel.kind.loc, "tunnel.type", format!("`type: {kind}` needs a `tunnel.{name}:` section"))
+                        .hint = Some(format!("add `{name}:` under `tunnel:` with its settings"));
+                }
+                (false, Some(loc)) => {
+                    self.error(loc, format!("tunnel.{name}"), format!("`tunnel.{name}` is set but `tunnel.type` is {kind}"))
+                        .hint = Some(format!("delete the `{name}:` section, or set `type: {section_kind}`"));
+                }
+                _ => {}
+            }
+        }
+        if let Some(wg) = tunnel.wireguard.as_ref().filter(|_| kind == TunnelType::WireGuard) {
+            self.tunnel_interface(config, &wg.interface, "tunnel.wireguard.interface");
+            self.secret_file(&wg.private_key_file, "tunnel.wireguard.private_key_file");
+            let addr = wg.address.value;
+            for (s, seg) in config.segments.iter().enumerate() {
+                for (field, net) in segment_nets(seg) {
+                    if overlaps(&net.trunc(), &addr.trunc()) {
+                        self.error(wg.address.loc, "tunnel.wireguard.address", format!("tunnel address {addr} overlaps segments[{s}].{field} ({})", net.trunc()));
+                    }
+                }
+            }
+            if let Some(p) = config.closed_network.prefixes.iter().find(|p| overlaps(&p.trunc(), &addr.trunc())) {
+                self.error(wg.address.loc, "tunnel.wireguard.address", format!("tunnel address {addr} overlaps closed prefix {}", p.value))
+                    .hint = Some("the router's tunnel address is its own, outside the closed prefixes".into());
+            }
+            if let Some(port) = &wg.listen_port {
+                if port.value == 0 {
+                    self.error(port.loc, "tunnel.wireguard.listen_port", "port 0 is not a port")
+                        .hint = Some("leave `listen_port` out for a random port".into());
+                }
+            }
+            if let Some(ka) = &wg.peer.persistent_keepalive {
+                if ka.value.0.as_secs() == 0 || ka.value.0.as_secs() > 65535 {
+                    self.error(ka.loc, "tunnel.wireguard.peer.persistent_keepalive", "keepalive must be between 1s and 65535s")
+                        .hint = Some("25s keeps NAT mappings open; leave it out to switch keepalives off".into());
+                }
+            }
+        }
+        if let Some(ipsec) = tunnel.ipsec.as_ref().filter(|_| kind == TunnelType::Ipsec) {
+            self.absolute(&ipsec.vici_socket, "tunnel.ipsec.vici_socket");
+            let remote = ipsec.remote_address.as_str();
+            if remote.parse::<IpAddr>().is_err() && !is_dns_name(remote) {
+                self.error(ipsec.remote_address.loc, "tunnel.ipsec.remote_address", format!("`{remote}` is neither an address nor a host name"));
+            }
+            for (value, key) in [(&ipsec.local_id, "local_id"), (&ipsec.remote_id, "remote_id")] {
+                if value.trim().is_empty() {
+                    self.error(value.loc, format!("tunnel.ipsec.{key}"), "an IKE identity cannot be empty")
+                        .hint = Some("use the identity your provider gave, e.g. a host name or the WAN address".into());
+                }
+            }
+            let auth = &ipsec.auth;
+            match (&auth.psk_file, &auth.certificate) {
+                (Some(psk), None) => self.secret_file(psk, "tunnel.ipsec.auth.psk_file"),
+                (None, Some(cert)) => {
+                    self.public_file(&cert.cert, "tunnel.ipsec.auth.certificate.cert");
+                    self.secret_file(&cert.key, "tunnel.ipsec.auth.certificate.key");
+                    self.public_file(&cert.ca, "tunnel.ipsec.auth.certificate.ca");
+                }
+                (Some(_), Some(_)) => {
+                    self.error(auth.loc, "tunnel.ipsec.auth", "IPsec auth has both `psk_file` and `certificate`")
+                        .hint = Some("keep exactly one: the method your provider uses".into());
+                }
+                (None, None) => {
+                    self.error(auth.loc, "tunnel.ipsec.auth", "IPsec auth has no method")
+                        .hint = Some("add `psk_file:` or `certificate: { cert, key, ca }`".into());
+                }
+            }
+            for (list, key) in [(&ipsec.ike_proposals, "ike_proposals"), (&ipsec.esp_proposals, "esp_proposals")] {
+                if list.is_empty() {
+                    self.error(ipsec.loc, format!("tunnel.ipsec.{key}"), format!("`{key}` is empty"))
+                        .hint = Some("leave the key out for the default, or list your provider's proposals".into());
+                }
+            }
+            if ipsec.dpd_delay.0.is_zero() {
+                self.error(ipsec.dpd_delay.loc, "tunnel.ipsec.dpd_delay", "dead peer detection needs a delay above 0s");
+            }
+        }
+        if let Some(vpn) = tunnel.ip_vpn.as_ref().filter(|_| kind == TunnelType::IpVpn) {
+            let gw = vpn.gateway.value;
+            for prefix in config.closed_network.prefixes.iter() {
+                if matches!(prefix.value, IpNet::V4(_)) != gw.is_ipv4() {
+                    self.error(vpn.gateway.loc, "tunnel.ip_vpn.gateway", format!("gateway {gw} cannot be the next hop of closed prefix {} (another IP family)", prefix.value))
+                        .hint = Some("use a gateway of the same family as the closed prefixes".into());
+                    break;
+                }
+            }
+        }
+    }
+
+    fn tunnel_interface(&mut self, config: &Config, name: &At<super::scalar::IfName>, key: &str) {
+        if name.value == config.wan.interface.value
+            || config.segments.iter().any(|s| s.interface.value == name.value)
+        {
+            self.error(name.loc, key, format!("interface `{}` is already a LAN or WAN interface", name.value))
+                .hint = Some("the tunnel gets an interface of its own, e.g. oqs-wg0".into());
+        }
+    }
+
+    fn client_certificates(&mut self, config: &Config) {
+        let mut names: HashMap<&str, Loc> = HashMap::new();
+        for (i, cert) in config.client_certificates.iter().enumerate() {
+            let key = |field: &str| format!("client_certificates[{i}].{field}");
+            if let Some(first) = names.insert(&cert.name, cert.name.loc) {
+                self.error(cert.name.loc, key("name"), format!("certificate name `{}` is used twice", *cert.name))
+                    .hint = Some(format!("the first is at line {}", first.line));
+            }
+            match (&cert.pkcs12, &cert.cert, &cert.key) {
+                (Some(p12), None, None) => {
+                    self.public_file(p12, &key("pkcs12"));
+                    match &cert.password_file {
+                        Some(pw) => self.secret_file(pw, &key("password_file")),
+                        None => {
+                            self.error(cert.loc, key("password_file"), "a PKCS#12 certificate needs `password_file`")
+                                .hint = Some("put the .p12 password in a file with mode 0600 and name it here".into());
+                        }
+                    }
+                }
+                (None, Some(pem), Some(pem_key)) => {
+                    self.public_file(pem, &key("cert"));
+                    self.secret_file(pem_key, &key("key"));
+                    if let Some(pw) = &cert.password_file {
+                        self.error(pw.loc, key("password_file"), "`password_file` is for PKCS#12 files; a PEM key has none")
+                            .hint = Some("delete this line".into());
+                    }
+                }
+                (None, None, None) => {
+                    self.error(cert.loc, key("pkcs12"), format!("certificate `{}` names no file", *cert.name))
+                        .hint = Some("add `pkcs12:` + `password_file:`, or `cert:` + `key:`".into());
+                }
+                _ => {
+                    self.error(cert.loc, key("pkcs12"), format!("certificate `{}` must be either `pkcs12` or `cert` + `key`", *cert.name))
+                        .hint = Some("keep one form: `pkcs12:` + `password_file:`, or `cert:` + `key:`".into());
+                }
+            }
+        }
+        for cert in config.client_certificates.iter() {
+            let used = config
+                .proxy
+                .as_ref()
+                .is_some_and(|p| p.routes.iter().any(|r| *r.client_certificate == *cert.name));
+            if !used {
+                self.warning(cert.name.loc, "client_certificates", format!("certificate `{}` is not used by any proxy route", *cert.name));
+            }
+        }
+    }
+
+    fn proxy(&mut self, config: &Config) {
+        let Some(proxy) = &config.proxy else { return };
+        self.absolute(&proxy.local_ca_dir, "proxy.local_ca_dir");
+        let router_addrs: Vec<IpAddr> = config
+            .segments
+            .iter()
+            .flat_map(|s| segment_nets(s).into_iter().map(|(_, n)| n.addr()))
+            .collect();
+        let mut names: HashMap<&str, Loc> = HashMap::new();
+        let mut listens: BTreeMap<std::net::SocketAddr, Loc> = BTreeMap::new();
+        for (i, route) in proxy.routes.iter().enumerate() {
+            let key = |field: &str| format!("proxy.routes[{i}].{field}");
+            if let Some(first) = names.insert(&route.name, route.name.loc) {
+                self.error(route.name.loc, key("name"), format!("route name `{}` is used twice", *route.name))
+                    .hint = Some(format!("the first is at line {}", first.line));
+            }
+            let listen = route.listen.value;
+            if !router_addrs.contains(&listen.ip()) {
+                let list = router_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                self.error(route.listen.loc, key("listen"), format!("{} is not one of the router's segment addresses", listen.ip()))
+                    .hint = Some(format!("listen on one of: {list}"));
+            }
+            if let Some(first) = listens.insert(listen, route.listen.loc) {
+                self.error(route.listen.loc, key("listen"), format!("{listen} is already used by another route (line {})", first.line));
+            }
+            if !config.client_certificates.iter().any(|c| *c.name == *route.client_certificate) {
+                let known: Vec<&str> = config.client_certificates.iter().map(|c| c.name.as_str()).collect();
+                let d = self.error(route.client_certificate.loc, key("client_certificate"), format!("no client certificate is named `{}`", *route.client_certificate));
+                d.hint = Some(match super::scalar::closest(&route.client_certificate, known.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None if known.is_empty() => "add it under `client_certificates:`".into(),
+                    None => format!("defined certificates: {}", known.join(", ")),
+                });
+            }
+            self.public_file(&route.server_ca, &key("server_ca"));
+            if route.allow.is_empty() {
+                self.error(route.allow.loc, key("allow"), "nobody may use this route")
+                    .hint = Some("list the segments (or CIDRs) whose PCs use it, e.g. [clinic]".into());
+            }
+            for (j, entry) in route.allow.iter().enumerate() {
+                self.source(config, entry, &format!("proxy.routes[{i}].allow[{j}]"));
+            }
+            // Proxy clients on a segment that also reaches the internet.
+            for seg in config.segments.iter() {
+                let open = seg.role.value == Role::Clinic
+                    && seg.internet.as_ref().is_some_and(|a| a.value == InternetAccess::Allow);
+                let holds_clients = route.allow.iter().any(|a| {
+                    *a.value == *seg.name
+                        || a.parse::<IpNet>().is_ok_and(|n| segment_nets(seg).iter().any(|(_, s)| overlaps(&s.trunc(), &n)))
+                });
+                if open && holds_clients {
+                    self.warning(route.allow.loc, key("allow"), format!("segment `{}` reaches the internet and also uses route `{}`: a compromised PC there can use the clinic's certificate", *seg.name, *route.name))
+                        .hint = Some(format!("consider `internet: deny` for `{}`, or a separate segment for proxy clients", *seg.name));
+                }
+            }
+        }
+    }
+
+    fn management(&mut self, config: &Config) {
+        let Some(m) = &config.management else { return };
+        for (i, entry) in m.ssh_from.iter().enumerate() {
+            self.source(config, entry, &format!("management.ssh_from[{i}]"));
+        }
+    }
+
+    fn control(&mut self, config: &Config) {
+        if let Some(control) = &config.control {
+            self.absolute(&control.socket, "control.socket");
+        }
+    }
+
+    /// A source in an `allow`-style list: a segment name or a CIDR.
+    fn source(&mut self, config: &Config, entry: &At<String>, key: &str) {
+        if config.segments.iter().any(|s| *s.name == **entry) {
+            return;
+        }
+        match entry.parse::<IpNet>() {
+            Ok(net) if net.addr() != net.network() => {
+                self.error(entry.loc, key, format!("{net} has host bits set"))
+                    .hint = Some(format!("did you mean {}?", net.trunc()));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let names: Vec<&str> = config.segments.iter().map(|s| s.name.as_str()).collect();
+                let d = self.error(entry.loc, key, format!("`{}` is neither a segment name nor a CIDR", **entry));
+                d.hint = Some(match super::scalar::closest(entry, names.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("segments: {}; or a CIDR like 192.168.60.0/24", names.join(", ")),
+                });
+            }
+        }
+    }
+
+    fn absolute(&mut self, path: &At<std::path::PathBuf>, key: &str) -> bool {
+        if path.is_absolute() {
+            return true;
+        }
+        self.error(path.loc, key, format!("`{}` is not an absolute path", path.display()))
+            .hint = Some("the daemon does not run in your directory: write the full path, starting with /".into());
+        false
+    }
+
+    /// A file anyone on the router may read (certificates, CAs): it must exist.
+    fn public_file(&mut self, path: &At<std::path::PathBuf>, key: &str) {
+        if self.absolute(path, key) && self.files == FileChecks::On {
+            self.readable(path, key);
+        }
+    }
+
+    /// A secret (key, PSK, password): it must exist and be private to its owner.
+    fn secret_file(&mut self, path: &At<std::path::PathBuf>, key: &str) {
+        if !self.absolute(path, key) || self.files == FileChecks::Off {
+            return;
+        }
+        let Some(meta) = self.readable(path, key) else { return };
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let who = match (mode & 0o070 != 0, mode & 0o007 != 0) {
+                (true, true) => "group and others",
+                (true, false) => "its group",
+                _ => "others",
+            };
+            self.error(path.loc, key, format!("secret file {} can be read or written by {who} (mode {mode:04o})", path.display()))
+                .hint = Some(format!("run: chmod 600 {}", path.display()));
+        }
+    }
+
+    fn readable(&mut self, path: &At<std::path::PathBuf>, key: &str) -> Option<std::fs::Metadata> {
+        let shown = path.display();
+        match std::fs::metadata(&path.value) {
+            Ok(meta) if !meta.is_file() => {
+                self.error(path.loc, key, format!("{shown} is not a regular file"));
+                None
+            }
+            Ok(meta) => match std::fs::File::open(&path.value) {
+                Ok(_) => Some(meta),
+                Err(e) => {
+                    self.error(path.loc, key, format!("cannot open {shown}: {e}"));
+                    None
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.error(path.loc, key, format!("{shown} does not exist"))
+                    .hint = Some("create it or correct the path (`check --no-files` skips file checks when linting away from the router)".into());
+                None
+            }
+            Err(e) => {
+                self.error(path.loc, key, format!("cannot read {shown}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// The router's addresses on a segment, with the key each came from.
+fn segment_nets(seg: &super::model::Segment) -> Vec<(&'static str, IpNet)> {
+    let mut v = vec![("address", seg.address.value)];
+    if let Some(a6) = &seg.address6 {
+        v.push(("address6", a6.value));
+    }
+    v
+}
+
+pub(crate) fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}

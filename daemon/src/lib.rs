@@ -1,0 +1,7 @@
+//! oqs-edge: the on-site router daemon for オンライン資格確認 and オンライン請求.
+//!
+//! Data flows one way: [`config`] (YAML → a checked config) → [`plan`] (pure: the desired
+//! state) → the appliers (later: firewall, net, tunnel, proxy, pki) → the supervisor.
+
+pub mod config;
+pub mod plan;

@@ -1,0 +1,286 @@
+//! The desired state, computed from a checked config by pure functions: no I/O, same config in,
+//! same plan out. `oqs-edge plan` prints it; the appliers make the system match it.
+
+pub mod firewall;
+pub mod nft;
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::model::Dataplane;
+use crate::config::{TunnelSection, ValidConfig};
+use firewall::Egress;
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    /// The whole `table inet oqs_edge`.
+    #[serde(skip)]
+    pub firewall: nft::Ruleset,
+    /// Kernel settings the router needs (`sysctl` names and values).
+    pub sysctls: Vec<(String, String)>,
+    /// Routes oqs-edge adds (and later removes: only these).
+    pub routes: Vec<Route>,
+    pub tunnel: TunnelPlan,
+    pub proxy: Vec<ProxyRoutePlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub destination: IpNet,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<IpAddr>,
+    pub device: String,
+}
+
+/// The tunnel, with secrets named by file, never by content.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum TunnelPlan {
+    Wireguard {
+        interface: String,
+        address: IpNet,
+        private_key_file: PathBuf,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        listen_port: Option<u16>,
+        peer_public_key: String,
+        peer_endpoint: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        persistent_keepalive_secs: Option<u64>,
+        allowed_ips: Vec<IpNet>,
+    },
+    Ipsec {
+        connection: &'static str,
+        vici_socket: PathBuf,
+        dataplane: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        local_address: Option<IpAddr>,
+        remote_address: String,
+        local_id: String,
+        remote_id: String,
+        auth: String,
+        ike_proposals: Vec<String>,
+        esp_proposals: Vec<String>,
+        dpd_delay_secs: u64,
+        local_ts: Vec<IpNet>,
+        remote_ts: Vec<IpNet>,
+    },
+    IpVpn {
+        wan: String,
+        gateway: IpAddr,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProxyRoutePlan {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub lan_tls: String,
+    pub mode: String,
+    pub upstream: String,
+    /// Where the connection goes: `upstream_address`, or the upstream host resolved.
+    pub connect_to: String,
+    pub server_ca: PathBuf,
+    pub client_certificate: String,
+    /// `allow` resolved to prefixes.
+    pub allow: Vec<IpNet>,
+}
+
+/// The one connection oqs-edge owns in charon.
+pub const IPSEC_CONNECTION: &str = "oqs-edge";
+
+pub fn plan(config: &ValidConfig) -> Plan {
+    Plan {
+        firewall: firewall::ruleset(config),
+        sysctls: sysctls(config),
+        routes: routes(config),
+        tunnel: tunnel(config),
+        proxy: proxy(config),
+    }
+}
+
+fn closed_prefixes(config: &ValidConfig) -> Vec<IpNet> {
+    config.closed_network.prefixes.iter().map(|p| p.value).collect()
+}
+
+fn sysctls(config: &ValidConfig) -> Vec<(String, String)> {
+    let mut v = vec![("net.ipv4.ip_forward".to_owned(), "1".to_owned())];
+    let any_v6 = closed_prefixes(config).iter().any(|p| matches!(p, IpNet::V6(_)))
+        || config.segments.iter().any(|s| s.address6.is_some() || matches!(s.address.value, IpNet::V6(_)));
+    if any_v6 {
+        v.push(("net.ipv6.conf.all.forwarding".to_owned(), "1".to_owned()));
+    }
+    v
+}
+
+/// Routes to the closed network. charon routes libipsec's traffic itself (table 220), and the
+/// kernel dataplane uses xfrm policies, so IPsec adds none here.
+fn routes(config: &ValidConfig) -> Vec<Route> {
+    let prefixes = closed_prefixes(config);
+    match firewall::egress(config) {
+        Egress::Interface(device) if matches!(config.tunnel(), TunnelSection::WireGuard(_)) => prefixes
+            .into_iter()
+            .map(|destination| Route { destination, via: None, device: device.clone() })
+            .collect(),
+        Egress::Wan(device) => {
+            let TunnelSection::IpVpn(vpn) = config.tunnel() else { return Vec::new() };
+            prefixes
+                .into_iter()
+                .map(|destination| Route { destination, via: Some(vpn.gateway.value), device: device.clone() })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn tunnel(config: &ValidConfig) -> TunnelPlan {
+    match config.tunnel() {
+        TunnelSection::WireGuard(wg) => TunnelPlan::Wireguard {
+            interface: wg.interface.0.clone(),
+            address: wg.address.value,
+            private_key_file: wg.private_key_file.value.clone(),
+            listen_port: wg.listen_port.as_ref().map(|p| p.value),
+            peer_public_key: wg.peer.public_key.to_string(),
+            peer_endpoint: wg.peer.endpoint.to_string(),
+            persistent_keepalive_secs: wg.peer.persistent_keepalive.as_ref().map(|k| k.0.as_secs()),
+            allowed_ips: closed_prefixes(config),
+        },
+        TunnelSection::Ipsec(ipsec) => TunnelPlan::Ipsec {
+            connection: IPSEC_CONNECTION,
+            vici_socket: ipsec.vici_socket.value.clone(),
+            dataplane: ipsec.dataplane.to_string(),
+            local_address: ipsec.local_address.as_ref().map(|a| a.value),
+            remote_address: ipsec.remote_address.value.clone(),
+            local_id: ipsec.local_id.value.clone(),
+            remote_id: ipsec.remote_id.value.clone(),
+            auth: match (&ipsec.auth.psk_file, &ipsec.auth.certificate) {
+                (Some(psk), _) => format!("psk (from {})", psk.display()),
+                (None, Some(c)) => format!("certificate {} (key {}, peer CA {})", c.cert.display(), c.key.display(), c.ca.display()),
+                (None, None) => String::new(),
+            },
+            ike_proposals: ipsec.ike_proposals.iter().map(|p| p.value.clone()).collect(),
+            esp_proposals: ipsec.esp_proposals.iter().map(|p| p.value.clone()).collect(),
+            dpd_delay_secs: ipsec.dpd_delay.0.as_secs(),
+            local_ts: config
+                .segments
+                .iter()
+                .filter(|s| s.role.value == crate::config::model::Role::Eligibility)
+                .flat_map(|s| std::iter::once(s.address.trunc()).chain(s.address6.iter().map(|a| a.trunc())))
+                .collect(),
+            remote_ts: closed_prefixes(config),
+        },
+        TunnelSection::IpVpn(vpn) => TunnelPlan::IpVpn {
+            wan: config.wan.interface.0.clone(),
+            gateway: vpn.gateway.value,
+        },
+    }
+}
+
+fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
+    let Some(proxy) = &config.proxy else { return Vec::new() };
+    proxy
+        .routes
+        .iter()
+        .map(|r| {
+            let family = nft::Family::of(&IpNet::from(r.listen.ip()));
+            ProxyRoutePlan {
+                name: r.name.value.clone(),
+                listen: r.listen.value,
+                lan_tls: r.lan_tls.to_string(),
+                mode: r.mode.to_string(),
+                upstream: r.upstream.to_string(),
+                connect_to: match &r.upstream_address {
+                    Some(addr) => SocketAddr::new(addr.value, r.upstream.port).to_string(),
+                    None => format!("{} (resolved)", r.upstream.value),
+                },
+                server_ca: r.server_ca.value.clone(),
+                client_certificate: r.client_certificate.value.clone(),
+                allow: firewall::resolve_sources(config, r.allow.iter().map(|a| a.as_str()), family),
+            }
+        })
+        .collect()
+}
+
+impl Plan {
+    /// The plan as an operator reads it.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# firewall: nft -f replaces table inet oqs_edge in one transaction\n");
+        out.push_str(&self.firewall.to_nft_text());
+        out.push_str("\n# sysctls\n");
+        for (key, value) in &self.sysctls {
+            let _ = writeln!(out, "{key} = {value}");
+        }
+        out.push_str("\n# routes (table main, added and removed by oqs-edge)\n");
+        if self.routes.is_empty() {
+            out.push_str(match &self.tunnel {
+                TunnelPlan::Ipsec { dataplane, .. } if dataplane == Dataplane::Libipsec.as_str() => {
+                    "(none: charon routes the traffic selectors through ipsec0, table 220)\n"
+                }
+                TunnelPlan::Ipsec { .. } => "(none: the kernel's IPsec policies steer the traffic)\n",
+                _ => "(none)\n",
+            });
+        }
+        for r in &self.routes {
+            match r.via {
+                Some(via) => writeln!(out, "{} via {via} dev {}", r.destination, r.device),
+                None => writeln!(out, "{} dev {}", r.destination, r.device),
+            }
+            .unwrap_or_default();
+        }
+        out.push_str("\n# tunnel\n");
+        out.push_str(&yaml_lines(&serde_json::to_value(&self.tunnel).unwrap_or_default(), 0));
+        out.push_str("\n# proxy routes\n");
+        if self.proxy.is_empty() {
+            out.push_str("(none)\n");
+        }
+        for r in &self.proxy {
+            let allow: Vec<String> = r.allow.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "{}: {} ({}, lan tls {}) -> {} via {}, client certificate {}, server CA {}, allow {}",
+                r.name,
+                r.listen,
+                r.mode,
+                r.lan_tls,
+                r.upstream,
+                r.connect_to,
+                r.client_certificate,
+                r.server_ca.display(),
+                allow.join(" ")
+            );
+        }
+        out
+    }
+
+    /// The plan as JSON; `.firewall` is nft's own JSON (`nft -j -f` reads it).
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["firewall"] = self.firewall.to_nft_json();
+        v
+    }
+}
+
+/// A flat JSON object shown as `key: value` lines.
+fn yaml_lines(value: &Value, indent: usize) -> String {
+    let mut out = String::new();
+    if let Value::Object(map) = value {
+        for (key, v) in map {
+            let shown = match v {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => {
+                    let items: Vec<String> = items.iter().map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string())).collect();
+                    format!("[{}]", items.join(", "))
+                }
+                other => other.to_string(),
+            };
+            let _ = writeln!(out, "{}{key}: {shown}", " ".repeat(indent));
+        }
+    }
+    out
+}
+

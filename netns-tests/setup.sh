@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything oqs-edge's build and tests need on a fresh Debian 12 (bookworm) machine.
+# Idempotent: safe to run again; mends a half-configured dpkg first (charon-systemd pulls a
+# systemd upgrade, and an interrupted install leaves dpkg with "Unmet dependencies").
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (it installs Debian packages)" >&2
+    exit 1
+fi
+
+packages=(
+    # build
+    build-essential pkg-config ca-certificates git jq
+    # the firewall and the lab
+    nftables iproute2 iputils-ping tcpdump curl openssl procps psmisc
+    # real peers the netns tests talk to
+    nginx-light wireguard-go wireguard-tools
+    strongswan-swanctl strongswan-charon charon-systemd libcharon-extra-plugins
+    # benchmark tools (same as a user has)
+    iperf3 wrk hyperfine
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+export DEBIAN_FRONTEND=noninteractive
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    apt-get -f install -y -q
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian starts these on install; the tests run their own instances inside namespaces.
+for unit in nginx strongswan charon-systemd; do
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+done
+
+if ! command -v cargo >/dev/null; then
+    echo "setup.sh: cargo not found: install a Rust toolchain (rustup, Rust 1.85 or newer) first" >&2
+    exit 1
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        rustup component add "$component"
+    fi
+done
+echo "setup.sh: ready ($(nft --version), $(cargo --version))"
