@@ -5,6 +5,8 @@
 //! recovers — a misspelt key is read as its nearest known key, any other unknown key is skipped —
 //! and reads again. Every repair is reported as an error, so a repaired file is never valid.
 
+use std::collections::HashSet;
+
 use serde_saphyr::{DuplicateKeyPolicy, Options};
 
 use super::diagnostic::Diagnostic;
@@ -14,14 +16,26 @@ use super::scalar::{self, closest, Loc};
 /// More repairs than this and the file is too far from a config to be worth reading on.
 const MAX_REPAIRS: usize = 32;
 
-/// The config as read, or every problem found. `Ok` carries no errors.
-pub fn parse(source: &str) -> Result<model::Config, Vec<Diagnostic>> {
+/// What one reading found.
+pub struct Parsed {
+    /// The config, when the file could be read as one (perhaps after repairs).
+    pub config: Option<model::Config>,
+    /// Every problem found while reading.
+    pub found: Vec<Diagnostic>,
+    /// Where values failed to parse: placeholders stand there.
+    pub unparsed: HashSet<Loc>,
+}
+
+/// Read the config, reporting as many problems as one reading can find.
+pub fn parse(source: &str) -> Parsed {
     let mut text = source.to_owned();
     let mut found: Vec<Diagnostic> = Vec::new();
     let mut repaired_lines: Vec<u32> = Vec::new();
+    let mut unparsed = HashSet::new();
     loop {
         let result = read(&text);
         for problem in scalar::take_problems() {
+            unparsed.insert(problem.loc);
             let d = Diagnostic {
                 hint: problem.hint,
                 ..Diagnostic::error(problem.loc, problem.message)
@@ -31,15 +45,14 @@ pub fn parse(source: &str) -> Result<model::Config, Vec<Diagnostic>> {
             }
         }
         let error = match result {
-            Ok(config) if found.is_empty() => return Ok(config),
-            Ok(_) => return Err(found),
+            Ok(config) => return Parsed { config: Some(config), found, unparsed },
             Err(error) => error,
         };
         let loc = error.location().map(Loc::from_saphyr).unwrap_or_default();
         if repaired_lines.contains(&loc.line) {
             // A consequence of our own repair (e.g. the key it restored is now a duplicate):
             // what we reported for this line already says what to fix.
-            return Err(found);
+            return Parsed { config: None, found, unparsed };
         }
         let message = strip_position(&error.without_snippet().to_string());
         match unknown_key(&message) {
@@ -60,12 +73,12 @@ pub fn parse(source: &str) -> Result<model::Config, Vec<Diagnostic>> {
                         text = repaired;
                         repaired_lines.push(loc.line);
                     }
-                    None => return Err(found),
+                    None => return Parsed { config: None, found, unparsed },
                 }
             }
             _ => {
-                found.push(explain(loc, &message));
-                return Err(found);
+                found.push(explain(&text, loc, &message));
+                return Parsed { config: None, found, unparsed };
             }
         }
     }
@@ -104,7 +117,11 @@ fn unknown_key(message: &str) -> Option<(String, Vec<String>)> {
 }
 
 /// A structural error, reworded where serde's words are not an operator's.
-fn explain(loc: Loc, message: &str) -> Diagnostic {
+fn explain(text: &str, loc: Loc, message: &str) -> Diagnostic {
+    if message.contains("found a tab") || message.contains("tabs disallowed") {
+        return Diagnostic::error(first_tab_from(text, loc).unwrap_or(loc), "a tab in the indentation")
+            .hint("indent with spaces; YAML does not allow tabs for indentation");
+    }
     let d = Diagnostic::error(loc, message);
     if let Some(key) = message
         .strip_prefix("missing field `")
@@ -112,9 +129,6 @@ fn explain(loc: Loc, message: &str) -> Diagnostic {
     {
         return Diagnostic::error(loc, format!("missing key `{key}` in this section"))
             .hint(format!("add `{key}:` here (see config/oqs-edge.schema.json or README)"));
-    }
-    if message.contains("tabs disallowed") {
-        return d.hint("indent with spaces; YAML does not allow tabs for indentation");
     }
     if message.contains("duplicate mapping key") {
         let key = message
@@ -132,6 +146,17 @@ fn explain(loc: Loc, message: &str) -> Diagnostic {
         return d.hint("this key takes a section of `key: value` lines, indented under it");
     }
     d
+}
+
+/// The parser may blame the token before a tab; point at the tab itself.
+fn first_tab_from(text: &str, loc: Loc) -> Option<Loc> {
+    text.split('\n')
+        .enumerate()
+        .skip(loc.line.checked_sub(1)? as usize)
+        .find_map(|(i, line)| {
+            let column = line.chars().position(|c| c == '\t')?;
+            Some(Loc { line: i as u32 + 1, column: column as u32 + 1 })
+        })
 }
 
 /// Replace the key at `loc` (which must read `key`) by `with`.

@@ -72,13 +72,11 @@ pub fn check_file(path: &Path, files: FileChecks) -> Result<(Checked, String), s
 
 /// Check config text as if read from `path` (for reports and relative-path hints).
 pub fn check_source(path: &Path, source: &str, files: FileChecks) -> Checked {
-    let (config, diagnostics) = match load::parse(source) {
-        Ok(config) => {
-            let found = validate::check(&config, files);
-            (Some(config), found)
-        }
-        Err(found) => (None, found),
-    };
+    let load::Parsed { config, mut found, unparsed } = load::parse(source);
+    if let Some(config) = &config {
+        found.extend(validate::check(config, files, &unparsed));
+    }
+    let diagnostics = found;
     let report = Report::new(path, diagnostics);
     let config = config.filter(|_| report.valid).and_then(|mut config| {
         let sections = &mut config.tunnel.value;

@@ -1,7 +1,7 @@
 //! Semantic checks: everything the YAML types cannot say. Every check runs, so one `check`
 //! reports all problems, each at the key at fault.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -19,10 +19,13 @@ pub enum FileChecks {
     Off,
 }
 
-pub fn check(config: &Config, files: FileChecks) -> Vec<Diagnostic> {
+/// Check a config. `unparsed` are the places of values that did not parse (and were already
+/// reported): they hold placeholders, so checks that would compare them are skipped.
+pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec<Diagnostic> {
     let mut c = Checker {
         found: Vec::new(),
         files,
+        unparsed,
     };
     c.version(config);
     c.site(config);
@@ -33,15 +36,27 @@ pub fn check(config: &Config, files: FileChecks) -> Vec<Diagnostic> {
     c.proxy(config);
     c.management(config);
     c.control(config);
-    c.found
+    let Checker { mut found, unparsed, .. } = c;
+    found.retain(|d| d.loc.is_none_or(|loc| !unparsed.contains(&loc)));
+    found
 }
 
-struct Checker {
+struct Checker<'a> {
     found: Vec<Diagnostic>,
     files: FileChecks,
+    unparsed: &'a HashSet<Loc>,
 }
 
-impl Checker {
+impl Checker<'_> {
+    /// Whether a value parsed (so comparing it with others means something).
+    fn ok<T>(&self, at: &At<T>) -> bool {
+        !self.unparsed.contains(&at.loc)
+    }
+
+    fn all_segment_addresses_ok(&self, config: &Config) -> bool {
+        config.segments.iter().all(|s| self.ok(&s.address) && s.address6.as_ref().is_none_or(|a| self.ok(a)))
+    }
+
     fn error(&mut self, loc: Loc, key: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
         let index = self.found.len();
         self.found.push(Diagnostic::error(loc, message).key(key));
@@ -92,7 +107,8 @@ impl Checker {
                     .hint = Some(format!("the first is at line {}; give each segment its own name", first.line));
             }
             let ifname = seg.interface.0.as_str();
-            if let Some(first) = interfaces.insert(ifname, seg.interface.loc) {
+            if !self.ok(&seg.interface) {
+            } else if let Some(first) = interfaces.insert(ifname, seg.interface.loc) {
                 self.error(seg.interface.loc, key("interface"), format!("interface `{ifname}` is used by two segments"))
                     .hint = Some(format!("the first is at line {}; one segment per interface or VLAN", first.line));
             }
@@ -111,7 +127,9 @@ impl Checker {
                     self.router_address(a6, &key("address6"));
                 }
             }
+            let role_ok = self.ok(&seg.role) && seg.internet.as_ref().is_none_or(|i| self.ok(i));
             match (seg.role.value, &seg.internet) {
+                _ if !role_ok => {}
                 (Role::Clinic, None) => {
                     self.error(seg.loc, key("internet"), format!("clinic segment `{}` must state `internet:`", *seg.name))
                         .hint = Some("add `internet: deny` (or `internet: allow` if its PCs need the internet)".into());
@@ -123,7 +141,7 @@ impl Checker {
                 _ => {}
             }
         }
-        if !segments.is_empty() && !segments.iter().any(|s| s.role.value == Role::Eligibility) {
+        if !segments.is_empty() && segments.iter().all(|s| self.ok(&s.role) && s.role.value != Role::Eligibility) {
             self.warning(segments.loc, "segments", "no eligibility (資格確認端末) segment: nothing is routed to the closed network except through the proxy");
         }
         // Segment networks must not overlap each other.
@@ -137,6 +155,7 @@ impl Checker {
                 }
                 v
             })
+            .filter(|(_, loc, _)| !self.unparsed.contains(loc))
             .collect();
         for (j, (key, loc, net)) in nets.iter().enumerate() {
             if let Some((other, other_loc, _)) = nets[..j].iter().find(|(_, _, o)| overlaps(o, net)) {
@@ -178,6 +197,9 @@ impl Checker {
                 self.error(prefix.loc, &key, format!("{net} has host bits set"))
                     .hint = Some(format!("did you mean {}?", net.trunc()));
             }
+            if !self.ok(prefix) || !self.all_segment_addresses_ok(config) {
+                continue;
+            }
             for (s, seg) in config.segments.iter().enumerate() {
                 for (field, addr) in segment_nets(seg) {
                     if overlaps(&addr.trunc(), &net.trunc()) {
@@ -186,12 +208,13 @@ impl Checker {
                     }
                 }
             }
-            if let Some(other) = closed.prefixes[..i].iter().find(|o| overlaps(&o.trunc(), &net.trunc())) {
+            if let Some(other) = closed.prefixes[..i].iter().filter(|o| self.ok(o)).find(|o| overlaps(&o.trunc(), &net.trunc())) {
                 self.error(prefix.loc, &key, format!("{net} overlaps {} (line {})", other.value, other.loc.line))
                     .hint = Some("list each prefix once".into());
             }
         }
-        for (i, dns) in closed.dns.iter().enumerate() {
+        let prefixes_ok = closed.prefixes.iter().all(|p| self.ok(p));
+        for (i, dns) in closed.dns.iter().enumerate().filter(|_| prefixes_ok) {
             if !closed.prefixes.iter().any(|p| p.contains(&dns.value)) {
                 self.warning(dns.loc, format!("closed_network.dns[{i}]"), format!("DNS server {} is outside the closed prefixes, so it is not reached through the tunnel", dns.value));
             }
@@ -206,7 +229,8 @@ impl Checker {
             (TunnelType::Ipsec, "ipsec", tunnel.ipsec.as_ref().map(|s| s.loc)),
             (TunnelType::IpVpn, "ip_vpn", tunnel.ip_vpn.as_ref().map(|s| s.loc)),
         ];
-        for (section_kind, name, loc) in sections {
+        let kind_ok = self.ok(&tunnel.kind);
+        for (section_kind, name, loc) in sections.into_iter().filter(|_| kind_ok) {
             match (section_kind == kind, loc) {
                 (true, None) => {
                     self.error(tunnel.kind.loc, "tunnel.type", format!("`type: {kind}` needs a `tunnel.{name}:` section"))
@@ -223,14 +247,15 @@ impl Checker {
             self.tunnel_interface(config, &wg.interface, "tunnel.wireguard.interface");
             self.secret_file(&wg.private_key_file, "tunnel.wireguard.private_key_file");
             let addr = wg.address.value;
-            for (s, seg) in config.segments.iter().enumerate() {
+            let comparable = self.ok(&wg.address) && self.all_segment_addresses_ok(config);
+            for (s, seg) in config.segments.iter().enumerate().filter(|_| comparable) {
                 for (field, net) in segment_nets(seg) {
                     if overlaps(&net.trunc(), &addr.trunc()) {
                         self.error(wg.address.loc, "tunnel.wireguard.address", format!("tunnel address {addr} overlaps segments[{s}].{field} ({})", net.trunc()));
                     }
                 }
             }
-            if let Some(p) = config.closed_network.prefixes.iter().find(|p| overlaps(&p.trunc(), &addr.trunc())) {
+            if let Some(p) = config.closed_network.prefixes.iter().filter(|p| self.ok(p) && self.ok(&wg.address)).find(|p| overlaps(&p.trunc(), &addr.trunc())) {
                 self.error(wg.address.loc, "tunnel.wireguard.address", format!("tunnel address {addr} overlaps closed prefix {}", p.value))
                     .hint = Some("the router's tunnel address is its own, outside the closed prefixes".into());
             }
@@ -288,7 +313,7 @@ impl Checker {
         }
         if let Some(vpn) = tunnel.ip_vpn.as_ref().filter(|_| kind == TunnelType::IpVpn) {
             let gw = vpn.gateway.value;
-            for prefix in config.closed_network.prefixes.iter() {
+            for prefix in config.closed_network.prefixes.iter().filter(|p| self.ok(p)) {
                 if matches!(prefix.value, IpNet::V4(_)) != gw.is_ipv4() {
                     self.error(vpn.gateway.loc, "tunnel.ip_vpn.gateway", format!("gateway {gw} cannot be the next hop of closed prefix {} (another IP family)", prefix.value))
                         .hint = Some("use a gateway of the same family as the closed prefixes".into());
@@ -372,12 +397,13 @@ impl Checker {
                     .hint = Some(format!("the first is at line {}", first.line));
             }
             let listen = route.listen.value;
-            if !router_addrs.contains(&listen.ip()) {
+            if self.all_segment_addresses_ok(config) && !router_addrs.contains(&listen.ip()) {
                 let list = router_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
                 self.error(route.listen.loc, key("listen"), format!("{} is not one of the router's segment addresses", listen.ip()))
                     .hint = Some(format!("listen on one of: {list}"));
             }
-            if let Some(first) = listens.insert(listen, route.listen.loc) {
+            if !self.ok(&route.listen) {
+            } else if let Some(first) = listens.insert(listen, route.listen.loc) {
                 self.error(route.listen.loc, key("listen"), format!("{listen} is already used by another route (line {})", first.line));
             }
             if !config.client_certificates.iter().any(|c| *c.name == *route.client_certificate) {
@@ -399,7 +425,8 @@ impl Checker {
             }
             // Proxy clients on a segment that also reaches the internet.
             for seg in config.segments.iter() {
-                let open = seg.role.value == Role::Clinic
+                let open = self.ok(&seg.role)
+                    && seg.role.value == Role::Clinic
                     && seg.internet.as_ref().is_some_and(|a| a.value == InternetAccess::Allow);
                 let holds_clients = route.allow.iter().any(|a| {
                     *a.value == *seg.name

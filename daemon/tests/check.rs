@@ -1,0 +1,425 @@
+//! `oqs-edge check`: one bad config per error class, each asserting the message and the exact
+//! line:col; several independent mistakes reported in one run; exit codes and rendering.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use oqs_edge::config::{check_source, Diagnostic, FileChecks, Severity};
+
+/// A valid config every test starts from, breaking one thing.
+const BASE: &str = r#"version: 1
+site:
+  institution_code: "1312345678"
+  name: "樹中歯科医院"
+segments:
+  - name: oqs
+    interface: lan0
+    address: 192.168.50.1/24
+    role: eligibility
+  - name: clinic
+    interface: lan1
+    address: 192.168.60.1/24
+    role: clinic
+    internet: deny
+wan:
+  interface: wan0
+closed_network:
+  prefixes: [10.200.0.0/24]
+  dns: [10.200.0.53]
+tunnel:
+  type: wireguard
+  wireguard:
+    interface: oqs-wg0
+    private_key_file: /etc/oqs-edge/secrets/wg.key
+    address: 10.201.0.2/32
+    peer:
+      public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+      endpoint: 203.0.113.2:51820
+      persistent_keepalive: 25s
+client_certificates:
+  - name: oqs
+    pkcs12: /var/lib/oqs-edge/certs/oqs.p12
+    password_file: /etc/oqs-edge/secrets/oqs.p12.pass
+proxy:
+  routes:
+    - name: eligibility-api
+      listen: 192.168.60.1:8443
+      lan_tls: local-ca
+      mode: http
+      upstream: hweb-api.oqs.example:443
+      upstream_address: 10.200.0.10
+      server_ca: /etc/oqs-edge/ca/oqs-server-ca.pem
+      client_certificate: oqs
+      allow: [clinic, oqs]
+"#;
+
+fn lint(text: &str) -> Vec<Diagnostic> {
+    check_source(Path::new("test.yaml"), text, FileChecks::Off).report.diagnostics
+}
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    lint(text).into_iter().filter(Diagnostic::is_error).collect()
+}
+
+/// BASE with `from` replaced by `to` (which must occur once).
+fn broken(from: &str, to: &str) -> String {
+    assert_eq!(BASE.matches(from).count(), 1, "fixture: `{from}` must occur once");
+    BASE.replacen(from, to, 1)
+}
+
+/// 1-based (line, column) of the `nth` occurrence of `needle` in `text`.
+fn position(text: &str, needle: &str, nth: usize) -> (u32, u32) {
+    let (offset, _) = text.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("`{needle}` not in fixture"));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() as u32 + 1;
+    let column = before.rsplit('\n').next().unwrap().chars().count() as u32 + 1;
+    (line, column)
+}
+
+/// Exactly one error, at the place where `at` is written, whose message contains `message`.
+fn assert_one_error(text: &str, at: &str, message: &str) -> Diagnostic {
+    let found = errors(text);
+    assert_eq!(found.len(), 1, "expected one error, got {found:#?}");
+    let d = found.into_iter().next().unwrap();
+    let loc = d.loc.expect("error has a location");
+    assert_eq!((loc.line, loc.column), position(text, at, 0), "location of {d:?}");
+    assert!(d.message.contains(message), "message `{}` lacks `{message}`", d.message);
+    d
+}
+
+#[test]
+fn base_config_is_valid() {
+    assert_eq!(lint(BASE), vec![], "BASE must lint clean");
+}
+
+// ---- syntax: the file cannot be read as a config ---------------------------------------
+
+#[test]
+fn unknown_key_is_named_with_a_suggestion() {
+    let text = broken("    address: 192.168.50.1/24", "    adress: 192.168.50.1/24");
+    let d = assert_one_error(&text, "adress", "unknown key `adress`");
+    assert_eq!(d.hint.as_deref(), Some("did you mean `address`?"));
+}
+
+#[test]
+fn unknown_key_without_near_match_lists_the_allowed_keys() {
+    let text = broken("wan:\n  interface: wan0\n", "wan:\n  interface: wan0\n  colour: blue\n");
+    let d = assert_one_error(&text, "colour", "unknown key `colour`");
+    assert!(d.hint.unwrap().contains("interface"));
+}
+
+#[test]
+fn wrong_type_is_reported_at_the_value() {
+    let text = broken("prefixes: [10.200.0.0/24]", "prefixes: 10.200.0.0/24");
+    let d = assert_one_error(&text, "10.200.0.0/24", "expected sequence");
+    assert!(d.hint.unwrap().contains("list"));
+}
+
+#[test]
+fn duplicate_key_is_reported_at_the_second_one() {
+    let text = broken("  interface: wan0\n", "  interface: wan0\n  interface: wan1\n");
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let loc = found[0].loc.unwrap();
+    assert_eq!((loc.line, loc.column), position(&text, "interface: wan1", 0));
+    assert!(found[0].message.contains("duplicate key `interface`"), "{}", found[0].message);
+}
+
+#[test]
+fn bad_address_points_at_the_address() {
+    let text = broken("address: 192.168.60.1/24", "address: 192.168.60.300/24");
+    assert_one_error(&text, "192.168.60.300/24", "`192.168.60.300` in `192.168.60.300/24` is not an IPv4 or IPv6 address");
+}
+
+#[test]
+fn tab_indentation_is_refused() {
+    let text = broken("    role: clinic\n", "\trole: clinic\n");
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let loc = found[0].loc.unwrap();
+    assert_eq!((loc.line, loc.column), position(&text, "\trole", 0));
+    assert!(found[0].message.contains("tab"), "{}", found[0].message);
+    assert!(found[0].hint.as_deref().unwrap().contains("spaces"));
+}
+
+#[test]
+fn bad_duration_suggests_a_unit() {
+    let text = broken("persistent_keepalive: 25s", "persistent_keepalive: 25");
+    let d = assert_one_error(&text, "25\n", "`25` is not a duration");
+    assert_eq!(d.hint.as_deref(), Some("add a unit: `25s` for seconds, `25m` for minutes"));
+}
+
+#[test]
+fn unknown_keyword_suggests_the_nearest() {
+    let text = broken("role: clinic", "role: clinc");
+    let d = assert_one_error(&text, "clinc", "`clinc` is not a valid segment role");
+    assert_eq!(d.hint.as_deref(), Some("did you mean `clinic`?"));
+}
+
+#[test]
+fn missing_key_is_named() {
+    let text = broken("wan:\n  interface: wan0\n", "wan: {}\n");
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].message.contains("missing key `interface`"), "{}", found[0].message);
+}
+
+#[test]
+fn bad_public_key_is_reported() {
+    let text = broken("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "c2hvcnQ=");
+    assert_one_error(&text, "\"c2hvcnQ=", "a WireGuard key is 32 bytes, this one is 5 bytes");
+}
+
+// ---- semantics: a readable config that would be wrong ----------------------------------
+
+#[test]
+fn institution_code_must_be_ten_digits() {
+    let text = broken("\"1312345678\"", "\"131234567\"");
+    assert_one_error(&text, "\"131234567\"", "must be exactly 10 digits");
+}
+
+#[test]
+fn segment_names_and_interfaces_are_unique() {
+    let text = broken("  - name: clinic\n    interface: lan1", "  - name: oqs\n    interface: lan0");
+    let found = errors(&text);
+    let keys: Vec<_> = found.iter().map(|d| (d.key.clone().unwrap(), d.loc.unwrap().line)).collect();
+    assert!(keys.contains(&("segments[1].name".into(), position(&text, "name: oqs", 1).0)), "{found:#?}");
+    assert!(keys.contains(&("segments[1].interface".into(), position(&text, "interface: lan0", 1).0)), "{found:#?}");
+}
+
+#[test]
+fn overlapping_segments_are_refused() {
+    let text = broken("address: 192.168.50.1/24", "address: 192.168.60.2/24");
+    assert_one_error(&text, "192.168.60.1/24", "192.168.60.0/24 overlaps segments[0].address");
+}
+
+#[test]
+fn closed_prefix_overlapping_a_segment_is_refused() {
+    let text = broken("prefixes: [10.200.0.0/24]", "prefixes: [10.200.0.0/24, 192.168.0.0/16]");
+    let found = errors(&text);
+    assert_eq!(found.len(), 2, "one per overlapped segment: {found:#?}");
+    for d in &found {
+        assert_eq!(d.key.as_deref(), Some("closed_network.prefixes[1]"));
+        let loc = d.loc.unwrap();
+        assert_eq!((loc.line, loc.column), position(&text, "192.168.0.0/16", 0));
+    }
+}
+
+#[test]
+fn tunnel_address_overlapping_closed_prefix_is_refused() {
+    let text = broken("address: 10.201.0.2/32", "address: 10.200.0.2/32");
+    assert_one_error(&text, "10.200.0.2/32", "overlaps closed prefix 10.200.0.0/24");
+}
+
+#[test]
+fn the_chosen_tunnel_section_must_be_present_and_the_others_absent() {
+    let text = broken("  type: wireguard", "  type: ipsec");
+    let found = errors(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found.iter().any(|d| d.message.contains("`type: ipsec` needs a `tunnel.ipsec:` section")
+        && d.loc.map(|l| (l.line, l.column)) == Some(position(&text, "ipsec", 0))));
+    assert!(found.iter().any(|d| d.message.contains("`tunnel.wireguard` is set but `tunnel.type` is ipsec")));
+}
+
+fn ipsec_config(auth: &str) -> String {
+    let tunnel = format!(
+        "tunnel:\n  type: ipsec\n  ipsec:\n    dataplane: kernel\n    remote_address: 203.0.113.2\n    local_id: router.example\n    remote_id: vpngw.example\n    auth:\n{auth}"
+    );
+    let start = BASE.find("tunnel:").unwrap();
+    let end = BASE.find("client_certificates:").unwrap();
+    format!("{}{tunnel}{}", &BASE[..start], &BASE[end..])
+}
+
+#[test]
+fn ipsec_auth_needs_exactly_one_method() {
+    let both = ipsec_config("      psk_file: /etc/oqs-edge/secrets/ipsec.psk\n      certificate:\n        cert: /etc/a.pem\n        key: /etc/a.key\n        ca: /etc/ca.pem\n");
+    assert_one_error(&both, "psk_file", "IPsec auth has both `psk_file` and `certificate`");
+    let none = ipsec_config("      {}\n");
+    assert_one_error(&none, "{}", "IPsec auth has no method");
+    let one = ipsec_config("      psk_file: /etc/oqs-edge/secrets/ipsec.psk\n");
+    assert_eq!(errors(&one), vec![]);
+}
+
+#[test]
+fn client_certificate_must_be_defined() {
+    let text = broken("client_certificate: oqs", "client_certificate: oqs2");
+    let d = assert_one_error(&text, "oqs2", "no client certificate is named `oqs2`");
+    assert_eq!(d.hint.as_deref(), Some("did you mean `oqs`?"));
+}
+
+#[test]
+fn allow_entries_must_name_a_segment_or_a_cidr() {
+    let text = broken("allow: [clinic, oqs]", "allow: [clinik, 192.168.70.0/24, 10.0.0.1/8]");
+    let found = errors(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let clinik = &found[0];
+    assert_eq!(clinik.loc.map(|l| (l.line, l.column)), Some(position(&text, "clinik", 0)));
+    assert_eq!(clinik.hint.as_deref(), Some("did you mean `clinic`?"));
+    assert!(found[1].message.contains("10.0.0.1/8 has host bits set"));
+}
+
+#[test]
+fn proxy_must_listen_on_a_router_address() {
+    let text = broken("listen: 192.168.60.1:8443", "listen: 192.168.60.2:8443");
+    let d = assert_one_error(&text, "192.168.60.2:8443", "192.168.60.2 is not one of the router's segment addresses");
+    assert!(d.hint.unwrap().contains("192.168.50.1, 192.168.60.1"));
+}
+
+#[test]
+fn clinic_segment_must_state_internet() {
+    let text = broken("    internet: deny\n", "");
+    let d = assert_one_error(&text, "name: clinic", "clinic segment `clinic` must state `internet:`");
+    assert_eq!(d.key.as_deref(), Some("segments[1].internet"));
+}
+
+#[test]
+fn eligibility_segment_cannot_allow_the_internet() {
+    let text = broken("    role: eligibility\n", "    role: eligibility\n    internet: allow\n");
+    assert_one_error(&text, "allow\n", "can never reach the internet");
+}
+
+#[test]
+fn file_paths_must_be_absolute() {
+    let text = broken("server_ca: /etc/oqs-edge/ca/oqs-server-ca.pem", "server_ca: ca/oqs-server-ca.pem");
+    assert_one_error(&text, "ca/oqs-server-ca.pem", "`ca/oqs-server-ca.pem` is not an absolute path");
+}
+
+#[test]
+fn risky_choices_are_warnings_not_errors() {
+    let text = broken("internet: deny", "internet: allow");
+    let found = lint(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].severity, Severity::Warning);
+    assert!(found[0].message.contains("reaches the internet and also uses route `eligibility-api`"));
+    assert!(check_source(Path::new("t.yaml"), &text, FileChecks::Off).config.is_some());
+}
+
+#[test]
+fn five_independent_mistakes_are_five_errors() {
+    let text = BASE
+        .replacen("\"1312345678\"", "\"13123\"", 1) // semantic
+        .replacen("    address: 192.168.50.1/24", "    adress: 192.168.50.1/24", 1) // unknown key
+        .replacen("address: 192.168.60.1/24", "address: 192.168.60.256/24", 1) // bad address
+        .replacen("persistent_keepalive: 25s", "persistent_keepalive: soon", 1) // bad duration
+        .replacen("mode: http", "mode: htp", 1); // bad keyword
+    let found = errors(&text);
+    let at: Vec<(u32, u32)> = found.iter().map(|d| d.loc.map(|l| (l.line, l.column)).unwrap()).collect();
+    assert_eq!(
+        at,
+        vec![
+            position(&text, "\"13123\"", 0),
+            position(&text, "adress", 0),
+            position(&text, "192.168.60.256/24", 0),
+            position(&text, "soon", 0),
+            position(&text, "htp", 0),
+        ],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_typo_does_not_hide_a_later_semantic_error() {
+    // The typo is read as its suggestion, so the checks that need the whole config still run.
+    let text = broken("    address: 192.168.50.1/24", "    adress: 192.168.50.1/24")
+        .replacen("listen: 192.168.60.1:8443", "listen: 192.168.70.1:8443", 1);
+    let found = errors(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].message.contains("unknown key `adress`"));
+    assert!(found[1].message.contains("192.168.70.1 is not one of the router's segment addresses"));
+}
+
+// ---- files -------------------------------------------------------------------------------
+
+#[test]
+fn secrets_must_exist_and_be_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let p12 = dir.path().join("oqs.p12");
+    let pass = dir.path().join("oqs.p12.pass");
+    let key = dir.path().join("wg.key");
+    let ca = dir.path().join("ca.pem");
+    for f in [&p12, &pass, &ca] {
+        std::fs::write(f, "x").unwrap();
+    }
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let text = BASE
+        .replace("/var/lib/oqs-edge/certs/oqs.p12", p12.to_str().unwrap())
+        .replace("/etc/oqs-edge/secrets/oqs.p12.pass", pass.to_str().unwrap())
+        .replace("/etc/oqs-edge/secrets/wg.key", key.to_str().unwrap())
+        .replace("/etc/oqs-edge/ca/oqs-server-ca.pem", ca.to_str().unwrap());
+    let found: Vec<Diagnostic> = check_source(Path::new("t.yaml"), &text, FileChecks::On)
+        .report
+        .diagnostics
+        .into_iter()
+        .filter(Diagnostic::is_error)
+        .collect();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].message.contains("wg.key does not exist"), "{}", found[0].message);
+    assert!(found[1].message.contains("can be read or written by its group (mode 0640)"), "{}", found[1].message);
+    assert_eq!(found[1].hint.as_deref(), Some(format!("run: chmod 600 {}", pass.display()).as_str()));
+
+    // After the fix, the same config is valid; --no-files never looked.
+    std::fs::write(&key, "k").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(check_source(Path::new("t.yaml"), &text, FileChecks::On).report.valid);
+}
+
+// ---- the command ---------------------------------------------------------------------------
+
+fn oqs_edge(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_oqs-edge")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_file_line_col_the_line_and_a_caret_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, broken("role: clinic", "role: clinc")).unwrap();
+    let (code, _, stderr) = oqs_edge(&["check", "--no-files", "-c", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let (line, col) = position(&broken("role: clinic", "role: clinc"), "clinc", 0);
+    let expected = format!(
+        "{}:{line}:{col}: error: `clinc` is not a valid segment role: use one of eligibility, clinic\n {line} |     role: clinc\n    |           ^^^^^\n      = fix: did you mean `clinic`?\n",
+        file.display()
+    );
+    assert!(stderr.starts_with(&expected), "got:\n{stderr}\nexpected:\n{expected}");
+}
+
+#[test]
+fn check_json_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, broken("\"1312345678\"", "\"12\"")).unwrap();
+    let (code, stdout, _) = oqs_edge(&["check", "--no-files", "--format", "json", "-c", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["errors"], 1);
+    let d = &report["diagnostics"][0];
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(3), Some(21)));
+    assert_eq!(d["key"], "site.institution_code");
+}
+
+#[test]
+fn check_of_a_missing_file_exits_2_and_says_so() {
+    let (code, _, stderr) = oqs_edge(&["check", "-c", "/nonexistent/oqs-edge.yaml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/nonexistent/oqs-edge.yaml: cannot read the config"), "{stderr}");
+}
+
+#[test]
+fn plan_refuses_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, broken("type: wireguard", "type: wireguad")).unwrap();
+    let (code, stdout, stderr) = oqs_edge(&["plan", "--no-files", "-c", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty(), "no plan for a bad config");
+    assert!(stderr.contains("did you mean `wireguard`?"), "{stderr}");
+}
