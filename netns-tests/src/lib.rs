@@ -1,1 +1,102 @@
-//! The network-namespace lab: see tests/.
+//! The network-namespace lab: throwaway namespaces for tests that need a kernel.
+//!
+//! Every namespace is named `oqsedge-<test pid>-<name>`, so a later run can tell its own from
+//! the leftovers of a killed run (whose pid is gone) and sweep those. Namespaces are deleted
+//! when their guard drops, on panic too. Nothing here touches the host namespace's network.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+const PREFIX: &str = "oqsedge-";
+
+/// Whether this process may create namespaces; tests print why they skip when not.
+pub fn skip_unless_root(test: &str) -> bool {
+    // SAFETY-free check: root has uid 0 in /proc/self/status.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        eprintln!("SKIP {test}: needs root to create network namespaces (run the tests as root)");
+    }
+    !root
+}
+
+/// Delete namespaces left by runs whose process is gone.
+pub fn sweep_leftovers() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// A network namespace this test owns.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        sweep_leftovers();
+        let name = format!("{PREFIX}{}-{name}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status().expect("run ip");
+        assert!(status.success(), "ip netns add {name} failed");
+        Netns { name }
+    }
+
+    /// Run a command inside the namespace, feeding `stdin`.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ip netns exec");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "{:?} in {} failed: {}",
+            args,
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// `nft -j list` output without handles, which differ between two loads of the same rules.
+pub fn listing_without_handles(json: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(json).expect("nft -j output is JSON");
+    if let Some(items) = v["nftables"].as_array_mut() {
+        items.retain(|i| i.get("metainfo").is_none());
+        for item in items.iter_mut() {
+            if let Some(obj) = item.as_object_mut().and_then(|o| o.values_mut().next()).and_then(|o| o.as_object_mut()) {
+                obj.remove("handle");
+            }
+        }
+    }
+    v
+}
