@@ -3,5 +3,8 @@
 //! Data flows one way: [`config`] (YAML → a checked config) → [`plan`] (pure: the desired
 //! state) → the appliers (later: firewall, net, tunnel, proxy, pki) → the supervisor.
 
+// A running daemon must not panic on bad input: errors are values here.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod plan;

@@ -1,5 +1,8 @@
 //! The `oqs-edge` command line: a thin layer over the library.
 
+// A running daemon must not panic on bad input: errors are values here.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +20,11 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "oqs-edge", version, about = "On-site router for オンライン資格確認 / オンライン請求: tunnel, fail-closed firewall, mTLS proxy")]
+#[command(
+    name = "oqs-edge",
+    version,
+    about = "On-site router for オンライン資格確認 / オンライン請求: tunnel, fail-closed firewall, mTLS proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,8 +68,16 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Check { config, no_files, format } => check(&config, files(no_files), format),
-        Command::Plan { config, json, no_files } => print_plan(&config, files(no_files), json),
+        Command::Check {
+            config,
+            no_files,
+            format,
+        } => check(&config, files(no_files), format),
+        Command::Plan {
+            config,
+            json,
+            no_files,
+        } => print_plan(&config, files(no_files), json),
         Command::Schema => {
             print!("{}", config::json_schema());
             exit::OK
@@ -82,7 +97,9 @@ fn files(no_files: bool) -> FileChecks {
 /// Read and check; on failure the report (or the read error) is already printed.
 fn load(path: &Path, files: FileChecks, format: Format) -> Result<config::Checked, u8> {
     let (checked, source) = config::check_file(path, files).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(config::DEFAULT_PATH) {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound
+            && path == Path::new(config::DEFAULT_PATH)
+        {
             " (give another file with -c FILE)"
         } else {
             ""
@@ -92,7 +109,11 @@ fn load(path: &Path, files: FileChecks, format: Format) -> Result<config::Checke
     })?;
     match format {
         Format::Json => {
-            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&checked.report).unwrap_or_default());
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&checked.report).unwrap_or_default()
+            );
         }
         Format::Text => {
             if !checked.report.valid || checked.report.warnings > 0 {
@@ -117,8 +138,12 @@ fn check(path: &Path, files: FileChecks, format: Format) -> u8 {
 }
 
 fn print_plan(path: &Path, files: FileChecks, json: bool) -> u8 {
-    let Ok(checked) = load(path, files, Format::Text) else { return exit::INVALID };
-    let Some(config) = checked.config else { return exit::INVALID };
+    let Ok(checked) = load(path, files, Format::Text) else {
+        return exit::INVALID;
+    };
+    let Some(config) = checked.config else {
+        return exit::INVALID;
+    };
     let plan = plan::plan(&config);
     let text = if json {
         serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default() + "\n"

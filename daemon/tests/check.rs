@@ -55,22 +55,34 @@ proxy:
 "#;
 
 fn lint(text: &str) -> Vec<Diagnostic> {
-    check_source(Path::new("test.yaml"), text, FileChecks::Off).report.diagnostics
+    check_source(Path::new("test.yaml"), text, FileChecks::Off)
+        .report
+        .diagnostics
 }
 
 fn errors(text: &str) -> Vec<Diagnostic> {
-    lint(text).into_iter().filter(Diagnostic::is_error).collect()
+    lint(text)
+        .into_iter()
+        .filter(Diagnostic::is_error)
+        .collect()
 }
 
 /// BASE with `from` replaced by `to` (which must occur once).
 fn broken(from: &str, to: &str) -> String {
-    assert_eq!(BASE.matches(from).count(), 1, "fixture: `{from}` must occur once");
+    assert_eq!(
+        BASE.matches(from).count(),
+        1,
+        "fixture: `{from}` must occur once"
+    );
     BASE.replacen(from, to, 1)
 }
 
 /// 1-based (line, column) of the `nth` occurrence of `needle` in `text`.
 fn position(text: &str, needle: &str, nth: usize) -> (u32, u32) {
-    let (offset, _) = text.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("`{needle}` not in fixture"));
+    let (offset, _) = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("`{needle}` not in fixture"));
     let before = &text[..offset];
     let line = before.matches('\n').count() as u32 + 1;
     let column = before.rsplit('\n').next().unwrap().chars().count() as u32 + 1;
@@ -83,8 +95,16 @@ fn assert_one_error(text: &str, at: &str, message: &str) -> Diagnostic {
     assert_eq!(found.len(), 1, "expected one error, got {found:#?}");
     let d = found.into_iter().next().unwrap();
     let loc = d.loc.expect("error has a location");
-    assert_eq!((loc.line, loc.column), position(text, at, 0), "location of {d:?}");
-    assert!(d.message.contains(message), "message `{}` lacks `{message}`", d.message);
+    assert_eq!(
+        (loc.line, loc.column),
+        position(text, at, 0),
+        "location of {d:?}"
+    );
+    assert!(
+        d.message.contains(message),
+        "message `{}` lacks `{message}`",
+        d.message
+    );
     d
 }
 
@@ -97,14 +117,20 @@ fn base_config_is_valid() {
 
 #[test]
 fn unknown_key_is_named_with_a_suggestion() {
-    let text = broken("    address: 192.168.50.1/24", "    adress: 192.168.50.1/24");
+    let text = broken(
+        "    address: 192.168.50.1/24",
+        "    adress: 192.168.50.1/24",
+    );
     let d = assert_one_error(&text, "adress", "unknown key `adress`");
     assert_eq!(d.hint.as_deref(), Some("did you mean `address`?"));
 }
 
 #[test]
 fn unknown_key_without_near_match_lists_the_allowed_keys() {
-    let text = broken("wan:\n  interface: wan0\n", "wan:\n  interface: wan0\n  colour: blue\n");
+    let text = broken(
+        "wan:\n  interface: wan0\n",
+        "wan:\n  interface: wan0\n  colour: blue\n",
+    );
     let d = assert_one_error(&text, "colour", "unknown key `colour`");
     assert!(d.hint.unwrap().contains("interface"));
 }
@@ -118,18 +144,32 @@ fn wrong_type_is_reported_at_the_value() {
 
 #[test]
 fn duplicate_key_is_reported_at_the_second_one() {
-    let text = broken("  interface: wan0\n", "  interface: wan0\n  interface: wan1\n");
+    let text = broken(
+        "  interface: wan0\n",
+        "  interface: wan0\n  interface: wan1\n",
+    );
     let found = errors(&text);
     assert_eq!(found.len(), 1, "{found:#?}");
     let loc = found[0].loc.unwrap();
-    assert_eq!((loc.line, loc.column), position(&text, "interface: wan1", 0));
-    assert!(found[0].message.contains("duplicate key `interface`"), "{}", found[0].message);
+    assert_eq!(
+        (loc.line, loc.column),
+        position(&text, "interface: wan1", 0)
+    );
+    assert!(
+        found[0].message.contains("duplicate key `interface`"),
+        "{}",
+        found[0].message
+    );
 }
 
 #[test]
 fn bad_address_points_at_the_address() {
     let text = broken("address: 192.168.60.1/24", "address: 192.168.60.300/24");
-    assert_one_error(&text, "192.168.60.300/24", "`192.168.60.300` in `192.168.60.300/24` is not an IPv4 or IPv6 address");
+    assert_one_error(
+        &text,
+        "192.168.60.300/24",
+        "`192.168.60.300` in `192.168.60.300/24` is not an IPv4 or IPv6 address",
+    );
 }
 
 #[test]
@@ -147,7 +187,10 @@ fn tab_indentation_is_refused() {
 fn bad_duration_suggests_a_unit() {
     let text = broken("persistent_keepalive: 25s", "persistent_keepalive: 25");
     let d = assert_one_error(&text, "25\n", "`25` is not a duration");
-    assert_eq!(d.hint.as_deref(), Some("add a unit: `25s` for seconds, `25m` for minutes"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("add a unit: `25s` for seconds, `25m` for minutes")
+    );
 }
 
 #[test]
@@ -162,13 +205,21 @@ fn missing_key_is_named() {
     let text = broken("wan:\n  interface: wan0\n", "wan: {}\n");
     let found = errors(&text);
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert!(found[0].message.contains("missing key `interface`"), "{}", found[0].message);
+    assert!(
+        found[0].message.contains("missing key `interface`"),
+        "{}",
+        found[0].message
+    );
 }
 
 #[test]
 fn bad_public_key_is_reported() {
     let text = broken("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "c2hvcnQ=");
-    assert_one_error(&text, "\"c2hvcnQ=", "a WireGuard key is 32 bytes, this one is 5 bytes");
+    assert_one_error(
+        &text,
+        "\"c2hvcnQ=",
+        "a WireGuard key is 32 bytes, this one is 5 bytes",
+    );
 }
 
 // ---- semantics: a readable config that would be wrong ----------------------------------
@@ -181,22 +232,44 @@ fn institution_code_must_be_ten_digits() {
 
 #[test]
 fn segment_names_and_interfaces_are_unique() {
-    let text = broken("  - name: clinic\n    interface: lan1", "  - name: oqs\n    interface: lan0");
+    let text = broken(
+        "  - name: clinic\n    interface: lan1",
+        "  - name: oqs\n    interface: lan0",
+    );
     let found = errors(&text);
-    let keys: Vec<_> = found.iter().map(|d| (d.key.clone().unwrap(), d.loc.unwrap().line)).collect();
-    assert!(keys.contains(&("segments[1].name".into(), position(&text, "name: oqs", 1).0)), "{found:#?}");
-    assert!(keys.contains(&("segments[1].interface".into(), position(&text, "interface: lan0", 1).0)), "{found:#?}");
+    let keys: Vec<_> = found
+        .iter()
+        .map(|d| (d.key.clone().unwrap(), d.loc.unwrap().line))
+        .collect();
+    assert!(
+        keys.contains(&("segments[1].name".into(), position(&text, "name: oqs", 1).0)),
+        "{found:#?}"
+    );
+    assert!(
+        keys.contains(&(
+            "segments[1].interface".into(),
+            position(&text, "interface: lan0", 1).0
+        )),
+        "{found:#?}"
+    );
 }
 
 #[test]
 fn overlapping_segments_are_refused() {
     let text = broken("address: 192.168.50.1/24", "address: 192.168.60.2/24");
-    assert_one_error(&text, "192.168.60.1/24", "192.168.60.0/24 overlaps segments[0].address");
+    assert_one_error(
+        &text,
+        "192.168.60.1/24",
+        "192.168.60.0/24 overlaps segments[0].address",
+    );
 }
 
 #[test]
 fn closed_prefix_overlapping_a_segment_is_refused() {
-    let text = broken("prefixes: [10.200.0.0/24]", "prefixes: [10.200.0.0/24, 192.168.0.0/16]");
+    let text = broken(
+        "prefixes: [10.200.0.0/24]",
+        "prefixes: [10.200.0.0/24, 192.168.0.0/16]",
+    );
     let found = errors(&text);
     assert_eq!(found.len(), 2, "one per overlapped segment: {found:#?}");
     for d in &found {
@@ -209,7 +282,11 @@ fn closed_prefix_overlapping_a_segment_is_refused() {
 #[test]
 fn tunnel_address_overlapping_closed_prefix_is_refused() {
     let text = broken("address: 10.201.0.2/32", "address: 10.200.0.2/32");
-    assert_one_error(&text, "10.200.0.2/32", "overlaps closed prefix 10.200.0.0/24");
+    assert_one_error(
+        &text,
+        "10.200.0.2/32",
+        "overlaps closed prefix 10.200.0.0/24",
+    );
 }
 
 #[test]
@@ -217,9 +294,13 @@ fn the_chosen_tunnel_section_must_be_present_and_the_others_absent() {
     let text = broken("  type: wireguard", "  type: ipsec");
     let found = errors(&text);
     assert_eq!(found.len(), 2, "{found:#?}");
-    assert!(found.iter().any(|d| d.message.contains("`type: ipsec` needs a `tunnel.ipsec:` section")
+    assert!(found.iter().any(|d| d
+        .message
+        .contains("`type: ipsec` needs a `tunnel.ipsec:` section")
         && d.loc.map(|l| (l.line, l.column)) == Some(position(&text, "ipsec", 0))));
-    assert!(found.iter().any(|d| d.message.contains("`tunnel.wireguard` is set but `tunnel.type` is ipsec")));
+    assert!(found.iter().any(|d| d
+        .message
+        .contains("`tunnel.wireguard` is set but `tunnel.type` is ipsec")));
 }
 
 fn ipsec_config(auth: &str) -> String {
@@ -234,7 +315,11 @@ fn ipsec_config(auth: &str) -> String {
 #[test]
 fn ipsec_auth_needs_exactly_one_method() {
     let both = ipsec_config("      psk_file: /etc/oqs-edge/secrets/ipsec.psk\n      certificate:\n        cert: /etc/a.pem\n        key: /etc/a.key\n        ca: /etc/ca.pem\n");
-    assert_one_error(&both, "psk_file", "IPsec auth has both `psk_file` and `certificate`");
+    assert_one_error(
+        &both,
+        "psk_file",
+        "IPsec auth has both `psk_file` and `certificate`",
+    );
     let none = ipsec_config("      {}\n");
     assert_one_error(&none, "{}", "IPsec auth has no method");
     let one = ipsec_config("      psk_file: /etc/oqs-edge/secrets/ipsec.psk\n");
@@ -250,11 +335,17 @@ fn client_certificate_must_be_defined() {
 
 #[test]
 fn allow_entries_must_name_a_segment_or_a_cidr() {
-    let text = broken("allow: [clinic, oqs]", "allow: [clinik, 192.168.70.0/24, 10.0.0.1/8]");
+    let text = broken(
+        "allow: [clinic, oqs]",
+        "allow: [clinik, 192.168.70.0/24, 10.0.0.1/8]",
+    );
     let found = errors(&text);
     assert_eq!(found.len(), 2, "{found:#?}");
     let clinik = &found[0];
-    assert_eq!(clinik.loc.map(|l| (l.line, l.column)), Some(position(&text, "clinik", 0)));
+    assert_eq!(
+        clinik.loc.map(|l| (l.line, l.column)),
+        Some(position(&text, "clinik", 0))
+    );
     assert_eq!(clinik.hint.as_deref(), Some("did you mean `clinic`?"));
     assert!(found[1].message.contains("10.0.0.1/8 has host bits set"));
 }
@@ -262,27 +353,45 @@ fn allow_entries_must_name_a_segment_or_a_cidr() {
 #[test]
 fn proxy_must_listen_on_a_router_address() {
     let text = broken("listen: 192.168.60.1:8443", "listen: 192.168.60.2:8443");
-    let d = assert_one_error(&text, "192.168.60.2:8443", "192.168.60.2 is not one of the router's segment addresses");
+    let d = assert_one_error(
+        &text,
+        "192.168.60.2:8443",
+        "192.168.60.2 is not one of the router's segment addresses",
+    );
     assert!(d.hint.unwrap().contains("192.168.50.1, 192.168.60.1"));
 }
 
 #[test]
 fn clinic_segment_must_state_internet() {
     let text = broken("    internet: deny\n", "");
-    let d = assert_one_error(&text, "name: clinic", "clinic segment `clinic` must state `internet:`");
+    let d = assert_one_error(
+        &text,
+        "name: clinic",
+        "clinic segment `clinic` must state `internet:`",
+    );
     assert_eq!(d.key.as_deref(), Some("segments[1].internet"));
 }
 
 #[test]
 fn eligibility_segment_cannot_allow_the_internet() {
-    let text = broken("    role: eligibility\n", "    role: eligibility\n    internet: allow\n");
+    let text = broken(
+        "    role: eligibility\n",
+        "    role: eligibility\n    internet: allow\n",
+    );
     assert_one_error(&text, "allow\n", "can never reach the internet");
 }
 
 #[test]
 fn file_paths_must_be_absolute() {
-    let text = broken("server_ca: /etc/oqs-edge/ca/oqs-server-ca.pem", "server_ca: ca/oqs-server-ca.pem");
-    assert_one_error(&text, "ca/oqs-server-ca.pem", "`ca/oqs-server-ca.pem` is not an absolute path");
+    let text = broken(
+        "server_ca: /etc/oqs-edge/ca/oqs-server-ca.pem",
+        "server_ca: ca/oqs-server-ca.pem",
+    );
+    assert_one_error(
+        &text,
+        "ca/oqs-server-ca.pem",
+        "`ca/oqs-server-ca.pem` is not an absolute path",
+    );
 }
 
 #[test]
@@ -291,20 +400,31 @@ fn risky_choices_are_warnings_not_errors() {
     let found = lint(&text);
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].severity, Severity::Warning);
-    assert!(found[0].message.contains("reaches the internet and also uses route `eligibility-api`"));
-    assert!(check_source(Path::new("t.yaml"), &text, FileChecks::Off).config.is_some());
+    assert!(found[0]
+        .message
+        .contains("reaches the internet and also uses route `eligibility-api`"));
+    assert!(check_source(Path::new("t.yaml"), &text, FileChecks::Off)
+        .config
+        .is_some());
 }
 
 #[test]
 fn five_independent_mistakes_are_five_errors() {
     let text = BASE
         .replacen("\"1312345678\"", "\"13123\"", 1) // semantic
-        .replacen("    address: 192.168.50.1/24", "    adress: 192.168.50.1/24", 1) // unknown key
+        .replacen(
+            "    address: 192.168.50.1/24",
+            "    adress: 192.168.50.1/24",
+            1,
+        ) // unknown key
         .replacen("address: 192.168.60.1/24", "address: 192.168.60.256/24", 1) // bad address
         .replacen("persistent_keepalive: 25s", "persistent_keepalive: soon", 1) // bad duration
         .replacen("mode: http", "mode: htp", 1); // bad keyword
     let found = errors(&text);
-    let at: Vec<(u32, u32)> = found.iter().map(|d| d.loc.map(|l| (l.line, l.column)).unwrap()).collect();
+    let at: Vec<(u32, u32)> = found
+        .iter()
+        .map(|d| d.loc.map(|l| (l.line, l.column)).unwrap())
+        .collect();
     assert_eq!(
         at,
         vec![
@@ -321,12 +441,17 @@ fn five_independent_mistakes_are_five_errors() {
 #[test]
 fn a_typo_does_not_hide_a_later_semantic_error() {
     // The typo is read as its suggestion, so the checks that need the whole config still run.
-    let text = broken("    address: 192.168.50.1/24", "    adress: 192.168.50.1/24")
-        .replacen("listen: 192.168.60.1:8443", "listen: 192.168.70.1:8443", 1);
+    let text = broken(
+        "    address: 192.168.50.1/24",
+        "    adress: 192.168.50.1/24",
+    )
+    .replacen("listen: 192.168.60.1:8443", "listen: 192.168.70.1:8443", 1);
     let found = errors(&text);
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(found[0].message.contains("unknown key `adress`"));
-    assert!(found[1].message.contains("192.168.70.1 is not one of the router's segment addresses"));
+    assert!(found[1]
+        .message
+        .contains("192.168.70.1 is not one of the router's segment addresses"));
 }
 
 // ---- files -------------------------------------------------------------------------------
@@ -354,21 +479,41 @@ fn secrets_must_exist_and_be_private() {
         .filter(Diagnostic::is_error)
         .collect();
     assert_eq!(found.len(), 2, "{found:#?}");
-    assert!(found[0].message.contains("wg.key does not exist"), "{}", found[0].message);
-    assert!(found[1].message.contains("can be read or written by its group (mode 0640)"), "{}", found[1].message);
-    assert_eq!(found[1].hint.as_deref(), Some(format!("run: chmod 600 {}", pass.display()).as_str()));
+    assert!(
+        found[0].message.contains("wg.key does not exist"),
+        "{}",
+        found[0].message
+    );
+    assert!(
+        found[1]
+            .message
+            .contains("can be read or written by its group (mode 0640)"),
+        "{}",
+        found[1].message
+    );
+    assert_eq!(
+        found[1].hint.as_deref(),
+        Some(format!("run: chmod 600 {}", pass.display()).as_str())
+    );
 
     // After the fix, the same config is valid; --no-files never looked.
     std::fs::write(&key, "k").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert!(check_source(Path::new("t.yaml"), &text, FileChecks::On).report.valid);
+    assert!(
+        check_source(Path::new("t.yaml"), &text, FileChecks::On)
+            .report
+            .valid
+    );
 }
 
 // ---- the command ---------------------------------------------------------------------------
 
 fn oqs_edge(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_oqs-edge")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oqs-edge"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -388,7 +533,10 @@ fn check_prints_file_line_col_the_line_and_a_caret_and_exits_2() {
         "{}:{line}:{col}: error: `clinc` is not a valid segment role: use one of eligibility, clinic\n {line} |     role: clinc\n    |           ^^^^^\n      = fix: did you mean `clinic`?\n",
         file.display()
     );
-    assert!(stderr.starts_with(&expected), "got:\n{stderr}\nexpected:\n{expected}");
+    assert!(
+        stderr.starts_with(&expected),
+        "got:\n{stderr}\nexpected:\n{expected}"
+    );
 }
 
 #[test]
@@ -396,13 +544,23 @@ fn check_json_lists_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yaml");
     std::fs::write(&file, broken("\"1312345678\"", "\"12\"")).unwrap();
-    let (code, stdout, _) = oqs_edge(&["check", "--no-files", "--format", "json", "-c", file.to_str().unwrap()]);
+    let (code, stdout, _) = oqs_edge(&[
+        "check",
+        "--no-files",
+        "--format",
+        "json",
+        "-c",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["valid"], false);
     assert_eq!(report["errors"], 1);
     let d = &report["diagnostics"][0];
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(3), Some(21)));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(3), Some(21))
+    );
     assert_eq!(d["key"], "site.institution_code");
 }
 
@@ -410,7 +568,10 @@ fn check_json_lists_every_problem() {
 fn check_of_a_missing_file_exits_2_and_says_so() {
     let (code, _, stderr) = oqs_edge(&["check", "-c", "/nonexistent/oqs-edge.yaml"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("/nonexistent/oqs-edge.yaml: cannot read the config"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/oqs-edge.yaml: cannot read the config"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -20,7 +20,10 @@ fn examples() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "expected the five examples, found {files:?}");
+    assert!(
+        files.len() >= 5,
+        "expected the five examples, found {files:?}"
+    );
     files
 }
 
@@ -34,10 +37,17 @@ fn golden(path: &Path, actual: &str) {
         std::fs::write(path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with OQS_EDGE_BLESS=1 to create it", path.display()));
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with OQS_EDGE_BLESS=1 to create it",
+            path.display()
+        )
+    });
     if expected != actual {
-        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b);
         panic!(
             "{} is stale (first difference at line {:?}); review and regenerate with OQS_EDGE_BLESS=1",
             path.display(),
@@ -82,11 +92,17 @@ fn plan_is_deterministic() {
     for file in examples() {
         let (a, _) = check_file(&file, FileChecks::Off).unwrap();
         let (b, _) = check_file(&file, FileChecks::Off).unwrap();
-        assert_eq!(plan::plan(&a.config.unwrap()).to_text(), plan::plan(&b.config.unwrap()).to_text());
+        assert_eq!(
+            plan::plan(&a.config.unwrap()).to_text(),
+            plan::plan(&b.config.unwrap()).to_text()
+        );
     }
 }
 
 #[test]
 fn json_schema_is_fresh() {
-    golden(&repo().join("config/oqs-edge.schema.json"), &config::json_schema());
+    golden(
+        &repo().join("config/oqs-edge.schema.json"),
+        &config::json_schema(),
+    );
 }

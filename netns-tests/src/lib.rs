@@ -28,10 +28,14 @@ pub fn skip_unless_root(test: &str) -> bool {
 
 /// Delete namespaces left by runs whose process is gone.
 pub fn sweep_leftovers() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
         let pid = rest.split('-').next().unwrap_or_default();
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
@@ -48,7 +52,10 @@ impl Netns {
     pub fn new(name: &str) -> Netns {
         sweep_leftovers();
         let name = format!("{PREFIX}{}-{name}", std::process::id());
-        let status = Command::new("ip").args(["netns", "add", &name]).status().expect("run ip");
+        let status = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip");
         assert!(status.success(), "ip netns add {name} failed");
         Netns { name }
     }
@@ -63,7 +70,12 @@ impl Netns {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run ip netns exec");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("wait")
     }
 
@@ -83,7 +95,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -93,7 +107,11 @@ pub fn listing_without_handles(json: &str) -> serde_json::Value {
     if let Some(items) = v["nftables"].as_array_mut() {
         items.retain(|i| i.get("metainfo").is_none());
         for item in items.iter_mut() {
-            if let Some(obj) = item.as_object_mut().and_then(|o| o.values_mut().next()).and_then(|o| o.as_object_mut()) {
+            if let Some(obj) = item
+                .as_object_mut()
+                .and_then(|o| o.values_mut().next())
+                .and_then(|o| o.as_object_mut())
+            {
                 obj.remove("handle");
             }
         }

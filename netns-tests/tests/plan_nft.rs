@@ -32,17 +32,32 @@ fn planned_rulesets_load_in_nft_and_text_equals_json() {
 
         // `nft -c` checks against the kernel without committing.
         let out = ns.run(&["nft", "-c", "-f", "-"], &text);
-        assert!(out.status.success(), "{name}: nft -c refused the text ruleset: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: nft -c refused the text ruleset: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = ns.run(&["nft", "-j", "-c", "-f", "-"], &json);
-        assert!(out.status.success(), "{name}: nft -c refused the JSON ruleset: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: nft -c refused the JSON ruleset: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         // Load each for real (twice: the batch must replace an existing table, too).
         ns.ok(&["nft", "-f", "-"], &text);
         ns.ok(&["nft", "-f", "-"], &text);
-        let from_text = listing_without_handles(&ns.ok(&["nft", "-j", "list", "table", "inet", "oqs_edge"], ""));
+        let from_text = listing_without_handles(
+            &ns.ok(&["nft", "-j", "list", "table", "inet", "oqs_edge"], ""),
+        );
         ns.ok(&["nft", "-j", "-f", "-"], &json);
-        let from_json = listing_without_handles(&ns.ok(&["nft", "-j", "list", "table", "inet", "oqs_edge"], ""));
-        assert_eq!(from_text, from_json, "{name}: the text and JSON renderings differ once loaded");
+        let from_json = listing_without_handles(
+            &ns.ok(&["nft", "-j", "list", "table", "inet", "oqs_edge"], ""),
+        );
+        assert_eq!(
+            from_text, from_json,
+            "{name}: the text and JSON renderings differ once loaded"
+        );
         ns.ok(&["nft", "delete", "table", "inet", "oqs_edge"], "");
     }
 }
@@ -53,10 +68,19 @@ fn replacing_the_table_leaves_other_tables_alone() {
         return;
     }
     let ns = Netns::new("other");
-    ns.ok(&["nft", "-f", "-"], "table ip other {\n\tchain c {\n\t\ttype filter hook input priority 10;\n\t}\n}\n");
+    ns.ok(
+        &["nft", "-f", "-"],
+        "table ip other {\n\tchain c {\n\t\ttype filter hook input priority 10;\n\t}\n}\n",
+    );
     let (checked, _) = check_file(&examples()[0], FileChecks::Off).unwrap();
     let plan = oqs_edge::plan::plan(&checked.config.unwrap());
-    ns.ok(&["nft", "-j", "-f", "-"], &plan.firewall.to_nft_json().to_string());
+    ns.ok(
+        &["nft", "-j", "-f", "-"],
+        &plan.firewall.to_nft_json().to_string(),
+    );
     let tables = ns.ok(&["nft", "list", "tables"], "");
-    assert!(tables.contains("table ip other") && tables.contains("table inet oqs_edge"), "{tables}");
+    assert!(
+        tables.contains("table ip other") && tables.contains("table inet oqs_edge"),
+        "{tables}"
+    );
 }

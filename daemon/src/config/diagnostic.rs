@@ -92,7 +92,11 @@ impl Report {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
             };
-            let key = d.key.as_deref().map(|k| format!(" [{k}]")).unwrap_or_default();
+            let key = d
+                .key
+                .as_deref()
+                .map(|k| format!(" [{k}]"))
+                .unwrap_or_default();
             match d.loc {
                 Some(loc) => {
                     let _ = writeln!(
@@ -164,7 +168,14 @@ mod tests {
     fn caret_underlines_the_token() {
         let report = Report::new(
             Path::new("c.yaml"),
-            vec![Diagnostic::error(Loc { line: 2, column: 14 }, "bad").hint("fix it")],
+            vec![Diagnostic::error(
+                Loc {
+                    line: 2,
+                    column: 14,
+                },
+                "bad",
+            )
+            .hint("fix it")],
         );
         let text = report.render("a: 1\n    address: 10.0.0.300/24  # x\n");
         assert_eq!(

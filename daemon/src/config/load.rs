@@ -45,14 +45,24 @@ pub fn parse(source: &str) -> Parsed {
             }
         }
         let error = match result {
-            Ok(config) => return Parsed { config: Some(config), found, unparsed },
+            Ok(config) => {
+                return Parsed {
+                    config: Some(config),
+                    found,
+                    unparsed,
+                }
+            }
             Err(error) => error,
         };
         let loc = error.location().map(Loc::from_saphyr).unwrap_or_default();
         if repaired_lines.contains(&loc.line) {
             // A consequence of our own repair (e.g. the key it restored is now a duplicate):
             // what we reported for this line already says what to fix.
-            return Parsed { config: None, found, unparsed };
+            return Parsed {
+                config: None,
+                found,
+                unparsed,
+            };
         }
         let message = strip_position(&error.without_snippet().to_string());
         match unknown_key(&message) {
@@ -73,12 +83,22 @@ pub fn parse(source: &str) -> Parsed {
                         text = repaired;
                         repaired_lines.push(loc.line);
                     }
-                    None => return Parsed { config: None, found, unparsed },
+                    None => {
+                        return Parsed {
+                            config: None,
+                            found,
+                            unparsed,
+                        }
+                    }
                 }
             }
             _ => {
                 found.push(explain(&text, loc, &message));
-                return Parsed { config: None, found, unparsed };
+                return Parsed {
+                    config: None,
+                    found,
+                    unparsed,
+                };
             }
         }
     }
@@ -119,16 +139,20 @@ fn unknown_key(message: &str) -> Option<(String, Vec<String>)> {
 /// A structural error, reworded where serde's words are not an operator's.
 fn explain(text: &str, loc: Loc, message: &str) -> Diagnostic {
     if message.contains("found a tab") || message.contains("tabs disallowed") {
-        return Diagnostic::error(first_tab_from(text, loc).unwrap_or(loc), "a tab in the indentation")
-            .hint("indent with spaces; YAML does not allow tabs for indentation");
+        return Diagnostic::error(
+            first_tab_from(text, loc).unwrap_or(loc),
+            "a tab in the indentation",
+        )
+        .hint("indent with spaces; YAML does not allow tabs for indentation");
     }
     let d = Diagnostic::error(loc, message);
     if let Some(key) = message
         .strip_prefix("missing field `")
         .and_then(|r| r.split('`').next())
     {
-        return Diagnostic::error(loc, format!("missing key `{key}` in this section"))
-            .hint(format!("add `{key}:` here (see config/oqs-edge.schema.json or README)"));
+        return Diagnostic::error(loc, format!("missing key `{key}` in this section")).hint(
+            format!("add `{key}:` here (see config/oqs-edge.schema.json or README)"),
+        );
     }
     if message.contains("duplicate mapping key") {
         let key = message
@@ -155,7 +179,10 @@ fn first_tab_from(text: &str, loc: Loc) -> Option<Loc> {
         .skip(loc.line.checked_sub(1)? as usize)
         .find_map(|(i, line)| {
             let column = line.chars().position(|c| c == '\t')?;
-            Some(Loc { line: i as u32 + 1, column: column as u32 + 1 })
+            Some(Loc {
+                line: i as u32 + 1,
+                column: column as u32 + 1,
+            })
         })
 }
 
@@ -230,6 +257,9 @@ mod tests {
 
     #[test]
     fn positions_are_stripped() {
-        assert_eq!(strip_position("invalid u32 at line 1, column 10"), "invalid u32");
+        assert_eq!(
+            strip_position("invalid u32 at line 1, column 10"),
+            "invalid u32"
+        );
     }
 }

@@ -72,7 +72,11 @@ pub fn check_file(path: &Path, files: FileChecks) -> Result<(Checked, String), s
 
 /// Check config text as if read from `path` (for reports and relative-path hints).
 pub fn check_source(path: &Path, source: &str, files: FileChecks) -> Checked {
-    let load::Parsed { config, mut found, unparsed } = load::parse(source);
+    let load::Parsed {
+        config,
+        mut found,
+        unparsed,
+    } = load::parse(source);
     if let Some(config) = &config {
         found.extend(validate::check(config, files, &unparsed));
     }

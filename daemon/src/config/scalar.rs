@@ -235,8 +235,7 @@ impl Scalar for u16 {
 impl Scalar for IpAddr {
     fn parse(text: &str) -> Result<Self, Refusal> {
         text.parse().map_err(|_| {
-            let refusal =
-                Refusal::new(format!("`{text}` is not an IPv4 or IPv6 address"));
+            let refusal = Refusal::new(format!("`{text}` is not an IPv4 or IPv6 address"));
             if text.contains('/') {
                 refusal.hint("write the address without a /prefix length")
             } else {
@@ -261,9 +260,12 @@ impl Scalar for IpNet {
         }
         let (addr, len) = text.split_once('/').unwrap_or((text, ""));
         let refusal = match addr.parse::<IpAddr>() {
-            Err(_) => Refusal::new(format!("`{addr}` in `{text}` is not an IPv4 or IPv6 address")),
-            Ok(_) if len.is_empty() => Refusal::new(format!("`{text}` has no prefix length"))
-                .hint(format!("add one, e.g. `{addr}/24` (or /32 for a single IPv4 host)")),
+            Err(_) => Refusal::new(format!(
+                "`{addr}` in `{text}` is not an IPv4 or IPv6 address"
+            )),
+            Ok(_) if len.is_empty() => Refusal::new(format!("`{text}` has no prefix length")).hint(
+                format!("add one, e.g. `{addr}/24` (or /32 for a single IPv4 host)"),
+            ),
             Ok(IpAddr::V4(_)) => {
                 Refusal::new(format!("`/{len}` is not an IPv4 prefix length (0 to 32)"))
             }
@@ -406,13 +408,14 @@ impl Scalar for HostPort {
     fn parse(text: &str) -> Result<Self, Refusal> {
         let example = "write it like claims.example.jp:443 or 203.0.113.2:51820";
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-            let (host, port) = rest.split_once("]:").ok_or_else(|| {
-                Refusal::new(format!("`{text}` is not host:port")).hint(example)
-            })?;
+            let (host, port) = rest
+                .split_once("]:")
+                .ok_or_else(|| Refusal::new(format!("`{text}` is not host:port")).hint(example))?;
             (host, port)
         } else {
             text.rsplit_once(':').ok_or_else(|| {
-                Refusal::new(format!("`{text}` has no port")).hint(format!("add it, e.g. `{text}:443`"))
+                Refusal::new(format!("`{text}` has no port"))
+                    .hint(format!("add it, e.g. `{text}:443`"))
             })?
         };
         let port: u16 = port
@@ -423,7 +426,8 @@ impl Scalar for HostPort {
         }
         if host.parse::<IpAddr>().is_err() && !is_dns_name(host) {
             return Err(
-                Refusal::new(format!("`{host}` is neither a host name nor an address")).hint(example),
+                Refusal::new(format!("`{host}` is neither a host name nor an address"))
+                    .hint(example),
             );
         }
         Ok(HostPort {
@@ -570,7 +574,10 @@ mod tests {
     #[test]
     fn bare_number_duration_suggests_a_unit() {
         let refusal = Duration::from_str("30").unwrap_err();
-        assert_eq!(refusal.hint.as_deref(), Some("add a unit: `30s` for seconds, `30m` for minutes"));
+        assert_eq!(
+            refusal.hint.as_deref(),
+            Some("add a unit: `30s` for seconds, `30m` for minutes")
+        );
         assert_eq!(Duration::from_str("5m").unwrap().0.as_secs(), 300);
     }
 
@@ -578,21 +585,36 @@ mod tests {
     fn host_port_forms() {
         let hp = HostPort::parse("[2001:db8::1]:443").unwrap();
         assert_eq!((hp.host.as_str(), hp.port), ("2001:db8::1", 443));
-        assert_eq!(HostPort::parse("claims.example.jp:443").unwrap().to_string(), "claims.example.jp:443");
-        assert!(HostPort::parse("claims.example.jp").unwrap_err().hint.unwrap().contains(":443"));
+        assert_eq!(
+            HostPort::parse("claims.example.jp:443")
+                .unwrap()
+                .to_string(),
+            "claims.example.jp:443"
+        );
+        assert!(HostPort::parse("claims.example.jp")
+            .unwrap_err()
+            .hint
+            .unwrap()
+            .contains(":443"));
         assert!(HostPort::parse("bad_host:443").is_err());
     }
 
     #[test]
     fn wireguard_key_length_is_checked() {
-        assert!(WgKey::parse("AAAA").unwrap_err().message.contains("32 bytes, this one is 3"));
+        assert!(WgKey::parse("AAAA")
+            .unwrap_err()
+            .message
+            .contains("32 bytes, this one is 3"));
         let key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
         assert_eq!(WgKey::parse(key).unwrap().to_string(), key);
     }
 
     #[test]
     fn closest_suggests_only_near_words() {
-        assert_eq!(closest("adress", ["name", "address", "role"]), Some("address"));
+        assert_eq!(
+            closest("adress", ["name", "address", "role"]),
+            Some("address")
+        );
         assert_eq!(closest("zzz", ["name", "address"]), None);
     }
 }

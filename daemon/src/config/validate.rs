@@ -36,7 +36,11 @@ pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec
     c.proxy(config);
     c.management(config);
     c.control(config);
-    let Checker { mut found, unparsed, .. } = c;
+    let Checker {
+        mut found,
+        unparsed,
+        ..
+    } = c;
     found.retain(|d| d.loc.is_none_or(|loc| !unparsed.contains(&loc)));
     found
 }
@@ -54,16 +58,29 @@ impl Checker<'_> {
     }
 
     fn all_segment_addresses_ok(&self, config: &Config) -> bool {
-        config.segments.iter().all(|s| self.ok(&s.address) && s.address6.as_ref().is_none_or(|a| self.ok(a)))
+        config
+            .segments
+            .iter()
+            .all(|s| self.ok(&s.address) && s.address6.as_ref().is_none_or(|a| self.ok(a)))
     }
 
-    fn error(&mut self, loc: Loc, key: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+    fn error(
+        &mut self,
+        loc: Loc,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         let index = self.found.len();
         self.found.push(Diagnostic::error(loc, message).key(key));
         &mut self.found[index]
     }
 
-    fn warning(&mut self, loc: Loc, key: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+    fn warning(
+        &mut self,
+        loc: Loc,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         let index = self.found.len();
         self.found.push(Diagnostic::warning(loc, message).key(key));
         &mut self.found[index]
@@ -71,8 +88,12 @@ impl Checker<'_> {
 
     fn version(&mut self, config: &Config) {
         if *config.version != 1 {
-            self.error(config.version.loc, "version", format!("unsupported config version {}", *config.version))
-                .hint = Some("this oqs-edge reads `version: 1`".into());
+            self.error(
+                config.version.loc,
+                "version",
+                format!("unsupported config version {}", *config.version),
+            )
+            .hint = Some("this oqs-edge reads `version: 1`".into());
         }
     }
 
@@ -82,10 +103,14 @@ impl Checker<'_> {
             self.error(
                 code.loc,
                 "site.institution_code",
-                format!("医療機関等コード `{}` must be exactly 10 digits", code.value),
+                format!(
+                    "医療機関等コード `{}` must be exactly 10 digits",
+                    code.value
+                ),
             )
             .hint = Some(
-                "write the 10-digit code in quotes, e.g. \"1312345678\" (the CN of the 電子証明書)".into(),
+                "write the 10-digit code in quotes, e.g. \"1312345678\" (the CN of the 電子証明書)"
+                    .into(),
             );
         }
     }
@@ -103,23 +128,45 @@ impl Checker<'_> {
             if seg.name.is_empty() {
                 self.error(seg.name.loc, key("name"), "a segment needs a name");
             } else if let Some(first) = names.insert(&seg.name, seg.name.loc) {
-                self.error(seg.name.loc, key("name"), format!("segment name `{}` is used twice", *seg.name))
-                    .hint = Some(format!("the first is at line {}; give each segment its own name", first.line));
+                self.error(
+                    seg.name.loc,
+                    key("name"),
+                    format!("segment name `{}` is used twice", *seg.name),
+                )
+                .hint = Some(format!(
+                    "the first is at line {}; give each segment its own name",
+                    first.line
+                ));
             }
             let ifname = seg.interface.0.as_str();
             if !self.ok(&seg.interface) {
             } else if let Some(first) = interfaces.insert(ifname, seg.interface.loc) {
-                self.error(seg.interface.loc, key("interface"), format!("interface `{ifname}` is used by two segments"))
-                    .hint = Some(format!("the first is at line {}; one segment per interface or VLAN", first.line));
+                self.error(
+                    seg.interface.loc,
+                    key("interface"),
+                    format!("interface `{ifname}` is used by two segments"),
+                )
+                .hint = Some(format!(
+                    "the first is at line {}; one segment per interface or VLAN",
+                    first.line
+                ));
             }
             if seg.interface.value == config.wan.interface.value {
-                self.error(seg.interface.loc, key("interface"), format!("interface `{ifname}` is also the WAN interface"));
+                self.error(
+                    seg.interface.loc,
+                    key("interface"),
+                    format!("interface `{ifname}` is also the WAN interface"),
+                );
             }
             self.router_address(&seg.address, &key("address"));
             if let Some(a6) = &seg.address6 {
                 if !matches!(a6.value, IpNet::V6(_)) {
-                    self.error(a6.loc, key("address6"), format!("`{}` is not an IPv6 address", a6.value))
-                        .hint = Some("put the IPv4 address in `address`, the IPv6 one here".into());
+                    self.error(
+                        a6.loc,
+                        key("address6"),
+                        format!("`{}` is not an IPv6 address", a6.value),
+                    )
+                    .hint = Some("put the IPv4 address in `address`, the IPv6 one here".into());
                 } else if matches!(seg.address.value, IpNet::V6(_)) {
                     self.error(a6.loc, key("address6"), "`address` is already IPv6")
                         .hint = Some("use `address` for IPv4 and `address6` for IPv6".into());
@@ -131,17 +178,35 @@ impl Checker<'_> {
             match (seg.role.value, &seg.internet) {
                 _ if !role_ok => {}
                 (Role::Clinic, None) => {
-                    self.error(seg.loc, key("internet"), format!("clinic segment `{}` must state `internet:`", *seg.name))
-                        .hint = Some("add `internet: deny` (or `internet: allow` if its PCs need the internet)".into());
+                    self.error(
+                        seg.loc,
+                        key("internet"),
+                        format!("clinic segment `{}` must state `internet:`", *seg.name),
+                    )
+                    .hint = Some(
+                        "add `internet: deny` (or `internet: allow` if its PCs need the internet)"
+                            .into(),
+                    );
                 }
                 (Role::Eligibility, Some(at)) if at.value == InternetAccess::Allow => {
-                    self.error(at.loc, key("internet"), "an eligibility (資格確認端末) segment can never reach the internet")
-                        .hint = Some("delete this line; the eligibility PC reaches only the closed network".into());
+                    self.error(
+                        at.loc,
+                        key("internet"),
+                        "an eligibility (資格確認端末) segment can never reach the internet",
+                    )
+                    .hint = Some(
+                        "delete this line; the eligibility PC reaches only the closed network"
+                            .into(),
+                    );
                 }
                 _ => {}
             }
         }
-        if !segments.is_empty() && segments.iter().all(|s| self.ok(&s.role) && s.role.value != Role::Eligibility) {
+        if !segments.is_empty()
+            && segments
+                .iter()
+                .all(|s| self.ok(&s.role) && s.role.value != Role::Eligibility)
+        {
             self.warning(segments.loc, "segments", "no eligibility (資格確認端末) segment: nothing is routed to the closed network except through the proxy");
         }
         // Segment networks must not overlap each other.
@@ -149,7 +214,11 @@ impl Checker<'_> {
             .iter()
             .enumerate()
             .flat_map(|(i, s)| {
-                let mut v = vec![(format!("segments[{i}].address"), s.address.loc, s.address.trunc())];
+                let mut v = vec![(
+                    format!("segments[{i}].address"),
+                    s.address.loc,
+                    s.address.trunc(),
+                )];
                 if let Some(a6) = &s.address6 {
                     v.push((format!("segments[{i}].address6"), a6.loc, a6.trunc()));
                 }
@@ -158,9 +227,14 @@ impl Checker<'_> {
             .filter(|(_, loc, _)| !self.unparsed.contains(loc))
             .collect();
         for (j, (key, loc, net)) in nets.iter().enumerate() {
-            if let Some((other, other_loc, _)) = nets[..j].iter().find(|(_, _, o)| overlaps(o, net)) {
-                self.error(*loc, key.clone(), format!("{net} overlaps {other} (line {})", other_loc.line))
-                    .hint = Some("each segment needs its own subnet".into());
+            if let Some((other, other_loc, _)) = nets[..j].iter().find(|(_, _, o)| overlaps(o, net))
+            {
+                self.error(
+                    *loc,
+                    key.clone(),
+                    format!("{net} overlaps {other} (line {})", other_loc.line),
+                )
+                .hint = Some("each segment needs its own subnet".into());
             }
         }
     }
@@ -170,15 +244,31 @@ impl Checker<'_> {
         let net = at.value;
         let host_bits = net.max_prefix_len() - net.prefix_len();
         if matches!(net, IpNet::V4(_)) && host_bits >= 2 && net.addr() == net.broadcast() {
-            self.error(at.loc, key, format!("{} is the broadcast address of {}", net.addr(), net.trunc()));
+            self.error(
+                at.loc,
+                key,
+                format!("{} is the broadcast address of {}", net.addr(), net.trunc()),
+            );
         } else if host_bits >= 2 && net.addr() == net.network() {
-            let example = net.hosts().next().map(|h| format!("{h}/{}", net.prefix_len())).unwrap_or_default();
-            self.error(at.loc, key, format!("{net} is the network address, not the router's address on it"))
-                .hint = Some(format!("write the router's own address, e.g. {example}"));
+            let example = net
+                .hosts()
+                .next()
+                .map(|h| format!("{h}/{}", net.prefix_len()))
+                .unwrap_or_default();
+            self.error(
+                at.loc,
+                key,
+                format!("{net} is the network address, not the router's address on it"),
+            )
+            .hint = Some(format!("write the router's own address, e.g. {example}"));
         }
         if host_bits == 0 {
-            self.error(at.loc, key, format!("{net} leaves no room for other hosts on the segment"))
-                .hint = Some("give the segment's prefix length, e.g. /24".into());
+            self.error(
+                at.loc,
+                key,
+                format!("{net} leaves no room for other hosts on the segment"),
+            )
+            .hint = Some("give the segment's prefix length, e.g. /24".into());
         }
     }
 
@@ -192,7 +282,11 @@ impl Checker<'_> {
             let key = format!("closed_network.prefixes[{i}]");
             let net = prefix.value;
             if net.prefix_len() == 0 {
-                self.error(prefix.loc, &key, format!("{net} is the whole address space, not a closed network"));
+                self.error(
+                    prefix.loc,
+                    &key,
+                    format!("{net} is the whole address space, not a closed network"),
+                );
             } else if net.addr() != net.network() {
                 self.error(prefix.loc, &key, format!("{net} has host bits set"))
                     .hint = Some(format!("did you mean {}?", net.trunc()));
@@ -208,9 +302,17 @@ impl Checker<'_> {
                     }
                 }
             }
-            if let Some(other) = closed.prefixes[..i].iter().filter(|o| self.ok(o)).find(|o| overlaps(&o.trunc(), &net.trunc())) {
-                self.error(prefix.loc, &key, format!("{net} overlaps {} (line {})", other.value, other.loc.line))
-                    .hint = Some("list each prefix once".into());
+            if let Some(other) = closed.prefixes[..i]
+                .iter()
+                .filter(|o| self.ok(o))
+                .find(|o| overlaps(&o.trunc(), &net.trunc()))
+            {
+                self.error(
+                    prefix.loc,
+                    &key,
+                    format!("{net} overlaps {} (line {})", other.value, other.loc.line),
+                )
+                .hint = Some("list each prefix once".into());
             }
         }
         let prefixes_ok = closed.prefixes.iter().all(|p| self.ok(p));
@@ -225,25 +327,51 @@ impl Checker<'_> {
         let tunnel = &config.tunnel;
         let kind = tunnel.kind.value;
         let sections = [
-            (TunnelType::WireGuard, "wireguard", tunnel.wireguard.as_ref().map(|s| s.loc)),
-            (TunnelType::Ipsec, "ipsec", tunnel.ipsec.as_ref().map(|s| s.loc)),
-            (TunnelType::IpVpn, "ip_vpn", tunnel.ip_vpn.as_ref().map(|s| s.loc)),
+            (
+                TunnelType::WireGuard,
+                "wireguard",
+                tunnel.wireguard.as_ref().map(|s| s.loc),
+            ),
+            (
+                TunnelType::Ipsec,
+                "ipsec",
+                tunnel.ipsec.as_ref().map(|s| s.loc),
+            ),
+            (
+                TunnelType::IpVpn,
+                "ip_vpn",
+                tunnel.ip_vpn.as_ref().map(|s| s.loc),
+            ),
         ];
         let kind_ok = self.ok(&tunnel.kind);
         for (section_kind, name, loc) in sections.into_iter().filter(|_| kind_ok) {
             match (section_kind == kind, loc) {
                 (true, None) => {
-                    self.error(tunnel.kind.loc, "tunnel.type", format!("`type: {kind}` needs a `tunnel.{name}:` section"))
-                        .hint = Some(format!("add `{name}:` under `tunnel:` with its settings"));
+                    self.error(
+                        tunnel.kind.loc,
+                        "tunnel.type",
+                        format!("`type: {kind}` needs a `tunnel.{name}:` section"),
+                    )
+                    .hint = Some(format!("add `{name}:` under `tunnel:` with its settings"));
                 }
                 (false, Some(loc)) => {
-                    self.error(loc, format!("tunnel.{name}"), format!("`tunnel.{name}` is set but `tunnel.type` is {kind}"))
-                        .hint = Some(format!("delete the `{name}:` section, or set `type: {section_kind}`"));
+                    self.error(
+                        loc,
+                        format!("tunnel.{name}"),
+                        format!("`tunnel.{name}` is set but `tunnel.type` is {kind}"),
+                    )
+                    .hint = Some(format!(
+                        "delete the `{name}:` section, or set `type: {section_kind}`"
+                    ));
                 }
                 _ => {}
             }
         }
-        if let Some(wg) = tunnel.wireguard.as_ref().filter(|_| kind == TunnelType::WireGuard) {
+        if let Some(wg) = tunnel
+            .wireguard
+            .as_ref()
+            .filter(|_| kind == TunnelType::WireGuard)
+        {
             self.tunnel_interface(config, &wg.interface, "tunnel.wireguard.interface");
             self.secret_file(&wg.private_key_file, "tunnel.wireguard.private_key_file");
             let addr = wg.address.value;
@@ -251,24 +379,53 @@ impl Checker<'_> {
             for (s, seg) in config.segments.iter().enumerate().filter(|_| comparable) {
                 for (field, net) in segment_nets(seg) {
                     if overlaps(&net.trunc(), &addr.trunc()) {
-                        self.error(wg.address.loc, "tunnel.wireguard.address", format!("tunnel address {addr} overlaps segments[{s}].{field} ({})", net.trunc()));
+                        self.error(
+                            wg.address.loc,
+                            "tunnel.wireguard.address",
+                            format!(
+                                "tunnel address {addr} overlaps segments[{s}].{field} ({})",
+                                net.trunc()
+                            ),
+                        );
                     }
                 }
             }
-            if let Some(p) = config.closed_network.prefixes.iter().filter(|p| self.ok(p) && self.ok(&wg.address)).find(|p| overlaps(&p.trunc(), &addr.trunc())) {
-                self.error(wg.address.loc, "tunnel.wireguard.address", format!("tunnel address {addr} overlaps closed prefix {}", p.value))
-                    .hint = Some("the router's tunnel address is its own, outside the closed prefixes".into());
+            if let Some(p) = config
+                .closed_network
+                .prefixes
+                .iter()
+                .filter(|p| self.ok(p) && self.ok(&wg.address))
+                .find(|p| overlaps(&p.trunc(), &addr.trunc()))
+            {
+                self.error(
+                    wg.address.loc,
+                    "tunnel.wireguard.address",
+                    format!("tunnel address {addr} overlaps closed prefix {}", p.value),
+                )
+                .hint = Some(
+                    "the router's tunnel address is its own, outside the closed prefixes".into(),
+                );
             }
             if let Some(port) = &wg.listen_port {
                 if port.value == 0 {
-                    self.error(port.loc, "tunnel.wireguard.listen_port", "port 0 is not a port")
-                        .hint = Some("leave `listen_port` out for a random port".into());
+                    self.error(
+                        port.loc,
+                        "tunnel.wireguard.listen_port",
+                        "port 0 is not a port",
+                    )
+                    .hint = Some("leave `listen_port` out for a random port".into());
                 }
             }
             if let Some(ka) = &wg.peer.persistent_keepalive {
                 if ka.value.0.as_secs() == 0 || ka.value.0.as_secs() > 65535 {
-                    self.error(ka.loc, "tunnel.wireguard.peer.persistent_keepalive", "keepalive must be between 1s and 65535s")
-                        .hint = Some("25s keeps NAT mappings open; leave it out to switch keepalives off".into());
+                    self.error(
+                        ka.loc,
+                        "tunnel.wireguard.peer.persistent_keepalive",
+                        "keepalive must be between 1s and 65535s",
+                    )
+                    .hint = Some(
+                        "25s keeps NAT mappings open; leave it out to switch keepalives off".into(),
+                    );
                 }
             }
         }
@@ -276,12 +433,26 @@ impl Checker<'_> {
             self.absolute(&ipsec.vici_socket, "tunnel.ipsec.vici_socket");
             let remote = ipsec.remote_address.as_str();
             if remote.parse::<IpAddr>().is_err() && !is_dns_name(remote) {
-                self.error(ipsec.remote_address.loc, "tunnel.ipsec.remote_address", format!("`{remote}` is neither an address nor a host name"));
+                self.error(
+                    ipsec.remote_address.loc,
+                    "tunnel.ipsec.remote_address",
+                    format!("`{remote}` is neither an address nor a host name"),
+                );
             }
-            for (value, key) in [(&ipsec.local_id, "local_id"), (&ipsec.remote_id, "remote_id")] {
+            for (value, key) in [
+                (&ipsec.local_id, "local_id"),
+                (&ipsec.remote_id, "remote_id"),
+            ] {
                 if value.trim().is_empty() {
-                    self.error(value.loc, format!("tunnel.ipsec.{key}"), "an IKE identity cannot be empty")
-                        .hint = Some("use the identity your provider gave, e.g. a host name or the WAN address".into());
+                    self.error(
+                        value.loc,
+                        format!("tunnel.ipsec.{key}"),
+                        "an IKE identity cannot be empty",
+                    )
+                    .hint = Some(
+                        "use the identity your provider gave, e.g. a host name or the WAN address"
+                            .into(),
+                    );
                 }
             }
             let auth = &ipsec.auth;
@@ -293,22 +464,40 @@ impl Checker<'_> {
                     self.public_file(&cert.ca, "tunnel.ipsec.auth.certificate.ca");
                 }
                 (Some(_), Some(_)) => {
-                    self.error(auth.loc, "tunnel.ipsec.auth", "IPsec auth has both `psk_file` and `certificate`")
-                        .hint = Some("keep exactly one: the method your provider uses".into());
+                    self.error(
+                        auth.loc,
+                        "tunnel.ipsec.auth",
+                        "IPsec auth has both `psk_file` and `certificate`",
+                    )
+                    .hint = Some("keep exactly one: the method your provider uses".into());
                 }
                 (None, None) => {
                     self.error(auth.loc, "tunnel.ipsec.auth", "IPsec auth has no method")
                         .hint = Some("add `psk_file:` or `certificate: { cert, key, ca }`".into());
                 }
             }
-            for (list, key) in [(&ipsec.ike_proposals, "ike_proposals"), (&ipsec.esp_proposals, "esp_proposals")] {
+            for (list, key) in [
+                (&ipsec.ike_proposals, "ike_proposals"),
+                (&ipsec.esp_proposals, "esp_proposals"),
+            ] {
                 if list.is_empty() {
-                    self.error(ipsec.loc, format!("tunnel.ipsec.{key}"), format!("`{key}` is empty"))
-                        .hint = Some("leave the key out for the default, or list your provider's proposals".into());
+                    self.error(
+                        ipsec.loc,
+                        format!("tunnel.ipsec.{key}"),
+                        format!("`{key}` is empty"),
+                    )
+                    .hint = Some(
+                        "leave the key out for the default, or list your provider's proposals"
+                            .into(),
+                    );
                 }
             }
             if ipsec.dpd_delay.0.is_zero() {
-                self.error(ipsec.dpd_delay.loc, "tunnel.ipsec.dpd_delay", "dead peer detection needs a delay above 0s");
+                self.error(
+                    ipsec.dpd_delay.loc,
+                    "tunnel.ipsec.dpd_delay",
+                    "dead peer detection needs a delay above 0s",
+                );
             }
         }
         if let Some(vpn) = tunnel.ip_vpn.as_ref().filter(|_| kind == TunnelType::IpVpn) {
@@ -325,10 +514,20 @@ impl Checker<'_> {
 
     fn tunnel_interface(&mut self, config: &Config, name: &At<super::scalar::IfName>, key: &str) {
         if name.value == config.wan.interface.value
-            || config.segments.iter().any(|s| s.interface.value == name.value)
+            || config
+                .segments
+                .iter()
+                .any(|s| s.interface.value == name.value)
         {
-            self.error(name.loc, key, format!("interface `{}` is already a LAN or WAN interface", name.value))
-                .hint = Some("the tunnel gets an interface of its own, e.g. oqs-wg0".into());
+            self.error(
+                name.loc,
+                key,
+                format!(
+                    "interface `{}` is already a LAN or WAN interface",
+                    name.value
+                ),
+            )
+            .hint = Some("the tunnel gets an interface of its own, e.g. oqs-wg0".into());
         }
     }
 
@@ -337,8 +536,12 @@ impl Checker<'_> {
         for (i, cert) in config.client_certificates.iter().enumerate() {
             let key = |field: &str| format!("client_certificates[{i}].{field}");
             if let Some(first) = names.insert(&cert.name, cert.name.loc) {
-                self.error(cert.name.loc, key("name"), format!("certificate name `{}` is used twice", *cert.name))
-                    .hint = Some(format!("the first is at line {}", first.line));
+                self.error(
+                    cert.name.loc,
+                    key("name"),
+                    format!("certificate name `{}` is used twice", *cert.name),
+                )
+                .hint = Some(format!("the first is at line {}", first.line));
             }
             match (&cert.pkcs12, &cert.cert, &cert.key) {
                 (Some(p12), None, None) => {
@@ -346,8 +549,15 @@ impl Checker<'_> {
                     match &cert.password_file {
                         Some(pw) => self.secret_file(pw, &key("password_file")),
                         None => {
-                            self.error(cert.loc, key("password_file"), "a PKCS#12 certificate needs `password_file`")
-                                .hint = Some("put the .p12 password in a file with mode 0600 and name it here".into());
+                            self.error(
+                                cert.loc,
+                                key("password_file"),
+                                "a PKCS#12 certificate needs `password_file`",
+                            )
+                            .hint = Some(
+                                "put the .p12 password in a file with mode 0600 and name it here"
+                                    .into(),
+                            );
                         }
                     }
                 }
@@ -355,17 +565,34 @@ impl Checker<'_> {
                     self.public_file(pem, &key("cert"));
                     self.secret_file(pem_key, &key("key"));
                     if let Some(pw) = &cert.password_file {
-                        self.error(pw.loc, key("password_file"), "`password_file` is for PKCS#12 files; a PEM key has none")
-                            .hint = Some("delete this line".into());
+                        self.error(
+                            pw.loc,
+                            key("password_file"),
+                            "`password_file` is for PKCS#12 files; a PEM key has none",
+                        )
+                        .hint = Some("delete this line".into());
                     }
                 }
                 (None, None, None) => {
-                    self.error(cert.loc, key("pkcs12"), format!("certificate `{}` names no file", *cert.name))
-                        .hint = Some("add `pkcs12:` + `password_file:`, or `cert:` + `key:`".into());
+                    self.error(
+                        cert.loc,
+                        key("pkcs12"),
+                        format!("certificate `{}` names no file", *cert.name),
+                    )
+                    .hint = Some("add `pkcs12:` + `password_file:`, or `cert:` + `key:`".into());
                 }
                 _ => {
-                    self.error(cert.loc, key("pkcs12"), format!("certificate `{}` must be either `pkcs12` or `cert` + `key`", *cert.name))
-                        .hint = Some("keep one form: `pkcs12:` + `password_file:`, or `cert:` + `key:`".into());
+                    self.error(
+                        cert.loc,
+                        key("pkcs12"),
+                        format!(
+                            "certificate `{}` must be either `pkcs12` or `cert` + `key`",
+                            *cert.name
+                        ),
+                    )
+                    .hint = Some(
+                        "keep one form: `pkcs12:` + `password_file:`, or `cert:` + `key:`".into(),
+                    );
                 }
             }
         }
@@ -375,7 +602,14 @@ impl Checker<'_> {
                 .as_ref()
                 .is_some_and(|p| p.routes.iter().any(|r| *r.client_certificate == *cert.name));
             if !used {
-                self.warning(cert.name.loc, "client_certificates", format!("certificate `{}` is not used by any proxy route", *cert.name));
+                self.warning(
+                    cert.name.loc,
+                    "client_certificates",
+                    format!(
+                        "certificate `{}` is not used by any proxy route",
+                        *cert.name
+                    ),
+                );
             }
         }
     }
@@ -393,32 +627,72 @@ impl Checker<'_> {
         for (i, route) in proxy.routes.iter().enumerate() {
             let key = |field: &str| format!("proxy.routes[{i}].{field}");
             if let Some(first) = names.insert(&route.name, route.name.loc) {
-                self.error(route.name.loc, key("name"), format!("route name `{}` is used twice", *route.name))
-                    .hint = Some(format!("the first is at line {}", first.line));
+                self.error(
+                    route.name.loc,
+                    key("name"),
+                    format!("route name `{}` is used twice", *route.name),
+                )
+                .hint = Some(format!("the first is at line {}", first.line));
             }
             let listen = route.listen.value;
             if self.all_segment_addresses_ok(config) && !router_addrs.contains(&listen.ip()) {
-                let list = router_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-                self.error(route.listen.loc, key("listen"), format!("{} is not one of the router's segment addresses", listen.ip()))
-                    .hint = Some(format!("listen on one of: {list}"));
+                let list = router_addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.error(
+                    route.listen.loc,
+                    key("listen"),
+                    format!(
+                        "{} is not one of the router's segment addresses",
+                        listen.ip()
+                    ),
+                )
+                .hint = Some(format!("listen on one of: {list}"));
             }
             if !self.ok(&route.listen) {
             } else if let Some(first) = listens.insert(listen, route.listen.loc) {
-                self.error(route.listen.loc, key("listen"), format!("{listen} is already used by another route (line {})", first.line));
+                self.error(
+                    route.listen.loc,
+                    key("listen"),
+                    format!(
+                        "{listen} is already used by another route (line {})",
+                        first.line
+                    ),
+                );
             }
-            if !config.client_certificates.iter().any(|c| *c.name == *route.client_certificate) {
-                let known: Vec<&str> = config.client_certificates.iter().map(|c| c.name.as_str()).collect();
-                let d = self.error(route.client_certificate.loc, key("client_certificate"), format!("no client certificate is named `{}`", *route.client_certificate));
-                d.hint = Some(match super::scalar::closest(&route.client_certificate, known.iter().copied()) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None if known.is_empty() => "add it under `client_certificates:`".into(),
-                    None => format!("defined certificates: {}", known.join(", ")),
-                });
+            if !config
+                .client_certificates
+                .iter()
+                .any(|c| *c.name == *route.client_certificate)
+            {
+                let known: Vec<&str> = config
+                    .client_certificates
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                let d = self.error(
+                    route.client_certificate.loc,
+                    key("client_certificate"),
+                    format!(
+                        "no client certificate is named `{}`",
+                        *route.client_certificate
+                    ),
+                );
+                d.hint = Some(
+                    match super::scalar::closest(&route.client_certificate, known.iter().copied()) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None if known.is_empty() => "add it under `client_certificates:`".into(),
+                        None => format!("defined certificates: {}", known.join(", ")),
+                    },
+                );
             }
             self.public_file(&route.server_ca, &key("server_ca"));
             if route.allow.is_empty() {
                 self.error(route.allow.loc, key("allow"), "nobody may use this route")
-                    .hint = Some("list the segments (or CIDRs) whose PCs use it, e.g. [clinic]".into());
+                    .hint =
+                    Some("list the segments (or CIDRs) whose PCs use it, e.g. [clinic]".into());
             }
             for (j, entry) in route.allow.iter().enumerate() {
                 self.source(config, entry, &format!("proxy.routes[{i}].allow[{j}]"));
@@ -427,10 +701,17 @@ impl Checker<'_> {
             for seg in config.segments.iter() {
                 let open = self.ok(&seg.role)
                     && seg.role.value == Role::Clinic
-                    && seg.internet.as_ref().is_some_and(|a| a.value == InternetAccess::Allow);
+                    && seg
+                        .internet
+                        .as_ref()
+                        .is_some_and(|a| a.value == InternetAccess::Allow);
                 let holds_clients = route.allow.iter().any(|a| {
                     *a.value == *seg.name
-                        || a.parse::<IpNet>().is_ok_and(|n| segment_nets(seg).iter().any(|(_, s)| overlaps(&s.trunc(), &n)))
+                        || a.parse::<IpNet>().is_ok_and(|n| {
+                            segment_nets(seg)
+                                .iter()
+                                .any(|(_, s)| overlaps(&s.trunc(), &n))
+                        })
                 });
                 if open && holds_clients {
                     self.warning(route.allow.loc, key("allow"), format!("segment `{}` reaches the internet and also uses route `{}`: a compromised PC there can use the clinic's certificate", *seg.name, *route.name))
@@ -466,10 +747,17 @@ impl Checker<'_> {
             Ok(_) => {}
             Err(_) => {
                 let names: Vec<&str> = config.segments.iter().map(|s| s.name.as_str()).collect();
-                let d = self.error(entry.loc, key, format!("`{}` is neither a segment name nor a CIDR", **entry));
+                let d = self.error(
+                    entry.loc,
+                    key,
+                    format!("`{}` is neither a segment name nor a CIDR", **entry),
+                );
                 d.hint = Some(match super::scalar::closest(entry, names.iter().copied()) {
                     Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("segments: {}; or a CIDR like 192.168.60.0/24", names.join(", ")),
+                    None => format!(
+                        "segments: {}; or a CIDR like 192.168.60.0/24",
+                        names.join(", ")
+                    ),
                 });
             }
         }
@@ -479,8 +767,15 @@ impl Checker<'_> {
         if path.is_absolute() {
             return true;
         }
-        self.error(path.loc, key, format!("`{}` is not an absolute path", path.display()))
-            .hint = Some("the daemon does not run in your directory: write the full path, starting with /".into());
+        self.error(
+            path.loc,
+            key,
+            format!("`{}` is not an absolute path", path.display()),
+        )
+        .hint = Some(
+            "the daemon does not run in your directory: write the full path, starting with /"
+                .into(),
+        );
         false
     }
 
@@ -496,7 +791,9 @@ impl Checker<'_> {
         if !self.absolute(path, key) || self.files == FileChecks::Off {
             return;
         }
-        let Some(meta) = self.readable(path, key) else { return };
+        let Some(meta) = self.readable(path, key) else {
+            return;
+        };
         use std::os::unix::fs::PermissionsExt as _;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
@@ -505,8 +802,15 @@ impl Checker<'_> {
                 (true, false) => "its group",
                 _ => "others",
             };
-            self.error(path.loc, key, format!("secret file {} can be read or written by {who} (mode {mode:04o})", path.display()))
-                .hint = Some(format!("run: chmod 600 {}", path.display()));
+            self.error(
+                path.loc,
+                key,
+                format!(
+                    "secret file {} can be read or written by {who} (mode {mode:04o})",
+                    path.display()
+                ),
+            )
+            .hint = Some(format!("run: chmod 600 {}", path.display()));
         }
     }
 

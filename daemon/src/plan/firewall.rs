@@ -48,16 +48,47 @@ pub fn egress(config: &ValidConfig) -> Egress {
 
 /// Counters `status` reports; the names are read back from the kernel by these names.
 pub const COUNTERS: &[Counter] = &[
-    Counter { name: "killswitch_forward", comment: "LAN packets to the closed network stopped from leaving outside the tunnel" },
-    Counter { name: "killswitch_output", comment: "router's own packets to the closed network stopped from leaving outside the tunnel" },
-    Counter { name: "eligibility_to_closed", comment: "eligibility PC to the closed network, through the tunnel" },
-    Counter { name: "eligibility_to_internet", comment: "eligibility PC tried the internet (rejected)" },
-    Counter { name: "eligibility_to_lan", comment: "eligibility PC tried to open a connection into the LAN (rejected)" },
-    Counter { name: "clinic_to_closed", comment: "clinic PC tried the closed network directly (rejected: use the proxy)" },
-    Counter { name: "clinic_to_internet", comment: "clinic PC tried the internet from a segment with internet: deny (rejected)" },
-    Counter { name: "wan_to_lan", comment: "WAN tried to reach the LAN (dropped)" },
-    Counter { name: "wan_to_router", comment: "WAN tried a router port that is not the tunnel's (dropped)" },
-    Counter { name: "lan_to_router", comment: "LAN tried a router port that is not a proxy, DNS or ICMP (dropped)" },
+    Counter {
+        name: "killswitch_forward",
+        comment: "LAN packets to the closed network stopped from leaving outside the tunnel",
+    },
+    Counter {
+        name: "killswitch_output",
+        comment:
+            "router's own packets to the closed network stopped from leaving outside the tunnel",
+    },
+    Counter {
+        name: "eligibility_to_closed",
+        comment: "eligibility PC to the closed network, through the tunnel",
+    },
+    Counter {
+        name: "eligibility_to_internet",
+        comment: "eligibility PC tried the internet (rejected)",
+    },
+    Counter {
+        name: "eligibility_to_lan",
+        comment: "eligibility PC tried to open a connection into the LAN (rejected)",
+    },
+    Counter {
+        name: "clinic_to_closed",
+        comment: "clinic PC tried the closed network directly (rejected: use the proxy)",
+    },
+    Counter {
+        name: "clinic_to_internet",
+        comment: "clinic PC tried the internet from a segment with internet: deny (rejected)",
+    },
+    Counter {
+        name: "wan_to_lan",
+        comment: "WAN tried to reach the LAN (dropped)",
+    },
+    Counter {
+        name: "wan_to_router",
+        comment: "WAN tried a router port that is not the tunnel's (dropped)",
+    },
+    Counter {
+        name: "lan_to_router",
+        comment: "LAN tried a router port that is not a proxy, DNS or ICMP (dropped)",
+    },
 ];
 
 const CLOSED_V4: &str = "closed_v4";
@@ -67,28 +98,63 @@ const CLINIC_IFS: &str = "clinic_ifs";
 const LAN_IFS: &str = "lan_ifs";
 
 /// Neighbour discovery: IPv6 does not work without it, on the LAN or the WAN.
-const ND_TYPES: &[&str] = &["nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"];
+const ND_TYPES: &[&str] = &[
+    "nd-router-solicit",
+    "nd-router-advert",
+    "nd-neighbor-solicit",
+    "nd-neighbor-advert",
+];
 
 pub fn ruleset(config: &ValidConfig) -> Ruleset {
     let egress = egress(config);
     let wan = config.wan.interface.0.clone();
-    let closed: Vec<IpNet> = config.closed_network.prefixes.iter().map(|p| p.value).collect();
+    let closed: Vec<IpNet> = config
+        .closed_network
+        .prefixes
+        .iter()
+        .map(|p| p.value)
+        .collect();
     let families: Vec<Family> = [Family::V4, Family::V6]
         .into_iter()
         .filter(|f| closed.iter().any(|p| Family::of(p) == *f))
         .collect();
     let ifs_with = |role: Role| -> Vec<String> {
-        config.segments.iter().filter(|s| s.role.value == role).map(|s| s.interface.0.clone()).collect()
+        config
+            .segments
+            .iter()
+            .filter(|s| s.role.value == role)
+            .map(|s| s.interface.0.clone())
+            .collect()
     };
     let sets = vec![
-        Set { name: CLOSED_V4, kind: SetType::Ipv4Addr, elements: nets_text(&closed, Family::V4) },
-        Set { name: CLOSED_V6, kind: SetType::Ipv6Addr, elements: nets_text(&closed, Family::V6) },
-        Set { name: ELIGIBILITY_IFS, kind: SetType::IfName, elements: ifs_with(Role::Eligibility) },
-        Set { name: CLINIC_IFS, kind: SetType::IfName, elements: ifs_with(Role::Clinic) },
+        Set {
+            name: CLOSED_V4,
+            kind: SetType::Ipv4Addr,
+            elements: nets_text(&closed, Family::V4),
+        },
+        Set {
+            name: CLOSED_V6,
+            kind: SetType::Ipv6Addr,
+            elements: nets_text(&closed, Family::V6),
+        },
+        Set {
+            name: ELIGIBILITY_IFS,
+            kind: SetType::IfName,
+            elements: ifs_with(Role::Eligibility),
+        },
+        Set {
+            name: CLINIC_IFS,
+            kind: SetType::IfName,
+            elements: ifs_with(Role::Clinic),
+        },
         Set {
             name: LAN_IFS,
             kind: SetType::IfName,
-            elements: config.segments.iter().map(|s| s.interface.0.clone()).collect(),
+            elements: config
+                .segments
+                .iter()
+                .map(|s| s.interface.0.clone())
+                .collect(),
         },
     ];
     Ruleset {
@@ -104,7 +170,10 @@ pub fn ruleset(config: &ValidConfig) -> Ruleset {
 }
 
 fn nets_text(nets: &[IpNet], family: Family) -> Vec<String> {
-    nets.iter().filter(|n| Family::of(n) == family).map(ToString::to_string).collect()
+    nets.iter()
+        .filter(|n| Family::of(n) == family)
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn closed_set(family: Family) -> Addrs {
@@ -131,20 +200,56 @@ fn leak(egress: &Egress, family: Family) -> Vec<Match> {
 fn input(config: &ValidConfig, wan: &str) -> Chain {
     let mut rules = vec![
         Rule::new(vec![Match::Iif(Op::Is, one("lo"))], Verdict::Accept),
-        Rule::new(vec![Match::CtState(vec!["established", "related"])], Verdict::Accept),
+        Rule::new(
+            vec![Match::CtState(vec!["established", "related"])],
+            Verdict::Accept,
+        ),
         Rule::new(vec![Match::CtState(vec!["invalid"])], Verdict::Drop),
         Rule::new(vec![Match::Icmpv6Types(ND_TYPES.to_vec())], Verdict::Accept)
             .comment("IPv6 neighbour discovery"),
-        Rule::new(vec![Match::Iif(Op::Is, one(wan)), Match::Sport(L4::Udp, 547), Match::Dports(L4::Udp, vec![546])], Verdict::Accept)
-            .comment("DHCPv6 replies to the WAN's address client"),
+        Rule::new(
+            vec![
+                Match::Iif(Op::Is, one(wan)),
+                Match::Sport(L4::Udp, 547),
+                Match::Dports(L4::Udp, vec![546]),
+            ],
+            Verdict::Accept,
+        )
+        .comment("DHCPv6 replies to the WAN's address client"),
     ];
     rules.extend(tunnel_ports(config, wan));
-    rules.push(Rule::new(vec![Match::Iif(Op::Is, one(wan))], Verdict::Drop).counted("wan_to_router"));
+    rules.push(
+        Rule::new(vec![Match::Iif(Op::Is, one(wan))], Verdict::Drop).counted("wan_to_router"),
+    );
 
     let lan = Names::Set(LAN_IFS);
-    rules.push(Rule::new(vec![Match::Iif(Op::Is, lan.clone()), Match::L4Proto(vec!["icmp", "ipv6-icmp"])], Verdict::Accept));
-    rules.push(Rule::new(vec![Match::Iif(Op::Is, lan.clone()), Match::Dports(L4::Udp, vec![53])], Verdict::Accept).comment("DNS"));
-    rules.push(Rule::new(vec![Match::Iif(Op::Is, lan.clone()), Match::Dports(L4::Tcp, vec![53])], Verdict::Accept).comment("DNS"));
+    rules.push(Rule::new(
+        vec![
+            Match::Iif(Op::Is, lan.clone()),
+            Match::L4Proto(vec!["icmp", "ipv6-icmp"]),
+        ],
+        Verdict::Accept,
+    ));
+    rules.push(
+        Rule::new(
+            vec![
+                Match::Iif(Op::Is, lan.clone()),
+                Match::Dports(L4::Udp, vec![53]),
+            ],
+            Verdict::Accept,
+        )
+        .comment("DNS"),
+    );
+    rules.push(
+        Rule::new(
+            vec![
+                Match::Iif(Op::Is, lan.clone()),
+                Match::Dports(L4::Tcp, vec![53]),
+            ],
+            Verdict::Accept,
+        )
+        .comment("DNS"),
+    );
     for route in config.proxy.iter().flat_map(|p| p.routes.iter()) {
         let listen = route.listen.value;
         let family = family_of_addr(listen.ip());
@@ -167,17 +272,33 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
     }
     if let Some(management) = &config.management {
         for family in [Family::V4, Family::V6] {
-            let sources = resolve_sources(config, management.ssh_from.iter().map(|a| a.as_str()), family);
+            let sources = resolve_sources(
+                config,
+                management.ssh_from.iter().map(|a| a.as_str()),
+                family,
+            );
             if !sources.is_empty() {
                 rules.push(
-                    Rule::new(vec![Match::Iif(Op::Is, lan.clone()), Match::Saddr(family, Addrs::Nets(sources)), Match::Dports(L4::Tcp, vec![22])], Verdict::Accept)
-                        .comment("management SSH"),
+                    Rule::new(
+                        vec![
+                            Match::Iif(Op::Is, lan.clone()),
+                            Match::Saddr(family, Addrs::Nets(sources)),
+                            Match::Dports(L4::Tcp, vec![22]),
+                        ],
+                        Verdict::Accept,
+                    )
+                    .comment("management SSH"),
                 );
             }
         }
     }
     rules.push(Rule::new(vec![Match::Iif(Op::Is, lan)], Verdict::Drop).counted("lan_to_router"));
-    Chain { name: "input", hook: Hook::Input, policy: Policy::Drop, rules }
+    Chain {
+        name: "input",
+        hook: Hook::Input,
+        policy: Policy::Drop,
+        rules,
+    }
 }
 
 /// What the WAN may send to the router itself: the tunnel's own packets.
@@ -187,12 +308,25 @@ fn tunnel_ports(config: &ValidConfig, wan: &str) -> Vec<Rule> {
         TunnelSection::WireGuard(wg) => wg
             .listen_port
             .iter()
-            .map(|port| Rule::new(from_wan(Match::Dports(L4::Udp, vec![port.value])), Verdict::Accept).comment("WireGuard"))
+            .map(|port| {
+                Rule::new(
+                    from_wan(Match::Dports(L4::Udp, vec![port.value])),
+                    Verdict::Accept,
+                )
+                .comment("WireGuard")
+            })
             .collect(),
         TunnelSection::Ipsec(ipsec) => {
-            let mut rules = vec![Rule::new(from_wan(Match::Dports(L4::Udp, vec![500, 4500])), Verdict::Accept).comment("IKE and ESP-in-UDP")];
+            let mut rules = vec![Rule::new(
+                from_wan(Match::Dports(L4::Udp, vec![500, 4500])),
+                Verdict::Accept,
+            )
+            .comment("IKE and ESP-in-UDP")];
             if ipsec.dataplane.value == Dataplane::Kernel {
-                rules.push(Rule::new(from_wan(Match::L4Proto(vec!["esp"])), Verdict::Accept).comment("ESP"));
+                rules.push(
+                    Rule::new(from_wan(Match::L4Proto(vec!["esp"])), Verdict::Accept)
+                        .comment("ESP"),
+                );
             }
             rules
         }
@@ -203,54 +337,113 @@ fn tunnel_ports(config: &ValidConfig, wan: &str) -> Vec<Rule> {
 fn forward(config: &ValidConfig, egress: &Egress, families: &[Family], wan: &str) -> Chain {
     let mut rules: Vec<Rule> = families
         .iter()
-        .map(|f| Rule::new(leak(egress, *f), Verdict::Drop).counted("killswitch_forward").comment("kill switch"))
+        .map(|f| {
+            Rule::new(leak(egress, *f), Verdict::Drop)
+                .counted("killswitch_forward")
+                .comment("kill switch")
+        })
         .collect();
-    rules.push(Rule::new(vec![Match::CtState(vec!["established", "related"])], Verdict::Accept));
-    rules.push(Rule::new(vec![Match::CtState(vec!["invalid"])], Verdict::Drop));
+    rules.push(Rule::new(
+        vec![Match::CtState(vec!["established", "related"])],
+        Verdict::Accept,
+    ));
+    rules.push(Rule::new(
+        vec![Match::CtState(vec!["invalid"])],
+        Verdict::Drop,
+    ));
 
     // Eligibility: the closed network through the tunnel, nothing else.
     let eligibility = Names::Set(ELIGIBILITY_IFS);
     for family in families {
-        let mut m = vec![Match::Iif(Op::Is, eligibility.clone()), Match::Daddr(*family, closed_set(*family))];
+        let mut m = vec![
+            Match::Iif(Op::Is, eligibility.clone()),
+            Match::Daddr(*family, closed_set(*family)),
+        ];
         if let Egress::Interface(name) | Egress::Wan(name) = egress {
             m.push(Match::Oif(Op::Is, one(name)));
         }
         rules.push(Rule::new(m, Verdict::Accept).counted("eligibility_to_closed"));
     }
-    rules.push(Rule::new(vec![Match::Iif(Op::Is, eligibility.clone()), Match::Oif(Op::Is, Names::Set(LAN_IFS))], Verdict::Reject).counted("eligibility_to_lan"));
-    rules.push(Rule::new(vec![Match::Iif(Op::Is, eligibility)], Verdict::Reject).counted("eligibility_to_internet"));
+    rules.push(
+        Rule::new(
+            vec![
+                Match::Iif(Op::Is, eligibility.clone()),
+                Match::Oif(Op::Is, Names::Set(LAN_IFS)),
+            ],
+            Verdict::Reject,
+        )
+        .counted("eligibility_to_lan"),
+    );
+    rules.push(
+        Rule::new(vec![Match::Iif(Op::Is, eligibility)], Verdict::Reject)
+            .counted("eligibility_to_internet"),
+    );
 
     // Clinic: the eligibility segment and other clinic segments, the internet as configured,
     // the closed network only through the proxy.
     let clinic = Names::Set(CLINIC_IFS);
-    rules.push(Rule::new(vec![Match::Iif(Op::Is, clinic.clone()), Match::Oif(Op::Is, Names::Set(LAN_IFS))], Verdict::Accept));
+    rules.push(Rule::new(
+        vec![
+            Match::Iif(Op::Is, clinic.clone()),
+            Match::Oif(Op::Is, Names::Set(LAN_IFS)),
+        ],
+        Verdict::Accept,
+    ));
     for family in families {
         rules.push(
-            Rule::new(vec![Match::Iif(Op::Is, clinic.clone()), Match::Daddr(*family, closed_set(*family))], Verdict::Reject)
-                .counted("clinic_to_closed")
-                .comment("use the proxy"),
+            Rule::new(
+                vec![
+                    Match::Iif(Op::Is, clinic.clone()),
+                    Match::Daddr(*family, closed_set(*family)),
+                ],
+                Verdict::Reject,
+            )
+            .counted("clinic_to_closed")
+            .comment("use the proxy"),
         );
     }
     for seg in clinic_segments(config) {
-        let allow = seg.internet.as_ref().is_some_and(|a| a.value == InternetAccess::Allow);
-        let m = vec![Match::Iif(Op::Is, one(&seg.interface.0)), Match::Oif(Op::Is, one(wan))];
+        let allow = seg
+            .internet
+            .as_ref()
+            .is_some_and(|a| a.value == InternetAccess::Allow);
+        let m = vec![
+            Match::Iif(Op::Is, one(&seg.interface.0)),
+            Match::Oif(Op::Is, one(wan)),
+        ];
         rules.push(if allow {
             Rule::new(m, Verdict::Accept).comment(format!("{}: internet allowed", *seg.name))
         } else {
-            Rule::new(m, Verdict::Reject).counted("clinic_to_internet").comment(format!("{}: internet denied", *seg.name))
+            Rule::new(m, Verdict::Reject)
+                .counted("clinic_to_internet")
+                .comment(format!("{}: internet denied", *seg.name))
         });
     }
     rules.push(Rule::new(vec![Match::Iif(Op::Is, one(wan))], Verdict::Drop).counted("wan_to_lan"));
-    Chain { name: "forward", hook: Hook::Forward, policy: Policy::Drop, rules }
+    Chain {
+        name: "forward",
+        hook: Hook::Forward,
+        policy: Policy::Drop,
+        rules,
+    }
 }
 
 /// The router's own traffic (the proxy's upstream connections) obeys the kill switch too.
 fn output(egress: &Egress, families: &[Family]) -> Chain {
     let rules = families
         .iter()
-        .map(|f| Rule::new(leak(egress, *f), Verdict::Drop).counted("killswitch_output").comment("kill switch"))
+        .map(|f| {
+            Rule::new(leak(egress, *f), Verdict::Drop)
+                .counted("killswitch_output")
+                .comment("kill switch")
+        })
         .collect();
-    Chain { name: "output", hook: Hook::Output, policy: Policy::Accept, rules }
+    Chain {
+        name: "output",
+        hook: Hook::Output,
+        policy: Policy::Accept,
+        rules,
+    }
 }
 
 /// Source NAT. Clinic segments with internet access leave as the WAN address. Through a
@@ -260,10 +453,21 @@ fn output(egress: &Egress, families: &[Family]) -> Chain {
 fn postrouting(config: &ValidConfig, egress: &Egress, wan: &str) -> Chain {
     let mut rules = Vec::new();
     for seg in clinic_segments(config) {
-        if seg.internet.as_ref().is_some_and(|a| a.value == InternetAccess::Allow) && matches!(seg.address.value, IpNet::V4(_)) {
+        if seg
+            .internet
+            .as_ref()
+            .is_some_and(|a| a.value == InternetAccess::Allow)
+            && matches!(seg.address.value, IpNet::V4(_))
+        {
             rules.push(
-                Rule::new(vec![Match::Oif(Op::Is, one(wan)), Match::Saddr(Family::V4, Addrs::Nets(vec![seg.address.trunc()]))], Verdict::Masquerade)
-                    .comment(format!("{}: internet", *seg.name)),
+                Rule::new(
+                    vec![
+                        Match::Oif(Op::Is, one(wan)),
+                        Match::Saddr(Family::V4, Addrs::Nets(vec![seg.address.trunc()])),
+                    ],
+                    Verdict::Masquerade,
+                )
+                .comment(format!("{}: internet", *seg.name)),
             );
         }
     }
@@ -274,21 +478,47 @@ fn postrouting(config: &ValidConfig, egress: &Egress, wan: &str) -> Chain {
         .map(|s| s.address.trunc())
         .collect();
     let tunnel_nat = match (config.tunnel(), egress) {
-        (TunnelSection::WireGuard(wg), Egress::Interface(name)) if matches!(wg.address.value, IpNet::V4(_)) => Some((name.clone(), Match::Daddr(Family::V4, closed_set(Family::V4)))),
-        (TunnelSection::IpVpn(_), Egress::Wan(name)) => Some((name.clone(), Match::Daddr(Family::V4, closed_set(Family::V4)))),
+        (TunnelSection::WireGuard(wg), Egress::Interface(name))
+            if matches!(wg.address.value, IpNet::V4(_)) =>
+        {
+            Some((
+                name.clone(),
+                Match::Daddr(Family::V4, closed_set(Family::V4)),
+            ))
+        }
+        (TunnelSection::IpVpn(_), Egress::Wan(name)) => Some((
+            name.clone(),
+            Match::Daddr(Family::V4, closed_set(Family::V4)),
+        )),
         _ => None,
     };
     if let (Some((out, to_closed)), false) = (tunnel_nat, eligibility_v4.is_empty()) {
         rules.push(
-            Rule::new(vec![Match::Oif(Op::Is, one(&out)), Match::Saddr(Family::V4, Addrs::Nets(eligibility_v4)), to_closed], Verdict::Masquerade)
-                .comment("eligibility to the closed network"),
+            Rule::new(
+                vec![
+                    Match::Oif(Op::Is, one(&out)),
+                    Match::Saddr(Family::V4, Addrs::Nets(eligibility_v4)),
+                    to_closed,
+                ],
+                Verdict::Masquerade,
+            )
+            .comment("eligibility to the closed network"),
         );
     }
-    Chain { name: "postrouting", hook: Hook::Postrouting, policy: Policy::Accept, rules }
+    Chain {
+        name: "postrouting",
+        hook: Hook::Postrouting,
+        policy: Policy::Accept,
+        rules,
+    }
 }
 
 fn clinic_segments(config: &ValidConfig) -> impl Iterator<Item = &Segment> {
-    config.segments.iter().map(|s| &s.value).filter(|s| s.role.value == Role::Clinic)
+    config
+        .segments
+        .iter()
+        .map(|s| &s.value)
+        .filter(|s| s.role.value == Role::Clinic)
 }
 
 fn family_of_addr(addr: IpAddr) -> Family {
@@ -299,7 +529,11 @@ fn family_of_addr(addr: IpAddr) -> Family {
 }
 
 /// `allow`-style entries (segment names or CIDRs) → the prefixes of one family.
-pub fn resolve_sources<'a>(config: &ValidConfig, entries: impl Iterator<Item = &'a str>, family: Family) -> Vec<IpNet> {
+pub fn resolve_sources<'a>(
+    config: &ValidConfig,
+    entries: impl Iterator<Item = &'a str>,
+    family: Family,
+) -> Vec<IpNet> {
     let mut nets = Vec::new();
     for entry in entries {
         match config.segments.iter().find(|s| *s.name == entry) {

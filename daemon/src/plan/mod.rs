@@ -104,13 +104,23 @@ pub fn plan(config: &ValidConfig) -> Plan {
 }
 
 fn closed_prefixes(config: &ValidConfig) -> Vec<IpNet> {
-    config.closed_network.prefixes.iter().map(|p| p.value).collect()
+    config
+        .closed_network
+        .prefixes
+        .iter()
+        .map(|p| p.value)
+        .collect()
 }
 
 fn sysctls(config: &ValidConfig) -> Vec<(String, String)> {
     let mut v = vec![("net.ipv4.ip_forward".to_owned(), "1".to_owned())];
-    let any_v6 = closed_prefixes(config).iter().any(|p| matches!(p, IpNet::V6(_)))
-        || config.segments.iter().any(|s| s.address6.is_some() || matches!(s.address.value, IpNet::V6(_)));
+    let any_v6 = closed_prefixes(config)
+        .iter()
+        .any(|p| matches!(p, IpNet::V6(_)))
+        || config
+            .segments
+            .iter()
+            .any(|s| s.address6.is_some() || matches!(s.address.value, IpNet::V6(_)));
     if any_v6 {
         v.push(("net.ipv6.conf.all.forwarding".to_owned(), "1".to_owned()));
     }
@@ -122,15 +132,27 @@ fn sysctls(config: &ValidConfig) -> Vec<(String, String)> {
 fn routes(config: &ValidConfig) -> Vec<Route> {
     let prefixes = closed_prefixes(config);
     match firewall::egress(config) {
-        Egress::Interface(device) if matches!(config.tunnel(), TunnelSection::WireGuard(_)) => prefixes
-            .into_iter()
-            .map(|destination| Route { destination, via: None, device: device.clone() })
-            .collect(),
-        Egress::Wan(device) => {
-            let TunnelSection::IpVpn(vpn) = config.tunnel() else { return Vec::new() };
+        Egress::Interface(device) if matches!(config.tunnel(), TunnelSection::WireGuard(_)) => {
             prefixes
                 .into_iter()
-                .map(|destination| Route { destination, via: Some(vpn.gateway.value), device: device.clone() })
+                .map(|destination| Route {
+                    destination,
+                    via: None,
+                    device: device.clone(),
+                })
+                .collect()
+        }
+        Egress::Wan(device) => {
+            let TunnelSection::IpVpn(vpn) = config.tunnel() else {
+                return Vec::new();
+            };
+            prefixes
+                .into_iter()
+                .map(|destination| Route {
+                    destination,
+                    via: Some(vpn.gateway.value),
+                    device: device.clone(),
+                })
                 .collect()
         }
         _ => Vec::new(),
@@ -159,17 +181,32 @@ fn tunnel(config: &ValidConfig) -> TunnelPlan {
             remote_id: ipsec.remote_id.value.clone(),
             auth: match (&ipsec.auth.psk_file, &ipsec.auth.certificate) {
                 (Some(psk), _) => format!("psk (from {})", psk.display()),
-                (None, Some(c)) => format!("certificate {} (key {}, peer CA {})", c.cert.display(), c.key.display(), c.ca.display()),
+                (None, Some(c)) => format!(
+                    "certificate {} (key {}, peer CA {})",
+                    c.cert.display(),
+                    c.key.display(),
+                    c.ca.display()
+                ),
                 (None, None) => String::new(),
             },
-            ike_proposals: ipsec.ike_proposals.iter().map(|p| p.value.clone()).collect(),
-            esp_proposals: ipsec.esp_proposals.iter().map(|p| p.value.clone()).collect(),
+            ike_proposals: ipsec
+                .ike_proposals
+                .iter()
+                .map(|p| p.value.clone())
+                .collect(),
+            esp_proposals: ipsec
+                .esp_proposals
+                .iter()
+                .map(|p| p.value.clone())
+                .collect(),
             dpd_delay_secs: ipsec.dpd_delay.0.as_secs(),
             local_ts: config
                 .segments
                 .iter()
                 .filter(|s| s.role.value == crate::config::model::Role::Eligibility)
-                .flat_map(|s| std::iter::once(s.address.trunc()).chain(s.address6.iter().map(|a| a.trunc())))
+                .flat_map(|s| {
+                    std::iter::once(s.address.trunc()).chain(s.address6.iter().map(|a| a.trunc()))
+                })
                 .collect(),
             remote_ts: closed_prefixes(config),
         },
@@ -181,7 +218,9 @@ fn tunnel(config: &ValidConfig) -> TunnelPlan {
 }
 
 fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
-    let Some(proxy) = &config.proxy else { return Vec::new() };
+    let Some(proxy) = &config.proxy else {
+        return Vec::new();
+    };
     proxy
         .routes
         .iter()
@@ -199,7 +238,11 @@ fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
                 },
                 server_ca: r.server_ca.value.clone(),
                 client_certificate: r.client_certificate.value.clone(),
-                allow: firewall::resolve_sources(config, r.allow.iter().map(|a| a.as_str()), family),
+                allow: firewall::resolve_sources(
+                    config,
+                    r.allow.iter().map(|a| a.as_str()),
+                    family,
+                ),
             }
         })
         .collect()
@@ -218,10 +261,14 @@ impl Plan {
         out.push_str("\n# routes (table main, added and removed by oqs-edge)\n");
         if self.routes.is_empty() {
             out.push_str(match &self.tunnel {
-                TunnelPlan::Ipsec { dataplane, .. } if dataplane == Dataplane::Libipsec.as_str() => {
+                TunnelPlan::Ipsec { dataplane, .. }
+                    if dataplane == Dataplane::Libipsec.as_str() =>
+                {
                     "(none: charon routes the traffic selectors through ipsec0, table 220)\n"
                 }
-                TunnelPlan::Ipsec { .. } => "(none: the kernel's IPsec policies steer the traffic)\n",
+                TunnelPlan::Ipsec { .. } => {
+                    "(none: the kernel's IPsec policies steer the traffic)\n"
+                }
                 _ => "(none)\n",
             });
         }
@@ -233,7 +280,10 @@ impl Plan {
             .unwrap_or_default();
         }
         out.push_str("\n# tunnel\n");
-        out.push_str(&yaml_lines(&serde_json::to_value(&self.tunnel).unwrap_or_default(), 0));
+        out.push_str(&yaml_lines(
+            &serde_json::to_value(&self.tunnel).unwrap_or_default(),
+            0,
+        ));
         out.push_str("\n# proxy routes\n");
         if self.proxy.is_empty() {
             out.push_str("(none)\n");
@@ -273,7 +323,14 @@ fn yaml_lines(value: &Value, indent: usize) -> String {
             let shown = match v {
                 Value::String(s) => s.clone(),
                 Value::Array(items) => {
-                    let items: Vec<String> = items.iter().map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string())).collect();
+                    let items: Vec<String> = items
+                        .iter()
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| i.to_string())
+                        })
+                        .collect();
                     format!("[{}]", items.join(", "))
                 }
                 other => other.to_string(),
@@ -283,4 +340,3 @@ fn yaml_lines(value: &Value, indent: usize) -> String {
     }
     out
 }
-

@@ -223,7 +223,10 @@ fn brace_list<T: AsRef<str>>(items: &[T]) -> String {
         [one] => one.as_ref().to_owned(),
         many => format!(
             "{{ {} }}",
-            many.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -388,7 +391,10 @@ fn matcher(op: &str, left: Value, right: Value) -> Value {
 fn list_or_one<T: Into<Value> + Clone>(items: &[T]) -> (bool, Value) {
     match items {
         [one] => (false, one.clone().into()),
-        many => (true, json!({ "set": many.iter().cloned().map(Into::into).collect::<Vec<Value>>() })),
+        many => (
+            true,
+            json!({ "set": many.iter().cloned().map(Into::into).collect::<Vec<Value>>() }),
+        ),
     }
 }
 
@@ -400,7 +406,11 @@ impl Match {
                 Names::Set(set) => (true, json!(format!("@{set}"))),
             };
             // nft lists a named-set match as "==", whatever was written.
-            let op = if in_set && *op == Op::Is { "==" } else { op.json(false) };
+            let op = if in_set && *op == Op::Is {
+                "=="
+            } else {
+                op.json(false)
+            };
             matcher(op, json!({ "meta": { "key": key } }), right)
         };
         let addrs = |f: &Family, field: &str, addrs: &Addrs| {
@@ -434,7 +444,11 @@ impl Match {
             }
             Match::L4Proto(protos) => {
                 let (in_set, right) = list_or_one(protos);
-                matcher(Op::Is.json(in_set), json!({ "meta": { "key": "l4proto" } }), right)
+                matcher(
+                    Op::Is.json(in_set),
+                    json!({ "meta": { "key": "l4proto" } }),
+                    right,
+                )
             }
             Match::Icmpv6Types(types) => {
                 let (in_set, right) = list_or_one(types);
@@ -444,8 +458,12 @@ impl Match {
                     right,
                 )
             }
-            Match::CtState(states) => matcher("in", json!({ "ct": { "key": "state" } }), json!(states)),
-            Match::RtIpsecMissing => matcher("==", json!({ "rt": { "key": "ipsec" } }), json!(false)),
+            Match::CtState(states) => {
+                matcher("in", json!({ "ct": { "key": "state" } }), json!(states))
+            }
+            Match::RtIpsecMissing => {
+                matcher("==", json!({ "rt": { "key": "ipsec" } }), json!(false))
+            }
         }
     }
 }
@@ -488,7 +506,11 @@ impl Ruleset {
                 s["flags"] = json!(["interval"]);
             }
             if !set.elements.is_empty() {
-                s["elem"] = set.elements.iter().map(|e| set_elem_json(set.kind, e)).collect();
+                s["elem"] = set
+                    .elements
+                    .iter()
+                    .map(|e| set_elem_json(set.kind, e))
+                    .collect();
             }
             cmds.push(json!({ "add": { "set": s } }));
         }

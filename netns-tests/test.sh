@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what it needs, then formatting, lints, unit,
+# golden and network-namespace tests. Run as root: the netns tests skip (and say so) otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -eq 0 ]; then
+    netns-tests/setup.sh
+else
+    echo "test.sh: not root: skipping package installation; the netns tests will skip" >&2
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
