@@ -454,6 +454,20 @@ fn a_typo_does_not_hide_a_later_semantic_error() {
         .contains("192.168.70.1 is not one of the router's segment addresses"));
 }
 
+#[test]
+fn an_empty_file_says_so() {
+    let found = errors("# nothing yet\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].message, "the config file is empty");
+    assert!(found[0].hint.as_deref().unwrap().contains("version: 1"));
+}
+
+#[test]
+fn a_list_where_a_value_belongs_is_reported_at_the_list() {
+    let text = broken("name: \"樹中歯科医院\"", "name: [a, b]");
+    assert_one_error(&text, "[a, b]", "expected a single value here");
+}
+
 // ---- files -------------------------------------------------------------------------------
 
 #[test]

@@ -145,6 +145,17 @@ fn explain(text: &str, loc: Loc, message: &str) -> Diagnostic {
         )
         .hint("indent with spaces; YAML does not allow tabs for indentation");
     }
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
+        return Diagnostic::error(Loc::default(), "the config file is empty")
+            .hint("start from an example in config/ (e.g. config/lab.yaml); a config begins with `version: 1`");
+    }
+    if message.starts_with("expected string scalar") {
+        return Diagnostic::error(loc, "expected a single value here, not a list or a section")
+            .hint("write one value after the key, e.g. `key: value`");
+    }
     let d = Diagnostic::error(loc, message);
     if let Some(key) = message
         .strip_prefix("missing field `")
