@@ -1,10 +1,11 @@
 //! oqs-edge: the on-site router daemon for オンライン資格確認 and オンライン請求.
 //!
 //! Data flows one way: [`config`] (YAML → a checked config) → [`plan`] (pure: the desired
-//! state) → the appliers (later: firewall, net, tunnel, proxy, pki) → the supervisor.
+//! state) → the appliers ([`firewall`]; later net, tunnel, proxy, pki) → the supervisor.
 
 // A running daemon must not panic on bad input: errors are values here.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
+pub mod firewall;
 pub mod plan;

@@ -84,3 +84,48 @@ fn replacing_the_table_leaves_other_tables_alone() {
         "{tables}"
     );
 }
+
+/// The firewall applier: a ruleset nft refuses leaves the old one in place, and the error
+/// carries nft's own message and the rule it blamed.
+#[test]
+fn a_refused_ruleset_changes_nothing_and_says_why() {
+    use oqs_edge::firewall::{FirewallError, Nft};
+    use oqs_edge::plan::nft::{Match, Names, Op, Rule, Verdict};
+
+    if skip_unless_root("a_refused_ruleset_changes_nothing_and_says_why") {
+        return;
+    }
+    let ns = Netns::new("refuse");
+    let nft = Nft::in_netns(&ns.name);
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/lab.yaml");
+    let (checked, _) = check_file(&lab, FileChecks::Off).unwrap();
+    let plan = oqs_edge::plan::plan(&checked.config.unwrap());
+    nft.apply(&plan.firewall).expect("the lab ruleset applies");
+    let before = ns.ok(&["nft", "list", "table", "inet", "oqs_edge"], "");
+
+    // A rule naming a counter that does not exist: valid syntax, refused by the kernel.
+    let mut bad = plan.firewall.clone();
+    bad.chains[0].rules.insert(
+        0,
+        Rule::new(
+            vec![Match::Iif(Op::Is, Names::One("lan9".into()))],
+            Verdict::Drop,
+        )
+        .counted("no_such_counter"),
+    );
+    match nft.apply(&bad) {
+        Err(FirewallError::Refused { message, rule }) => {
+            assert!(message.contains("Error:"), "nft's own message: {message}");
+            assert_eq!(
+                rule.as_deref(),
+                Some("iifname \"lan9\" counter name \"no_such_counter\" drop")
+            );
+        }
+        other => panic!("expected nft to refuse, got {other:?}"),
+    }
+    let after = ns.ok(&["nft", "list", "table", "inet", "oqs_edge"], "");
+    assert_eq!(
+        before, after,
+        "a refused ruleset must leave the applied one untouched"
+    );
+}

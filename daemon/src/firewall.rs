@@ -1,0 +1,174 @@
+//! The firewall applier: makes the kernel's `table inet oqs_edge` the planned one in a single
+//! nft transaction, and keeps a copy of what it applied for the early-boot unit.
+//!
+//! nft is run directly (not through the `nftables` crate, which drops nft's stderr) so that
+//! when nft refuses a ruleset the operator sees nft's own message with the line it came from.
+//! The text rendering is loaded, not the JSON: for text, nft points at the offending rule.
+//! A refused batch changes nothing: the old table stays as it was.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::plan::nft::Ruleset;
+
+/// File name of the last applied ruleset in the state directory.
+pub const SAVED_RULESET: &str = "ruleset.nft";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("cannot run `{program}`: {source} (is the nftables package installed?)")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("nft refused the ruleset; the firewall was not changed:\n{message}")]
+    Refused {
+        /// nft's stderr, as nft printed it.
+        message: String,
+        /// The ruleset line nft blamed, when it named one.
+        rule: Option<String>,
+    },
+    #[error("cannot save the applied ruleset to {path}: {source}")]
+    Save {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How to run nft: `nft` on the router; tests prefix `ip netns exec NS`.
+#[derive(Clone, Debug)]
+pub struct Nft {
+    program: Vec<String>,
+}
+
+impl Default for Nft {
+    fn default() -> Self {
+        Nft {
+            program: vec!["nft".to_owned()],
+        }
+    }
+}
+
+impl Nft {
+    /// nft inside a named network namespace.
+    pub fn in_netns(name: &str) -> Self {
+        Nft {
+            program: ["ip", "netns", "exec", name, "nft"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+
+    /// Feed `input` to `nft ARGS -f -`; stderr is kept for the error.
+    fn run(&self, args: &[&str], input: &str) -> Result<(), FirewallError> {
+        let shown = self.program.join(" ");
+        let spawn_error = |source| FirewallError::Spawn {
+            program: shown.clone(),
+            source,
+        };
+        let (program, prefix) = self.program.split_first().ok_or_else(|| {
+            spawn_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "empty command",
+            ))
+        })?;
+        let mut child = Command::new(program)
+            .args(prefix)
+            .args(args)
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_error)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes()).map_err(spawn_error)?;
+        }
+        let out = child.wait_with_output().map_err(spawn_error)?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let message = String::from_utf8_lossy(&out.stderr).trim_end().to_owned();
+        Err(FirewallError::Refused {
+            rule: blamed_line(&message, input),
+            message,
+        })
+    }
+
+    /// Replace `table inet oqs_edge` with `ruleset` in one transaction.
+    pub fn apply(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
+        self.run(&[], &ruleset.to_nft_text())
+    }
+
+    /// Ask the kernel whether it would take `ruleset`, changing nothing.
+    pub fn check(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
+        self.run(&["-c"], &ruleset.to_nft_text())
+    }
+}
+
+/// nft writes `/dev/stdin:LINE:COL-COL: Error: …`; return that line of the input.
+fn blamed_line(message: &str, input: &str) -> Option<String> {
+    let rest = message
+        .lines()
+        .find_map(|l| l.strip_prefix("/dev/stdin:"))?;
+    let line: usize = rest.split(':').next()?.parse().ok()?;
+    input
+        .lines()
+        .nth(line.checked_sub(1)?)
+        .map(|l| l.trim().to_owned())
+}
+
+/// Save the applied ruleset for the early-boot unit: written whole or not at all, so a crash
+/// mid-write never leaves a truncated ruleset to load at the next boot.
+pub fn save(ruleset: &Ruleset, state_dir: &Path) -> Result<PathBuf, FirewallError> {
+    let path = state_dir.join(SAVED_RULESET);
+    let save_error = |source| FirewallError::Save {
+        path: path.clone(),
+        source,
+    };
+    let tmp = state_dir.join(format!(".{SAVED_RULESET}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(save_error)?;
+    file.write_all(ruleset.to_nft_text().as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(save_error)?;
+    std::fs::rename(&tmp, &path).map_err(save_error)?;
+    std::fs::File::open(state_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(save_error)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blamed_line_is_found() {
+        let message = "/dev/stdin:3:3-20: Error: Could not process rule: No such file or directory\n\t\tiifname \"x\" counter name \"nope\" drop\n\t\t^^^^";
+        let input =
+            "table inet t {\n\tchain c {\n\t\tiifname \"x\" counter name \"nope\" drop\n\t}\n}\n";
+        assert_eq!(
+            blamed_line(message, input).as_deref(),
+            Some("iifname \"x\" counter name \"nope\" drop")
+        );
+        assert_eq!(blamed_line("Error: something", input), None);
+    }
+
+    #[test]
+    fn save_replaces_the_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let ruleset = Ruleset {
+            sets: vec![],
+            counters: vec![],
+            chains: vec![],
+        };
+        std::fs::write(dir.path().join(SAVED_RULESET), "old").unwrap();
+        let path = save(&ruleset, dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(path).unwrap(),
+            ruleset.to_nft_text()
+        );
+        assert!(!dir.path().join(format!(".{SAVED_RULESET}.tmp")).exists());
+    }
+}
