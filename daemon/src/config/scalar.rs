@@ -10,7 +10,6 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
 use base64::Engine as _;
@@ -553,13 +552,6 @@ macro_rules! keyword_enum {
 }
 pub(crate) use keyword_enum;
 
-impl FromStr for Duration {
-    type Err = Refusal;
-    fn from_str(s: &str) -> Result<Self, Refusal> {
-        <Duration as Scalar>::parse(s)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,12 +565,12 @@ mod tests {
 
     #[test]
     fn bare_number_duration_suggests_a_unit() {
-        let refusal = Duration::from_str("30").unwrap_err();
+        let refusal = Duration::parse("30").unwrap_err();
         assert_eq!(
             refusal.hint.as_deref(),
             Some("add a unit: `30s` for seconds, `30m` for minutes")
         );
-        assert_eq!(Duration::from_str("5m").unwrap().0.as_secs(), 300);
+        assert_eq!(Duration::parse("5m").unwrap().0.as_secs(), 300);
     }
 
     #[test]

@@ -319,7 +319,10 @@ impl Plan {
 fn yaml_lines(value: &Value, indent: usize) -> String {
     let mut out = String::new();
     if let Value::Object(map) = value {
-        for (key, v) in map {
+        // `type` first: it says what the other keys are about.
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_by_key(|(key, _)| *key != "type");
+        for (key, v) in entries {
             let shown = match v {
                 Value::String(s) => s.clone(),
                 Value::Array(items) => {
