@@ -9,3 +9,4 @@
 pub mod config;
 pub mod firewall;
 pub mod plan;
+pub mod supervisor;

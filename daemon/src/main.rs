@@ -15,6 +15,8 @@ use oqs_edge::plan;
 /// Exit codes an operator's scripts can rely on.
 mod exit {
     pub const OK: u8 = 0;
+    /// The daemon could not start or apply (the message says why).
+    pub const FAILED: u8 = 1;
     /// The config is invalid (or could not be read).
     pub const INVALID: u8 = 2;
 }
@@ -54,6 +56,15 @@ enum Command {
         #[arg(long)]
         no_files: bool,
     },
+    /// The daemon: check the config, apply the firewall, stay up (SIGHUP reloads, SIGTERM stops
+    /// and leaves the firewall in place).
+    Run {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Where the last applied ruleset is kept for the early-boot unit.
+        #[arg(long, default_value = "/var/lib/oqs-edge")]
+        state_dir: PathBuf,
+    },
     /// Print the config file's JSON Schema (what config/oqs-edge.schema.json holds).
     #[command(hide = true)]
     Schema,
@@ -78,6 +89,7 @@ fn main() -> ExitCode {
             json,
             no_files,
         } => print_plan(&config, files(no_files), json),
+        Command::Run { config, state_dir } => run(config, state_dir),
         Command::Schema => {
             print!("{}", config::json_schema());
             exit::OK
@@ -152,4 +164,62 @@ fn print_plan(path: &Path, files: FileChecks, json: bool) -> u8 {
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     exit::OK
+}
+
+fn run(config_path: PathBuf, state_dir: PathBuf) -> u8 {
+    StderrLog::install();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            log::error!("cannot start the runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let options = oqs_edge::supervisor::RunOptions {
+        config_path,
+        state_dir,
+        nft: oqs_edge::firewall::Nft::default(),
+    };
+    match runtime.block_on(oqs_edge::supervisor::run(options)) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            log::error!("{e}");
+            match e {
+                oqs_edge::supervisor::RunError::Invalid(_) => exit::INVALID,
+                _ => exit::FAILED,
+            }
+        }
+    }
+}
+
+/// Log lines to stderr until the journal logger lands (packaging issue).
+struct StderrLog;
+
+impl StderrLog {
+    fn install() {
+        static LOGGER: StderrLog = StderrLog;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+    }
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "oqs-edge[{}]: {}: {}",
+                std::process::id(),
+                record.level().as_str().to_lowercase(),
+                record.args()
+            );
+        }
+    }
+    fn flush(&self) {}
 }

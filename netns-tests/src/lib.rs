@@ -118,3 +118,47 @@ pub fn listing_without_handles(json: &str) -> serde_json::Value {
     }
     v
 }
+
+/// The real `oqs-edge` binary, built from this workspace (once per test process).
+pub fn oqs_edge_bin() -> std::path::PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    if let Some(bin) = std::env::var_os("OQS_EDGE_BIN") {
+        return bin.into();
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "oqs-edge", "--bin", "oqs-edge"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building oqs-edge failed");
+    });
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
+    target.join("debug/oqs-edge")
+}
+
+/// Whether a process we started has ended (a zombie counts as ended: PID 1 here may reap late).
+pub fn process_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Poll `condition` every 50 ms for up to `seconds`; readiness, not a sleep.
+pub fn wait_for(seconds: u64, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    condition()
+}
