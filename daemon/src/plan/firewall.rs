@@ -230,26 +230,15 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
         ],
         Verdict::Accept,
     ));
-    rules.push(
-        Rule::new(
-            vec![
-                Match::Iif(Op::Is, lan.clone()),
-                Match::Dports(L4::Udp, vec![53]),
-            ],
-            Verdict::Accept,
-        )
-        .comment("DNS"),
-    );
-    rules.push(
-        Rule::new(
-            vec![
-                Match::Iif(Op::Is, lan.clone()),
-                Match::Dports(L4::Tcp, vec![53]),
-            ],
-            Verdict::Accept,
-        )
-        .comment("DNS"),
-    );
+    for l4 in [L4::Udp, L4::Tcp] {
+        rules.push(
+            Rule::new(
+                vec![Match::Iif(Op::Is, lan.clone()), Match::Dports(l4, vec![53])],
+                Verdict::Accept,
+            )
+            .comment("DNS"),
+        );
+    }
     for route in config.proxy.iter().flat_map(|p| p.routes.iter()) {
         let listen = route.listen.value;
         let family = family_of_addr(listen.ip());
