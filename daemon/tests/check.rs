@@ -468,6 +468,12 @@ fn a_list_where_a_value_belongs_is_reported_at_the_list() {
     assert_one_error(&text, "[a, b]", "expected a single value here");
 }
 
+#[test]
+fn a_second_document_is_refused() {
+    let text = format!("{BASE}---\nversion: 2\n");
+    assert_one_error(&text, "version: 2", "a second YAML document");
+}
+
 // ---- files -------------------------------------------------------------------------------
 
 #[test]

@@ -156,6 +156,10 @@ fn explain(text: &str, loc: Loc, message: &str) -> Diagnostic {
         return Diagnostic::error(loc, "expected a single value here, not a list or a section")
             .hint("write one value after the key, e.g. `key: value`");
     }
+    if message.starts_with("multiple YAML documents") {
+        return Diagnostic::error(loc, "a second YAML document: a config file holds one")
+            .hint("delete the `---` line and what follows, or merge it into the first document");
+    }
     let d = Diagnostic::error(loc, message);
     if let Some(key) = message
         .strip_prefix("missing field `")
