@@ -60,8 +60,8 @@ impl Nft {
         }
     }
 
-    /// Feed `input` to `nft ARGS -f -`; stderr is kept for the error.
-    fn run(&self, args: &[&str], input: &str) -> Result<(), FirewallError> {
+    /// Feed `input` to `nft -f -`; stderr is kept for the error.
+    fn run(&self, input: &str) -> Result<(), FirewallError> {
         let shown = self.program.join(" ");
         let spawn_error = |source| FirewallError::Spawn {
             program: shown.clone(),
@@ -75,7 +75,6 @@ impl Nft {
         })?;
         let mut child = Command::new(program)
             .args(prefix)
-            .args(args)
             .args(["-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -98,12 +97,7 @@ impl Nft {
 
     /// Replace `table inet oqs_edge` with `ruleset` in one transaction.
     pub fn apply(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
-        self.run(&[], &ruleset.to_nft_text())
-    }
-
-    /// Ask the kernel whether it would take `ruleset`, changing nothing.
-    pub fn check(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
-        self.run(&["-c"], &ruleset.to_nft_text())
+        self.run(&ruleset.to_nft_text())
     }
 }
 

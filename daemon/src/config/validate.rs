@@ -64,15 +64,20 @@ impl Checker<'_> {
             .all(|s| self.ok(&s.address) && s.address6.as_ref().is_none_or(|a| self.ok(a)))
     }
 
+    /// Record a problem; the caller may still add its fix.
+    fn push(&mut self, diagnostic: Diagnostic) -> &mut Diagnostic {
+        let index = self.found.len();
+        self.found.push(diagnostic);
+        &mut self.found[index]
+    }
+
     fn error(
         &mut self,
         loc: Loc,
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        let index = self.found.len();
-        self.found.push(Diagnostic::error(loc, message).key(key));
-        &mut self.found[index]
+        self.push(Diagnostic::error(loc, message).key(key))
     }
 
     fn warning(
@@ -81,9 +86,7 @@ impl Checker<'_> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        let index = self.found.len();
-        self.found.push(Diagnostic::warning(loc, message).key(key));
-        &mut self.found[index]
+        self.push(Diagnostic::warning(loc, message).key(key))
     }
 
     fn version(&mut self, config: &Config) {
