@@ -6,6 +6,7 @@
 //! The text rendering is loaded, not the JSON: for text, nft points at the offending rule.
 //! A refused batch changes nothing: the old table stays as it was.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,21 +61,29 @@ impl Nft {
         }
     }
 
+    /// The nft command (with its prefix, if any).
+    fn command(&self) -> Command {
+        let (program, prefix) = self
+            .program
+            .split_first()
+            .map_or(("nft", &[][..]), |(p, rest)| (p.as_str(), rest));
+        let mut command = Command::new(program);
+        command.args(prefix);
+        command
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> FirewallError {
+        FirewallError::Spawn {
+            program: self.program.join(" "),
+            source,
+        }
+    }
+
     /// Feed `input` to `nft -f -`; stderr is kept for the error.
     fn run(&self, input: &str) -> Result<(), FirewallError> {
-        let shown = self.program.join(" ");
-        let spawn_error = |source| FirewallError::Spawn {
-            program: shown.clone(),
-            source,
-        };
-        let (program, prefix) = self.program.split_first().ok_or_else(|| {
-            spawn_error(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "empty command",
-            ))
-        })?;
-        let mut child = Command::new(program)
-            .args(prefix)
+        let spawn_error = |e| self.spawn_error(e);
+        let mut child = self
+            .command()
             .args(["-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -99,6 +108,56 @@ impl Nft {
     pub fn apply(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
         self.run(&ruleset.to_nft_text())
     }
+
+    /// Load a ruleset file as written by [`save`] (the early-boot path).
+    pub fn apply_text(&self, ruleset: &str) -> Result<(), FirewallError> {
+        self.run(ruleset)
+    }
+
+    /// The named counters of `table inet oqs_edge`, or `None` when the table is not there
+    /// (never applied, or flushed by someone else).
+    pub fn counters(&self) -> Result<Option<BTreeMap<String, CounterValue>>, FirewallError> {
+        let out = self
+            .command()
+            .args(["-j", "list", "counters", "table", "inet", TABLE])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.spawn_error(e))?;
+        if !out.status.success() {
+            // nft says "No such file or directory" for a missing table.
+            return Ok(None);
+        }
+        Ok(Some(parse_counters(&out.stdout)))
+    }
+}
+
+/// The table oqs-edge owns (family inet).
+pub const TABLE: &str = "oqs_edge";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CounterValue {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Counters from `nft -j list counters`. Parsed here rather than with the `nftables` crate's
+/// schema, whose counter fields are u32 and would fail past 4 GiB.
+fn parse_counters(json: &[u8]) -> BTreeMap<String, CounterValue> {
+    let value: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
+    let objects = value["nftables"].as_array().cloned().unwrap_or_default();
+    objects
+        .iter()
+        .filter_map(|o| {
+            let c = o.get("counter")?;
+            Some((
+                c["name"].as_str()?.to_owned(),
+                CounterValue {
+                    packets: c["packets"].as_u64().unwrap_or(0),
+                    bytes: c["bytes"].as_u64().unwrap_or(0),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// nft writes `/dev/stdin:LINE:COL-COL: Error: …`; return that line of the input.
@@ -147,6 +206,22 @@ mod tests {
             Some("iifname \"x\" counter name \"nope\" drop")
         );
         assert_eq!(blamed_line("Error: something", input), None);
+    }
+
+    #[test]
+    fn counters_are_read_past_u32() {
+        let json = br#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+            {"counter": {"family": "inet", "name": "eligibility_to_internet", "table": "oqs_edge",
+              "handle": 3, "packets": 7, "bytes": 5000000000}}]}"#;
+        let counters = parse_counters(json);
+        assert_eq!(
+            counters["eligibility_to_internet"],
+            CounterValue {
+                packets: 7,
+                bytes: 5_000_000_000
+            }
+        );
+        assert_eq!(counters.len(), 1);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
+pub mod control;
 pub mod firewall;
+pub mod net;
 pub mod plan;
 pub mod supervisor;

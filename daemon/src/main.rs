@@ -6,10 +6,12 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use oqs_edge::config::{self, FileChecks};
+use oqs_edge::control;
 use oqs_edge::plan;
 
 /// Exit codes an operator's scripts can rely on.
@@ -19,6 +21,10 @@ mod exit {
     pub const FAILED: u8 = 1;
     /// The config is invalid (or could not be read).
     pub const INVALID: u8 = 2;
+    /// `status`: the daemon is up but something is wrong (the problems are listed).
+    pub const DEGRADED: u8 = 1;
+    /// `status`, `reload`: no daemon answers on the control socket.
+    pub const NOT_RUNNING: u8 = 3;
 }
 
 #[derive(Parser)]
@@ -65,6 +71,33 @@ enum Command {
         #[arg(long, default_value = "/var/lib/oqs-edge")]
         state_dir: PathBuf,
     },
+    /// The running daemon's state in plain words (exit 0 healthy, 1 degraded, 3 not running).
+    Status {
+        /// The config, to find its control socket.
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Ask this socket instead of the config's `control.socket`.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the config (files included), then ask the daemon to apply it (exit 0 applied or
+    /// unchanged, 1 the daemon could not apply it, 2 invalid, 3 not running).
+    Reload {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Ask this socket instead of the config's `control.socket`.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Early boot, before the network: load the last applied ruleset, or the built-in block
+    /// (no forwarding at all; the router reachable from LAN addresses only) when there is none
+    /// or nft refuses it.
+    BootFirewall {
+        #[arg(long, default_value = "/var/lib/oqs-edge")]
+        state_dir: PathBuf,
+    },
     /// Print the config file's JSON Schema (what config/oqs-edge.schema.json holds).
     #[command(hide = true)]
     Schema,
@@ -90,6 +123,13 @@ fn main() -> ExitCode {
             no_files,
         } => print_plan(&config, files(no_files), json),
         Command::Run { config, state_dir } => run(config, state_dir),
+        Command::Status {
+            config,
+            socket,
+            json,
+        } => status(&config, socket, json),
+        Command::Reload { config, socket } => reload(&config, socket),
+        Command::BootFirewall { state_dir } => boot_firewall(&state_dir),
         Command::Schema => {
             print!("{}", config::json_schema());
             exit::OK
@@ -191,6 +231,143 @@ fn run(config_path: PathBuf, state_dir: PathBuf) -> u8 {
                 oqs_edge::supervisor::RunError::Invalid(_) => exit::INVALID,
                 _ => exit::FAILED,
             }
+        }
+    }
+}
+
+/// The socket to ask: `--socket`, else the config's `control.socket` (read even when the rest
+/// of the file has errors: a broken edit must not hide the running daemon), else the default.
+fn control_socket(config_path: &Path, socket: Option<PathBuf>) -> PathBuf {
+    socket
+        .or_else(|| config::control_socket_of(config_path))
+        .unwrap_or_else(|| PathBuf::from(config::model::DEFAULT_CONTROL_SOCKET))
+}
+
+fn ask<T: for<'de> serde::Deserialize<'de>>(
+    socket: &Path,
+    request: control::Request,
+    timeout: std::time::Duration,
+) -> Result<T, control::ControlError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| control::ControlError::BadAnswer {
+            path: socket.to_owned(),
+            message: format!("cannot start the runtime: {e}"),
+        })?
+        .block_on(control::ask(socket, request, timeout))
+}
+
+fn status(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
+    let socket = control_socket(config_path, socket);
+    match ask::<control::Status>(&socket, control::Request::Status, Duration::from_secs(10)) {
+        Ok(status) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+            } else {
+                print!("{}", status.to_text());
+            }
+            match status.health {
+                control::Health::Healthy => exit::OK,
+                control::Health::Degraded => exit::DEGRADED,
+            }
+        }
+        Err(e @ control::ControlError::NotRunning { .. }) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "health": "not-running", "problems": [e.to_string()] })
+                );
+            } else {
+                println!("oqs-edge: not running\n  {e}");
+            }
+            exit::NOT_RUNNING
+        }
+        Err(e) => {
+            eprintln!("oqs-edge status: {e}");
+            exit::DEGRADED
+        }
+    }
+}
+
+fn reload(config_path: &Path, socket: Option<PathBuf>) -> u8 {
+    // The same checks `run` makes, here, so the operator sees the errors at once.
+    match load(config_path, FileChecks::On, Format::Text) {
+        Ok(checked) if checked.report.valid => {}
+        Ok(_) | Err(_) => {
+            eprintln!(
+                "{}: not reloaded; the daemon keeps the config in force",
+                config_path.display()
+            );
+            return exit::INVALID;
+        }
+    }
+    let socket = control_socket(config_path, socket);
+    match ask::<serde_json::Value>(&socket, control::Request::Reload, Duration::from_secs(60)) {
+        Ok(answer) => {
+            let message = answer["message"].as_str().unwrap_or_default();
+            match answer["result"].as_str() {
+                Some("applied" | "unchanged") => {
+                    println!("{message}");
+                    exit::OK
+                }
+                Some("refused") => {
+                    eprintln!("{message}");
+                    exit::INVALID
+                }
+                _ => {
+                    eprintln!("{message}");
+                    exit::FAILED
+                }
+            }
+        }
+        Err(e @ control::ControlError::NotRunning { .. }) => {
+            eprintln!("oqs-edge reload: {e}");
+            exit::NOT_RUNNING
+        }
+        Err(e) => {
+            eprintln!("oqs-edge reload: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+fn boot_firewall(state_dir: &Path) -> u8 {
+    let nft = oqs_edge::firewall::Nft::default();
+    let saved = state_dir.join(oqs_edge::firewall::SAVED_RULESET);
+    match std::fs::read_to_string(&saved) {
+        Ok(ruleset) => match nft.apply_text(&ruleset) {
+            Ok(()) => {
+                println!("loaded the last applied ruleset from {}", saved.display());
+                return exit::OK;
+            }
+            Err(e) => eprintln!(
+                "{}: {e}\nloading the built-in block instead",
+                saved.display()
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "no saved ruleset at {}; loading the built-in block",
+                saved.display()
+            );
+        }
+        Err(e) => eprintln!(
+            "cannot read {}: {e}; loading the built-in block",
+            saved.display()
+        ),
+    }
+    match nft.apply_text(plan::firewall::BOOT_BLOCK) {
+        Ok(()) => {
+            println!("built-in block loaded: nothing is forwarded; the router answers LAN addresses only");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("cannot load the built-in block: {e}");
+            exit::FAILED
         }
     }
 }

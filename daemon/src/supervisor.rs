@@ -1,18 +1,26 @@
-//! The run loop: check the config, plan, apply, then wait for signals.
+//! The run loop: check the config, plan, apply, then watch and answer the control socket.
 //!
-//! SIGTERM/SIGINT end the daemon and leave the firewall in place (fail-closed). SIGHUP re-reads
-//! the config: an invalid one is logged, every error, and changes nothing.
-//!
-//! This is the firewall part of `run`; routes, the tunnel and the proxy plug in here.
+//! Order of applying is the fail-closed order: the firewall first (if nft refuses it at
+//! start-up, the daemon stops before forwarding is switched on), then kernel settings, then
+//! routes. SIGTERM/SIGINT end the daemon and leave the firewall in place. SIGHUP or
+//! `oqs-edge reload` re-read the config: an invalid one is logged, every error, and changes
+//! nothing. Every few seconds the watch puts back what someone else removed (the table, our
+//! routes) and retries routes that could not be added (an interface that was not there yet).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{self, FileChecks, ValidConfig};
+use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
+use crate::control::{self, Health, Pending, Request, Status};
 use crate::firewall::{self, FirewallError, Nft};
-use crate::plan;
+use crate::net::{self, Net, NetError};
+use crate::plan::{self, Plan, Route};
+
+/// How often the watch checks the table and the routes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct RunOptions {
     pub config_path: PathBuf,
@@ -32,6 +40,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
     #[error("cannot create the state directory {path}: {source}")]
     StateDir {
         path: PathBuf,
@@ -62,18 +74,305 @@ fn load(path: &Path) -> Result<ValidConfig, RunError> {
         .ok_or_else(|| RunError::Invalid(path.to_owned()))
 }
 
-/// Plan and apply; the saved copy is written only once the kernel has taken the ruleset.
-fn apply(config: &ValidConfig, options: &RunOptions) -> Result<(), RunError> {
-    let plan = plan::plan(config);
-    options.nft.apply(&plan.firewall)?;
-    let saved = firewall::save(&plan.firewall, &options.state_dir)?;
-    info!(
-        "firewall applied: table inet oqs_edge from {} (sha256 {}), saved to {}",
-        config.path().display(),
-        config.digest().get(..12).unwrap_or_default(),
-        saved.display()
-    );
-    Ok(())
+/// The last reload, for `status`.
+struct Reloaded {
+    at: Instant,
+    result: &'static str,
+    message: String,
+}
+
+/// The running daemon: the config in force, its plan, and what applying it left behind.
+struct Daemon {
+    options: RunOptions,
+    net: Net,
+    config: ValidConfig,
+    plan: Plan,
+    started: Instant,
+    /// Why the kernel settings could not be set, when they could not.
+    sysctl_problem: Option<String>,
+    /// Planned routes that are not installed, with the reason.
+    route_problems: Vec<(Route, String)>,
+    last_reload: Option<Reloaded>,
+}
+
+impl Daemon {
+    /// The firewall: applied, then saved for the early-boot unit (only once the kernel took it).
+    fn apply_firewall(&self, plan: &Plan, config: &ValidConfig) -> Result<(), RunError> {
+        self.options.nft.apply(&plan.firewall)?;
+        let saved = firewall::save(&plan.firewall, &self.options.state_dir)?;
+        info!(
+            "firewall applied: table inet oqs_edge from {} (sha256 {}), saved to {}",
+            config.path().display(),
+            config.digest().get(..12).unwrap_or_default(),
+            saved.display()
+        );
+        Ok(())
+    }
+
+    /// Kernel settings and routes, after the firewall. Failures here leave the daemon up and
+    /// degraded (the watch retries), never less safe: the firewall already stands.
+    async fn apply_net(&mut self) {
+        self.sysctl_problem = match net::apply_sysctls(&self.plan.sysctls) {
+            Ok(()) => None,
+            Err(e) => {
+                error!("{e}");
+                Some(e.to_string())
+            }
+        };
+        self.sync_routes().await;
+    }
+
+    async fn sync_routes(&mut self) {
+        match self.net.sync_routes(&self.plan.routes).await {
+            Ok(sync) => {
+                for route in &sync.added {
+                    info!("route added: {route}");
+                }
+                for route in &sync.removed {
+                    info!("route removed (no longer planned): {route}");
+                }
+                for (route, why) in &sync.failed {
+                    if !self
+                        .route_problems
+                        .iter()
+                        .any(|(r, w)| r == route && w == why)
+                    {
+                        warn!(
+                            "route {route} is not installed: {why}; retrying every {}s",
+                            WATCH_INTERVAL.as_secs()
+                        );
+                    }
+                }
+                self.route_problems = sync.failed;
+            }
+            Err(e) => {
+                error!("routes: {e}");
+                self.route_problems = self
+                    .plan
+                    .routes
+                    .iter()
+                    .map(|r| (r.clone(), e.to_string()))
+                    .collect();
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> (&'static str, String) {
+        let path = self.options.config_path.clone();
+        info!("reload requested: reading {}", path.display());
+        let (result, message) = match load(&path) {
+            Ok(next) if next.digest() == self.config.digest() => (
+                "unchanged",
+                "the config is unchanged; nothing to do".to_owned(),
+            ),
+            Ok(next) => {
+                let next_plan = plan::plan(&next);
+                match self.apply_firewall(&next_plan, &next) {
+                    Ok(()) => {
+                        self.config = next;
+                        self.plan = next_plan;
+                        self.apply_net().await;
+                        ("applied", format!("applied {}", path.display()))
+                    }
+                    Err(e) => (
+                        "failed",
+                        format!("reload failed, the previous rules stay in force: {e}"),
+                    ),
+                }
+            }
+            Err(e) => (
+                "refused",
+                format!("reload refused, nothing was changed: {e}"),
+            ),
+        };
+        match result {
+            "applied" | "unchanged" => info!("{message}"),
+            _ => error!("{message}"),
+        }
+        self.last_reload = Some(Reloaded {
+            at: Instant::now(),
+            result,
+            message: message.clone(),
+        });
+        (result, message)
+    }
+
+    /// Put back what was taken away: the table (someone ran `nft flush ruleset`), our routes.
+    async fn watch(&mut self) {
+        match self.options.nft.counters() {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                warn!("table inet oqs_edge is gone from the kernel; applying it again");
+                if let Err(e) = self.options.nft.apply(&self.plan.firewall) {
+                    error!("cannot put the firewall back: {e}");
+                }
+            }
+            Err(e) => error!("cannot read the firewall: {e}"),
+        }
+        self.sync_routes().await;
+    }
+
+    async fn status(&self) -> Status {
+        let mut problems = Vec::new();
+        let counters = match self.options.nft.counters() {
+            Ok(Some(counters)) => Some(counters),
+            Ok(None) => {
+                problems.push(
+                    "the firewall table inet oqs_edge is missing from the kernel; the watch puts it back"
+                        .to_owned(),
+                );
+                None
+            }
+            Err(e) => {
+                problems.push(format!("cannot read the firewall: {e}"));
+                None
+            }
+        };
+        if let Some(why) = &self.sysctl_problem {
+            problems.push(format!("kernel settings: {why}"));
+        }
+        for (route, why) in &self.route_problems {
+            problems.push(format!("route {route} is not installed: {why}"));
+        }
+        let tunnel = self.tunnel_state().await;
+        if tunnel.state != "up" {
+            problems.push(format!(
+                "tunnel ({}) is {}: {}",
+                tunnel.kind, tunnel.state, tunnel.detail
+            ));
+        }
+        if let Some(r) = &self.last_reload {
+            if matches!(r.result, "refused" | "failed") {
+                problems.push(format!(
+                    "the last reload was {}; the config in force is the earlier one ({}). Run `oqs-edge check`",
+                    r.result,
+                    self.config.digest().get(..12).unwrap_or_default()
+                ));
+            }
+        }
+        Status {
+            health: if problems.is_empty() {
+                Health::Healthy
+            } else {
+                Health::Degraded
+            },
+            problems,
+            daemon: control::DaemonInfo {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                pid: std::process::id(),
+                uptime_secs: self.started.elapsed().as_secs(),
+            },
+            config: control::ConfigInfo {
+                path: self.config.path().to_owned(),
+                digest: self.config.digest().to_owned(),
+                last_reload: self.last_reload.as_ref().map(|r| control::ReloadOutcome {
+                    result: r.result.to_owned(),
+                    message: r.message.clone(),
+                    secs_ago: r.at.elapsed().as_secs(),
+                }),
+            },
+            firewall: control::FirewallInfo {
+                applied: counters.is_some(),
+                table: format!("inet {}", firewall::TABLE),
+                saved_to: self.options.state_dir.join(firewall::SAVED_RULESET),
+                counters: counters.unwrap_or_default(),
+            },
+            routes: self
+                .plan
+                .routes
+                .iter()
+                .map(|route| {
+                    let problem = self
+                        .route_problems
+                        .iter()
+                        .find(|(r, _)| r == route)
+                        .map(|(_, why)| why.clone());
+                    control::RouteInfo {
+                        route: route.to_string(),
+                        installed: problem.is_none(),
+                        problem,
+                    }
+                })
+                .collect(),
+            tunnel,
+            certificates: self
+                .config
+                .client_certificates
+                .iter()
+                .map(|c| control::CertificateInfo {
+                    name: c.name.value.clone(),
+                    days_left: None,
+                })
+                .collect(),
+            proxy: control::ProxyInfo {
+                routes: self
+                    .plan
+                    .proxy
+                    .iter()
+                    .map(|r| control::ProxyRouteInfo {
+                        name: r.name.clone(),
+                        listen: r.listen.to_string(),
+                        upstream: r.upstream.clone(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    /// The tunnel's state. On an IP-VPN line the line is the tunnel: up when the WAN link is
+    /// up and the closed-network routes are in place.
+    async fn tunnel_state(&self) -> control::TunnelInfo {
+        match self.config.tunnel() {
+            TunnelSection::IpVpn(vpn) => {
+                let wan = &self.config.wan.interface.0;
+                let (state, detail) = match self.net.link_up(wan).await {
+                    Ok(false) => (
+                        "down",
+                        format!("the WAN interface {wan} is down or missing"),
+                    ),
+                    Err(e) => ("down", e.to_string()),
+                    Ok(true) if !self.route_problems.is_empty() => (
+                        "down",
+                        "the routes to the closed network are not installed".to_owned(),
+                    ),
+                    Ok(true) => (
+                        "up",
+                        format!("closed network via {} on {wan}", vpn.gateway.value),
+                    ),
+                };
+                control::TunnelInfo {
+                    kind: "ip-vpn".to_owned(),
+                    state: state.to_owned(),
+                    detail,
+                }
+            }
+            TunnelSection::WireGuard(_) => control::TunnelInfo {
+                kind: "wireguard".to_owned(),
+                state: "down".to_owned(),
+                detail: "the WireGuard tunnel is not brought up by this version".to_owned(),
+            },
+            TunnelSection::Ipsec(_) => control::TunnelInfo {
+                kind: "ipsec".to_owned(),
+                state: "down".to_owned(),
+                detail: "the IPsec tunnel is not brought up by this version".to_owned(),
+            },
+        }
+    }
+
+    async fn serve(&mut self, pending: Pending) {
+        match pending.request {
+            Request::Status => {
+                let status = self.status().await;
+                pending.answer(&status).await;
+            }
+            Request::Reload => {
+                let (result, message) = self.reload().await;
+                pending
+                    .answer(&serde_json::json!({ "result": result, "message": message }))
+                    .await;
+            }
+        }
+    }
 }
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
@@ -86,27 +385,36 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
-    let mut current = load(&options.config_path)?;
-    apply(&current, &options)?;
-    info!("running; SIGHUP reloads {}", options.config_path.display());
+    let config = load(&options.config_path)?;
+    let control = control::Server::bind(&config.control_socket()).await?;
+    let plan = plan::plan(&config);
+    let mut daemon = Daemon {
+        net: Net::connect()?,
+        options,
+        config,
+        plan,
+        started: Instant::now(),
+        sysctl_problem: None,
+        route_problems: Vec::new(),
+        last_reload: None,
+    };
+    daemon.apply_firewall(&daemon.plan, &daemon.config)?;
+    daemon.apply_net().await;
+    info!(
+        "running; SIGHUP or `oqs-edge reload` re-reads {}, `oqs-edge status` on {}",
+        daemon.options.config_path.display(),
+        daemon.config.control_socket().display()
+    );
 
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => {
-                info!("reload requested: reading {}", options.config_path.display());
-                match load(&options.config_path) {
-                    Ok(next) if next.digest() == current.digest() => {
-                        info!("reload: the config is unchanged; nothing to do");
-                    }
-                    Ok(next) => match apply(&next, &options) {
-                        Ok(()) => current = next,
-                        Err(e) => error!("reload failed, the previous rules stay in force: {e}"),
-                    },
-                    Err(e) => error!("reload refused, nothing was changed: {e}"),
-                }
-            }
+            _ = hangup.recv() => { daemon.reload().await; }
+            _ = tick.tick() => daemon.watch().await,
+            pending = control.next() => daemon.serve(pending).await,
         }
     }
     info!("stopping; the firewall stays in place (table inet oqs_edge)");

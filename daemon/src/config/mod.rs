@@ -55,12 +55,39 @@ impl ValidConfig {
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// The control socket (`control.socket`, or its default).
+    pub fn control_socket(&self) -> std::path::PathBuf {
+        self.config.control.as_ref().map_or_else(
+            || std::path::PathBuf::from(model::DEFAULT_CONTROL_SOCKET),
+            |c| c.socket.value.clone(),
+        )
+    }
 }
 
 /// The result of checking one config: the report always, the config when it is valid.
 pub struct Checked {
     pub report: Report,
     pub config: Option<ValidConfig>,
+}
+
+/// Only `control.socket` of a config file, read leniently (other keys and their errors are
+/// ignored), so `status` finds the daemon while the file holds a broken edit.
+pub fn control_socket_of(path: &Path) -> Option<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Only {
+        control: Option<OnlyControl>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OnlyControl {
+        socket: Option<PathBuf>,
+    }
+    let source = std::fs::read_to_string(path).ok()?;
+    let only: Only = serde_saphyr::from_str(&source).ok()?;
+    Some(
+        only.control
+            .and_then(|c| c.socket)
+            .unwrap_or_else(|| PathBuf::from(model::DEFAULT_CONTROL_SOCKET)),
+    )
 }
 
 /// Read and check a config file.

@@ -538,3 +538,31 @@ pub fn resolve_sources<'a>(
     nets.dedup();
     nets
 }
+
+/// The ruleset the early-boot unit loads when there is no saved one (first boot, lost state)
+/// or nft refuses it. It knows no config, so it goes by addresses: nothing is forwarded at all,
+/// and the router itself answers only private, link-local and loopback sources (the LAN, for
+/// the installer) plus replies to its own connections. The daemon replaces it at start.
+pub const BOOT_BLOCK: &str = r#"table inet oqs_edge
+delete table inet oqs_edge
+table inet oqs_edge {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif "lo" accept
+		ct state established,related accept
+		ct state invalid drop
+		ip saddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 } accept comment "LAN to the router"
+		ip6 saddr { fc00::/7, fe80::/10 } accept comment "LAN to the router"
+		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		counter comment "early-boot block: nothing is forwarded until oqs-edge runs"
+	}
+
+	chain output {
+		type filter hook output priority filter; policy accept;
+	}
+}
+"#;

@@ -37,6 +37,16 @@ pub struct Route {
     pub device: String,
 }
 
+impl std::fmt::Display for Route {
+    /// As `ip route` would take it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.via {
+            Some(via) => write!(f, "{} via {via} dev {}", self.destination, self.device),
+            None => write!(f, "{} dev {}", self.destination, self.device),
+        }
+    }
+}
+
 /// The tunnel, with secrets named by file, never by content.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -122,6 +132,12 @@ fn sysctls(config: &ValidConfig) -> Vec<(String, String)> {
             .iter()
             .any(|s| s.address6.is_some() || matches!(s.address.value, IpNet::V6(_)));
     if any_v6 {
+        // A router ignores router advertisements unless told otherwise: keep taking the WAN's
+        // (the carrier's default route) before forwarding turns that off.
+        v.push((
+            format!("net.ipv6.conf.{}.accept_ra", config.wan.interface.0),
+            "2".to_owned(),
+        ));
         v.push(("net.ipv6.conf.all.forwarding".to_owned(), "1".to_owned()));
     }
     v
@@ -273,11 +289,7 @@ impl Plan {
             });
         }
         for r in &self.routes {
-            match r.via {
-                Some(via) => writeln!(out, "{} via {via} dev {}", r.destination, r.device),
-                None => writeln!(out, "{} dev {}", r.destination, r.device),
-            }
-            .unwrap_or_default();
+            let _ = writeln!(out, "{r}");
         }
         out.push_str("\n# tunnel\n");
         out.push_str(&yaml_lines(

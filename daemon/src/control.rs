@@ -1,0 +1,328 @@
+//! The control socket behind `oqs-edge status` and `oqs-edge reload`.
+//!
+//! One request per connection: the client writes a command word and a newline (`status` or
+//! `reload`), the daemon answers with one JSON document and closes. The socket is mode 0660, so
+//! the operators' group can read the state without being root.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::firewall::CounterValue;
+
+/// How long a client may take to send its command, and the daemon to answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("another oqs-edge is already running (it answers on {0})")]
+    AlreadyRunning(PathBuf),
+    #[error("cannot create the control socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("oqs-edge is not running (nothing answers on {path}: {source})")]
+    NotRunning {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the daemon on {path} did not answer properly: {message}")]
+    BadAnswer { path: PathBuf, message: String },
+}
+
+/// What a client may ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    Reload,
+}
+
+impl Request {
+    fn word(self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Reload => "reload",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Self> {
+        match word.trim() {
+            "status" => Some(Request::Status),
+            "reload" => Some(Request::Reload),
+            _ => None,
+        }
+    }
+}
+
+/// The daemon's state as `status --json` prints it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// `healthy` or `degraded`.
+    pub health: Health,
+    /// What is wrong, in plain words, most important first; empty when healthy.
+    pub problems: Vec<String>,
+    pub daemon: DaemonInfo,
+    pub config: ConfigInfo,
+    pub firewall: FirewallInfo,
+    pub routes: Vec<RouteInfo>,
+    pub tunnel: TunnelInfo,
+    pub certificates: Vec<CertificateInfo>,
+    pub proxy: ProxyInfo,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Healthy,
+    Degraded,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ConfigInfo {
+    /// The file the running config came from.
+    pub path: PathBuf,
+    /// sha256 of the running config's bytes.
+    pub digest: String,
+    /// The last reload, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reload: Option<ReloadOutcome>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReloadOutcome {
+    /// `applied`, `unchanged`, `refused` (invalid config) or `failed` (could not apply).
+    pub result: String,
+    pub message: String,
+    pub secs_ago: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FirewallInfo {
+    /// The planned table is in the kernel now.
+    pub applied: bool,
+    pub table: String,
+    /// Where the applied ruleset is saved for the early-boot unit.
+    pub saved_to: PathBuf,
+    /// Named counters: what was blocked (or passed) and how often.
+    pub counters: std::collections::BTreeMap<String, CounterValue>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RouteInfo {
+    pub route: String,
+    pub installed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TunnelInfo {
+    /// `ip-vpn`, `wireguard` or `ipsec`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `up`, `down` or `connecting`.
+    pub state: String,
+    /// What the state rests on, in plain words.
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProxyInfo {
+    pub routes: Vec<ProxyRouteInfo>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProxyRouteInfo {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+}
+
+/// The daemon's side: a listening socket.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+/// A client connection whose command has been read; answer it with [`Pending::answer`].
+pub struct Pending {
+    pub request: Request,
+    stream: UnixStream,
+}
+
+impl Server {
+    /// Listen on `path`, replacing a stale socket file but never a live daemon's.
+    pub async fn bind(path: &Path) -> Result<Self, ControlError> {
+        let bind_error = |source| ControlError::Bind {
+            path: path.to_owned(),
+            source,
+        };
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(ControlError::AlreadyRunning(path.to_owned()));
+            }
+            std::fs::remove_file(path).map_err(bind_error)?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(bind_error)?;
+        }
+        let listener = UnixListener::bind(path).map_err(bind_error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(bind_error)?;
+        Ok(Server {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The next well-formed request. Malformed or slow clients are dropped here.
+    pub async fn next(&self) -> Pending {
+        loop {
+            let Ok((stream, _)) = self.listener.accept().await else {
+                continue;
+            };
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            let read =
+                tokio::time::timeout(IO_TIMEOUT, (&mut reader).take(64).read_line(&mut line)).await;
+            let mut stream = reader.into_inner();
+            match (read, Request::parse(&line)) {
+                (Ok(Ok(_)), Some(request)) => return Pending { request, stream },
+                _ => {
+                    let _ = stream.write_all(b"{\"error\":\"unknown request\"}\n").await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // `status` then says "not running" instead of finding a dead socket.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Pending {
+    pub async fn answer<T: Serialize>(mut self, answer: &T) {
+        let mut body = serde_json::to_vec(answer).unwrap_or_default();
+        body.push(b'\n');
+        let _ = tokio::time::timeout(IO_TIMEOUT, self.stream.write_all(&body)).await;
+    }
+}
+
+/// The client's side: send one request and read the JSON answer.
+pub async fn ask<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    request: Request,
+    timeout: Duration,
+) -> Result<T, ControlError> {
+    let not_running = |source| ControlError::NotRunning {
+        path: path.to_owned(),
+        source,
+    };
+    let bad = |message: String| ControlError::BadAnswer {
+        path: path.to_owned(),
+        message,
+    };
+    let mut stream = UnixStream::connect(path).await.map_err(not_running)?;
+    let exchange = async {
+        stream
+            .write_all(format!("{}\n", request.word()).as_bytes())
+            .await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| bad(format!("no answer within {}s", timeout.as_secs())))?
+        .map_err(|e| bad(e.to_string()))?;
+    serde_json::from_slice(&answer).map_err(|e| bad(e.to_string()))
+}
+
+impl Status {
+    /// What `oqs-edge status` prints: the verdict and the problems first, then the parts.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        match self.health {
+            Health::Healthy => out.push_str("oqs-edge: healthy\n"),
+            Health::Degraded => {
+                let _ = writeln!(out, "oqs-edge: DEGRADED");
+                for problem in &self.problems {
+                    let _ = writeln!(out, "  ✗ {problem}");
+                }
+            }
+        }
+        out.push('\n');
+        let t = &self.tunnel;
+        let _ = writeln!(out, "tunnel    {}: {} ({})", t.kind, t.state, t.detail);
+        let f = &self.firewall;
+        let _ = writeln!(
+            out,
+            "firewall  {}: table {} (saved to {})",
+            if f.applied { "applied" } else { "NOT APPLIED" },
+            f.table,
+            f.saved_to.display()
+        );
+        for (i, r) in self.routes.iter().enumerate() {
+            let label = if i == 0 { "routes" } else { "" };
+            let state = match &r.problem {
+                None => "installed".to_owned(),
+                Some(why) => format!("NOT INSTALLED: {why}"),
+            };
+            let _ = writeln!(out, "{label:<9} {} ({state})", r.route);
+        }
+        let c = &self.config;
+        let _ = write!(
+            out,
+            "config    {} (sha256 {})",
+            c.path.display(),
+            c.digest.get(..12).unwrap_or_default()
+        );
+        if let Some(r) = &c.last_reload {
+            let _ = write!(out, "; last reload {} {}s ago", r.result, r.secs_ago);
+        }
+        out.push('\n');
+        for (i, r) in self.proxy.routes.iter().enumerate() {
+            let label = if i == 0 { "proxy" } else { "" };
+            let _ = writeln!(out, "{label:<9} {} {} -> {}", r.name, r.listen, r.upstream);
+        }
+        let d = &self.daemon;
+        let _ = writeln!(
+            out,
+            "daemon    pid {}, up {}, version {}",
+            d.pid,
+            humantime::format_duration(Duration::from_secs(d.uptime_secs)),
+            d.version
+        );
+        out.push_str("\ncounters (packets since the table was applied)\n");
+        for counter in crate::plan::firewall::COUNTERS {
+            if let Some(value) = f.counters.get(counter.name) {
+                let _ = writeln!(out, "  {:>8}  {}", value.packets, counter.comment);
+            }
+        }
+        out
+    }
+}

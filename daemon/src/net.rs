@@ -1,0 +1,297 @@
+//! The net applier: kernel settings and the routes to the closed network, over rtnetlink.
+//!
+//! Routes oqs-edge adds carry their own route protocol number ([`ROUTE_PROTOCOL`], shown by
+//! `ip route` as `proto 79`, or `proto oqs-edge` once packaging names it). That mark is how a
+//! later run, even after a crash, finds what it added: only routes with it are ever removed,
+//! so an operator's own routes are left alone.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use futures_util::TryStreamExt as _;
+use ipnet::IpNet;
+use rtnetlink::packet_route::link::{LinkAttribute, State};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteVia,
+};
+use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+
+use crate::plan::Route;
+
+/// The `rtm_protocol` of every route oqs-edge adds (79 is "O"; unused by iproute2's list).
+pub const ROUTE_PROTOCOL: u8 = 79;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot open a netlink socket: {0}")]
+    Connect(std::io::Error),
+    #[error("cannot set {name} = {value} (writing {path}): {source}")]
+    Sysctl {
+        name: String,
+        value: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("interface {0} does not exist")]
+    NoInterface(String),
+    #[error("cannot list {what}: {source}")]
+    List {
+        what: &'static str,
+        source: rtnetlink::Error,
+    },
+    #[error("cannot add the route {route}: {source}")]
+    Add {
+        route: String,
+        source: rtnetlink::Error,
+    },
+    #[error("cannot remove the old route {route}: {source}")]
+    Remove {
+        route: String,
+        source: rtnetlink::Error,
+    },
+    #[error("cannot build the route {route}: {message}")]
+    Build { route: String, message: String },
+}
+
+/// Set each sysctl by writing its file under /proc/sys (the netns of the daemon is the one
+/// that counts: `net.*` files are per namespace).
+pub fn apply_sysctls(sysctls: &[(String, String)]) -> Result<(), NetError> {
+    for (name, value) in sysctls {
+        let path = PathBuf::from("/proc/sys").join(name.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|source| NetError::Sysctl {
+            name: name.clone(),
+            value: value.clone(),
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// What the routing table holds of ours after [`Net::sync_routes`].
+#[derive(Debug, Default)]
+pub struct RouteSync {
+    pub added: Vec<Route>,
+    pub removed: Vec<Route>,
+    /// Planned routes that could not be installed, with the reason in plain words.
+    pub failed: Vec<(Route, String)>,
+}
+
+/// A route as the kernel reports it, reduced to what a plan states.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Installed {
+    destination: IpNet,
+    via: Option<IpAddr>,
+    device_index: u32,
+}
+
+/// A netlink connection; its I/O task runs on the tokio runtime.
+pub struct Net {
+    handle: Handle,
+}
+
+impl Net {
+    pub fn connect() -> Result<Self, NetError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetError::Connect)?;
+        tokio::spawn(connection);
+        Ok(Net { handle })
+    }
+
+    /// The index of a link by name, `None` when it does not exist.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetError> {
+        Ok(self.link(name).await?.map(|(index, _)| index))
+    }
+
+    /// Whether a link exists and is operationally up (or "unknown", which TUN and veth
+    /// devices without carrier detection report while passing traffic).
+    pub async fn link_up(&self, name: &str) -> Result<bool, NetError> {
+        Ok(matches!(
+            self.link(name).await?,
+            Some((_, State::Up | State::Unknown))
+        ))
+    }
+
+    async fn link(&self, name: &str) -> Result<Option<(u32, State)>, NetError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(link)) => {
+                let state = link
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        LinkAttribute::OperState(s) => Some(*s),
+                        _ => None,
+                    })
+                    .unwrap_or(State::Unknown);
+                Ok(Some((link.header.index, state)))
+            }
+            Ok(None) => Ok(None),
+            // The kernel answers ENODEV for a name it does not know.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
+            Err(source) => Err(NetError::List {
+                what: "interfaces",
+                source,
+            }),
+        }
+    }
+
+    /// Make oqs-edge's routes in the main table exactly `wanted`: add what is missing, remove
+    /// routes of ours that are no longer planned. Routes that cannot be added now (interface
+    /// missing, gateway unreachable) are reported, not fatal: the watch loop retries.
+    pub async fn sync_routes(&self, wanted: &[Route]) -> Result<RouteSync, NetError> {
+        let installed = self.installed().await?;
+        let mut sync = RouteSync::default();
+        let mut keep = BTreeSet::new();
+        for route in wanted {
+            let Some(index) = self.link_index(&route.device).await? else {
+                sync.failed.push((
+                    route.clone(),
+                    format!("interface {} does not exist", route.device),
+                ));
+                continue;
+            };
+            let want = Installed {
+                destination: route.destination,
+                via: route.via,
+                device_index: index,
+            };
+            if installed.contains(&want) {
+                keep.insert(want);
+                continue;
+            }
+            match self.add(route, index).await {
+                Ok(()) => {
+                    keep.insert(want);
+                    sync.added.push(route.clone());
+                }
+                Err(e) => sync.failed.push((route.clone(), e.to_string())),
+            }
+        }
+        for stale in installed.difference(&keep) {
+            let shown = Route {
+                destination: stale.destination,
+                via: stale.via,
+                device: format!("ifindex {}", stale.device_index),
+            };
+            self.handle
+                .route()
+                .del(stale.message()?)
+                .execute()
+                .await
+                .map_err(|source| NetError::Remove {
+                    route: shown.to_string(),
+                    source,
+                })?;
+            sync.removed.push(shown);
+        }
+        Ok(sync)
+    }
+
+    /// Routes of ours (our protocol, main table) that are installed now.
+    async fn installed(&self) -> Result<BTreeSet<Installed>, NetError> {
+        let mut found = BTreeSet::new();
+        for version in [IpVersion::V4, IpVersion::V6] {
+            let query = match version {
+                IpVersion::V4 => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+                IpVersion::V6 => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+            };
+            let mut routes = self.handle.route().get(query).execute();
+            while let Some(message) = routes.try_next().await.map_err(|source| NetError::List {
+                what: "routes",
+                source,
+            })? {
+                if let Some(route) = Installed::from_message(&message) {
+                    found.insert(route);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn add(&self, route: &Route, index: u32) -> Result<(), NetError> {
+        let message = Installed {
+            destination: route.destination,
+            via: route.via,
+            device_index: index,
+        }
+        .message()?;
+        // `replace`: a route to the same prefix that someone else left (a stale static one)
+        // must not keep closed-network traffic away from the tunnel.
+        self.handle
+            .route()
+            .add(message)
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| NetError::Add {
+                route: route.to_string(),
+                source,
+            })
+    }
+}
+
+impl Installed {
+    fn from_message(message: &RouteMessage) -> Option<Self> {
+        if message.header.protocol != RouteProtocol::Other(ROUTE_PROTOCOL)
+            || message.header.table != RouteHeader::RT_TABLE_MAIN
+        {
+            return None;
+        }
+        let mut destination = None;
+        let mut via = None;
+        let mut device_index = None;
+        for attribute in &message.attributes {
+            match attribute {
+                RouteAttribute::Destination(address) => destination = address_ip(address),
+                RouteAttribute::Gateway(address) => via = address_ip(address),
+                RouteAttribute::Via(RouteVia::Inet6(v6)) => via = Some(IpAddr::V6(*v6)),
+                RouteAttribute::Oif(index) => device_index = Some(*index),
+                _ => {}
+            }
+        }
+        let destination =
+            IpNet::new(destination?, message.header.destination_prefix_length).ok()?;
+        Some(Installed {
+            destination,
+            via,
+            device_index: device_index?,
+        })
+    }
+
+    fn message(&self) -> Result<RouteMessage, NetError> {
+        // rtnetlink does not export its builder's error type; its message is what counts.
+        let build_error = |message: String| NetError::Build {
+            route: self.destination.to_string(),
+            message,
+        };
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(self.destination.addr(), self.destination.prefix_len())
+            .map_err(|e| build_error(e.to_string()))?
+            .output_interface(self.device_index)
+            .protocol(RouteProtocol::Other(ROUTE_PROTOCOL));
+        if let Some(via) = self.via {
+            builder = builder
+                .gateway(via)
+                .map_err(|e| build_error(e.to_string()))?;
+        }
+        Ok(builder.build())
+    }
+}
+
+fn address_ip(address: &RouteAddress) -> Option<IpAddr> {
+    match address {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+const fn libc_enodev() -> i32 {
+    19
+}
