@@ -97,11 +97,18 @@ struct Daemon {
 
 impl Daemon {
     /// The firewall: applied, then saved for the early-boot unit (only once the kernel took it).
-    fn apply_firewall(&self, plan: &Plan, config: &ValidConfig) -> Result<(), RunError> {
+    /// `since` is when reading the config began: the log says how long the whole step took.
+    fn apply_firewall(
+        &self,
+        plan: &Plan,
+        config: &ValidConfig,
+        since: Instant,
+    ) -> Result<(), RunError> {
         self.options.nft.apply(&plan.firewall)?;
         let saved = firewall::save(&plan.firewall, &self.options.state_dir)?;
         info!(
-            "firewall applied: table inet oqs_edge from {} (sha256 {}), saved to {}",
+            "firewall applied in {:.1} ms: table inet oqs_edge from {} (sha256 {}), saved to {}",
+            since.elapsed().as_secs_f64() * 1000.0,
             config.path().display(),
             config.digest().get(..12).unwrap_or_default(),
             saved.display()
@@ -159,6 +166,7 @@ impl Daemon {
 
     async fn reload(&mut self) -> (&'static str, String) {
         let path = self.options.config_path.clone();
+        let since = Instant::now();
         info!("reload requested: reading {}", path.display());
         let (result, message) = match load(&path) {
             Ok(next) if next.digest() == self.config.digest() => (
@@ -167,7 +175,7 @@ impl Daemon {
             ),
             Ok(next) => {
                 let next_plan = plan::plan(&next);
-                match self.apply_firewall(&next_plan, &next) {
+                match self.apply_firewall(&next_plan, &next, since) {
                     Ok(()) => {
                         self.config = next;
                         self.plan = next_plan;
@@ -385,6 +393,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
+    let since = Instant::now();
     let config = load(&options.config_path)?;
     let control = control::Server::bind(&config.control_socket()).await?;
     let plan = plan::plan(&config);
@@ -393,12 +402,12 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         options,
         config,
         plan,
-        started: Instant::now(),
+        started: since,
         sysctl_problem: None,
         route_problems: Vec::new(),
         last_reload: None,
     };
-    daemon.apply_firewall(&daemon.plan, &daemon.config)?;
+    daemon.apply_firewall(&daemon.plan, &daemon.config, since)?;
     daemon.apply_net().await;
     info!(
         "running; SIGHUP or `oqs-edge reload` re-reads {}, `oqs-edge status` on {}",
