@@ -1,27 +1,18 @@
 #!/usr/bin/env bash
-# The main job. For now (until `oqs-edge run` lands) it checks the netns lab's router config and
-# prints the plan oqs-edge would apply: the nft ruleset, routes, tunnel and proxy routes; then it
-# loads that ruleset into a throwaway network namespace to show it is what nft accepts.
+# The main job: bring up the network-namespace lab (pc, clinic ─ router ─ inet ─ vpngw ─ closed)
+# with the real oqs-edge as its router on the lab config built into the lab binary
+# (config/lab.yaml), show that the eligibility PC reaches the closed network and not the
+# internet, show `oqs-edge status`, and tear everything down. `--keep` leaves the lab up until
+# Enter is pressed. Needs root (network namespaces); touches only namespaces it creates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" -eq 0 ]; then
-    netns-tests/setup.sh
+if [ "$(id -u)" -ne 0 ]; then
+    echo "lab.sh needs root: it creates network namespaces (run it with sudo)" >&2
+    exit 1
 fi
-cargo build --release --locked -p oqs-edge
-bin=target/release/oqs-edge
-
-echo "== oqs-edge check -c config/lab.yaml --no-files"
-"$bin" check -c config/lab.yaml --no-files
-echo
-echo "== oqs-edge plan -c config/lab.yaml --no-files"
-"$bin" plan -c config/lab.yaml --no-files
-
-if [ "$(id -u)" -eq 0 ]; then
-    ns="oqsedge-$$-labjob"
-    trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
-    ip netns add "$ns"
-    "$bin" plan -c config/lab.yaml --no-files --json | jq '.firewall' | ip netns exec "$ns" nft -j -f -
-    echo
-    echo "== loaded into namespace $ns: $(ip netns exec "$ns" nft list table inet oqs_edge | grep -c 'counter name') counted rules in table inet oqs_edge"
-fi
+netns-tests/setup.sh
+cargo build --release --locked -p oqs-edge -p netns-tests --bins
+export OQS_EDGE_BIN="$PWD/target/release/oqs-edge"
+export LAB_PEER_BIN="$PWD/target/release/lab-peer"
+exec target/release/oqs-edge-lab "$@"

@@ -58,7 +58,7 @@ pub enum NetError {
 /// that counts: `net.*` files are per namespace).
 pub fn apply_sysctls(sysctls: &[(String, String)]) -> Result<(), NetError> {
     for (name, value) in sysctls {
-        let path = PathBuf::from("/proc/sys").join(name.replace('.', "/"));
+        let path = PathBuf::from("/proc/sys").join(sysctl_path(name));
         std::fs::write(&path, value).map_err(|source| NetError::Sysctl {
             name: name.clone(),
             value: value.clone(),
@@ -67,6 +67,18 @@ pub fn apply_sysctls(sysctls: &[(String, String)]) -> Result<(), NetError> {
         })?;
     }
     Ok(())
+}
+
+/// `net.ipv6.conf.eth0/100.accept_ra` → `net/ipv6/conf/eth0.100/accept_ra` (sysctl(8)'s
+/// convention: dots separate, a slash stands for a dot inside a name).
+fn sysctl_path(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '.' => '/',
+            '/' => '.',
+            c => c,
+        })
+        .collect()
 }
 
 /// What the routing table holds of ours after [`Net::sync_routes`].
@@ -294,4 +306,19 @@ fn address_ip(address: &RouteAddress) -> Option<IpAddr> {
 
 const fn libc_enodev() -> i32 {
     19
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_dot_in_an_interface_name_survives_the_sysctl_path() {
+        assert_eq!(
+            super::sysctl_path("net.ipv6.conf.eth0/100.accept_ra"),
+            "net/ipv6/conf/eth0.100/accept_ra"
+        );
+        assert_eq!(
+            super::sysctl_path("net.ipv4.ip_forward"),
+            "net/ipv4/ip_forward"
+        );
+    }
 }

@@ -5,7 +5,14 @@
 //! when their guard drops, on panic too. Nothing here touches the host namespace's network.
 
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+pub mod lab;
+pub mod pki;
+
+pub use lab::{Capture, Lab, Outcome, Role};
 
 const PREFIX: &str = "oqsedge-";
 
@@ -37,7 +44,7 @@ pub fn sweep_leftovers() {
             continue;
         };
         let pid = rest.split('-').next().unwrap_or_default();
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
@@ -119,25 +126,37 @@ pub fn listing_without_handles(json: &str) -> serde_json::Value {
     v
 }
 
-/// The real `oqs-edge` binary, built from this workspace (once per test process).
-pub fn oqs_edge_bin() -> std::path::PathBuf {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    if let Some(bin) = std::env::var_os("OQS_EDGE_BIN") {
-        return bin.into();
+/// The real `oqs-edge` binary, built from this workspace (once per test process);
+/// `OQS_EDGE_BIN` names another.
+pub fn oqs_edge_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    workspace_bin(&BUILD, "OQS_EDGE_BIN", "oqs-edge", "oqs-edge")
+}
+
+/// `lab-peer` (src/bin/lab-peer.rs), the lab's probe and server; `LAB_PEER_BIN` names another.
+pub fn lab_peer_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    workspace_bin(&BUILD, "LAB_PEER_BIN", "netns-tests", "lab-peer")
+}
+
+/// A binary of this workspace: the override from `env` if set, else built with cargo once.
+fn workspace_bin(once: &Once, env: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return path.into();
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    BUILD.call_once(|| {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    once.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "oqs-edge", "--bin", "oqs-edge"])
+            .args(["build", "-q", "-p", package, "--bin", bin])
             .current_dir(&root)
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "building oqs-edge failed");
+        assert!(status.success(), "building {bin} failed");
     });
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
-    target.join("debug/oqs-edge")
+    target.join("debug").join(bin)
 }
 
 /// Whether a process we started has ended (a zombie counts as ended: PID 1 here may reap late).

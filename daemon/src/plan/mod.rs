@@ -135,7 +135,11 @@ fn sysctls(config: &ValidConfig) -> Vec<(String, String)> {
         // A router ignores router advertisements unless told otherwise: keep taking the WAN's
         // (the carrier's default route) before forwarding turns that off.
         v.push((
-            format!("net.ipv6.conf.{}.accept_ra", config.wan.interface.0),
+            // sysctl(8)'s convention: a dot in an interface name (a VLAN, `eth0.100`) is a slash.
+            format!(
+                "net.ipv6.conf.{}.accept_ra",
+                config.wan.interface.0.replace('.', "/")
+            ),
             "2".to_owned(),
         ));
         v.push(("net.ipv6.conf.all.forwarding".to_owned(), "1".to_owned()));

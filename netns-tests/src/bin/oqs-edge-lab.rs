@@ -1,0 +1,153 @@
+//! The main job: the network-namespace lab with the real `oqs-edge` as its router, on the lab
+//! config built into this binary (config/lab.yaml). It shows what the router promises, with
+//! real traffic, then tears everything down (or, with `--keep`, waits for Enter first).
+//!
+//!   sudo oqs-edge-lab [--keep]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use netns_tests::lab::{Lab, Outcome, Role};
+use netns_tests::{oqs_edge_bin, skip_unless_root};
+
+/// One line of the tour: who tries what, what the policy says should happen.
+struct Check {
+    from: Role,
+    to: &'static str,
+    what: &'static str,
+    expect: Outcome,
+}
+
+const CHECKS: &[Check] = &[
+    Check {
+        from: Role::Pc,
+        to: "10.200.0.10:80",
+        what: "eligibility PC → closed network (オンライン資格確認 server)",
+        expect: Outcome::Connected,
+    },
+    Check {
+        from: Role::Pc,
+        to: "192.0.2.80:80",
+        what: "eligibility PC → internet (IPv4)",
+        expect: Outcome::Unreachable,
+    },
+    Check {
+        from: Role::Pc,
+        to: "[2001:db8:ffff::80]:80",
+        what: "eligibility PC → internet (IPv6)",
+        expect: Outcome::Unreachable,
+    },
+    Check {
+        from: Role::Pc,
+        to: "192.168.60.10:80",
+        what: "eligibility PC → clinic PC (new connection)",
+        expect: Outcome::Unreachable,
+    },
+    Check {
+        from: Role::Clinic,
+        to: "192.168.50.10:80",
+        what: "clinic PC → eligibility PC",
+        expect: Outcome::Connected,
+    },
+    Check {
+        from: Role::Clinic,
+        to: "10.200.0.10:80",
+        what: "clinic PC → closed network directly (must use the proxy)",
+        expect: Outcome::Unreachable,
+    },
+    Check {
+        from: Role::Clinic,
+        to: "192.0.2.80:80",
+        what: "clinic PC → internet (segment has internet: deny)",
+        expect: Outcome::Unreachable,
+    },
+];
+
+fn words(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Connected => "connected".into(),
+        Outcome::Refused => "refused (RST)".into(),
+        Outcome::Unreachable => "rejected (ICMP admin-prohibited)".into(),
+        Outcome::Timeout => "dropped (no answer)".into(),
+        Outcome::Other(s) => s.clone(),
+    }
+}
+
+fn main() -> ExitCode {
+    let keep = std::env::args().any(|a| a == "--keep");
+    if skip_unless_root("oqs-edge-lab") {
+        return ExitCode::from(77);
+    }
+    println!(
+        "== building the lab: pc, clinic ─ router ─ inet ─ vpngw ─ closed (network namespaces)"
+    );
+    let lab = Lab::build("main");
+    let config = lab.write_config(&lab.config_from_lab_yaml());
+    println!(
+        "== oqs-edge run in `{}` on the built-in lab config ({})",
+        lab.ns(Role::Router),
+        config.display()
+    );
+    let pid = lab.start_daemon(&config);
+    println!("   running as pid {pid}: firewall applied, route to the closed network installed\n");
+
+    let mut failed = 0;
+    for check in CHECKS {
+        let to: SocketAddr = match check.to.parse() {
+            Ok(to) => to,
+            Err(_) => continue,
+        };
+        let got = lab.probe(check.from, to);
+        let ok = got == check.expect;
+        failed += usize::from(!ok);
+        println!(
+            "{} {:<60} {}{}",
+            if ok { "✓" } else { "✗" },
+            format!("{} ({})", check.what, check.to),
+            words(&got),
+            if ok {
+                String::new()
+            } else {
+                format!("; expected {}", words(&check.expect))
+            }
+        );
+    }
+
+    let socket = lab.dir().join("control.sock");
+    println!("\n== oqs-edge status --socket {}", socket.display());
+    let status = std::process::Command::new(oqs_edge_bin())
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output();
+    match status {
+        Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        Err(e) => println!("cannot run oqs-edge status: {e}"),
+    }
+
+    if keep {
+        println!("\nThe lab is up. Try, e.g.:");
+        println!("  ip netns exec {} ping -c1 10.200.0.10", lab.ns(Role::Pc));
+        println!("  ip netns exec {} ping -c1 192.0.2.80", lab.ns(Role::Pc));
+        println!(
+            "  ip netns exec {} nft list table inet oqs_edge",
+            lab.ns(Role::Router)
+        );
+        println!(
+            "  {} status --socket {}",
+            oqs_edge_bin().display(),
+            socket.display()
+        );
+        println!("Press Enter to tear it down.");
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+    println!("\n== tearing down (oqs-edge stopped by its pid, namespaces deleted)");
+    drop(lab);
+    if failed == 0 {
+        println!("all {} checks as the policy says", CHECKS.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("{failed} check(s) not as the policy says");
+        ExitCode::FAILURE
+    }
+}

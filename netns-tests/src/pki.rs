@@ -1,0 +1,201 @@
+//! The lab's certificates, made with the `openssl` CLI as an operator would: the files
+//! config/lab.yaml names, under a lab's dir instead of `/run/oqs-edge-lab`.
+//!
+//! ```text
+//! ca/oqs-server-ca.pem, .key      the closed network's server CA (oqs-edge's `server_ca`)
+//! ca/oqs-server.pem, .key         hweb-api.oqs.example + claims.oqs.example, by that CA (for an
+//!                                 nginx upstream in `closed`)
+//! ca/oqs-client-ca.pem, .key      a separate CA for clients (the upstream verifies with it)
+//! ca/oqs-client.pem, .key         CN 1312345678, the 医療機関等コード, by the client CA
+//! certs/oqs.p12                   that client certificate + key + client CA, PKCS#12
+//! secrets/oqs.p12.pass            its password (mode 600; secrets/ is 700)
+//! local-ca/                       empty: oqs-edge makes its local CA there
+//! ```
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::Path;
+use std::process::Command;
+
+/// Extensions for each kind of certificate; `-subj` gives the names.
+const OPENSSL_CNF: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:hweb-api.oqs.example, DNS:claims.oqs.example
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+authorityKeyIdentifier = keyid
+";
+
+/// The institution code of the lab (config/lab.yaml's `site.institution_code`).
+pub const INSTITUTION_CODE: &str = "1312345678";
+
+/// Create the files under `dir`; a second call finds them there and does nothing.
+pub fn create_lab_files(dir: &Path) {
+    if dir.join("certs/oqs.p12").exists() {
+        return;
+    }
+    for (sub, mode) in [
+        ("ca", 0o755),
+        ("certs", 0o755),
+        ("secrets", 0o700),
+        ("local-ca", 0o700),
+    ] {
+        std::fs::DirBuilder::new()
+            .mode(mode)
+            .create(dir.join(sub))
+            .unwrap_or_else(|e| panic!("create {sub}/ in {}: {e}", dir.display()));
+    }
+    let cnf = dir.join("ca/openssl.cnf");
+    std::fs::write(&cnf, OPENSSL_CNF).expect("write openssl.cnf");
+    let cnf = cnf.to_str().expect("lab dir path is UTF-8");
+
+    self_signed_ca(dir, cnf, "ca/oqs-server-ca", "/CN=oqs-edge lab server CA");
+    issue(
+        dir,
+        cnf,
+        "ca/oqs-server",
+        "/CN=hweb-api.oqs.example",
+        "ca/oqs-server-ca",
+        "server",
+    );
+    self_signed_ca(dir, cnf, "ca/oqs-client-ca", "/CN=oqs-edge lab client CA");
+    let subject = format!("/O=oqs-edge lab/CN={INSTITUTION_CODE}");
+    issue(
+        dir,
+        cnf,
+        "ca/oqs-client",
+        &subject,
+        "ca/oqs-client-ca",
+        "client",
+    );
+
+    write_password(&dir.join("secrets/oqs.p12.pass"));
+    openssl(
+        dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-name",
+            "oqs",
+            "-inkey",
+            "ca/oqs-client.key",
+            "-in",
+            "ca/oqs-client.pem",
+            "-certfile",
+            "ca/oqs-client-ca.pem",
+            "-passout",
+            "file:secrets/oqs.p12.pass",
+            "-out",
+            "certs/oqs.p12",
+        ],
+    );
+}
+
+/// A P-256 key pair, without a passphrase (`-noenc`).
+const NEW_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-noenc",
+];
+
+fn self_signed_ca(dir: &Path, cnf: &str, stem: &str, subject: &str) {
+    let (key, pem) = (format!("{stem}.key"), format!("{stem}.pem"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-config",
+        cnf,
+        "-extensions",
+        "ca",
+        "-days",
+        "30",
+    ];
+    args.extend_from_slice(NEW_KEY);
+    args.extend_from_slice(&["-keyout", &key, "-out", &pem, "-subj", subject]);
+    openssl(dir, &args);
+}
+
+/// A key, a request, and the certificate `ca` signs with the `extensions` section.
+fn issue(dir: &Path, cnf: &str, stem: &str, subject: &str, ca: &str, extensions: &str) {
+    let (key, csr, pem) = (
+        format!("{stem}.key"),
+        format!("{stem}.csr"),
+        format!("{stem}.pem"),
+    );
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    let mut args = vec!["req", "-new", "-config", cnf];
+    args.extend_from_slice(NEW_KEY);
+    args.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", subject]);
+    openssl(dir, &args);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            cnf,
+            "-extensions",
+            extensions,
+            "-out",
+            &pem,
+        ],
+    );
+    let _ = std::fs::remove_file(dir.join(csr));
+}
+
+/// A random password in a file only its owner reads (created 600, never wider).
+fn write_password(path: &Path) {
+    let out = Command::new("openssl")
+        .args(["rand", "-hex", "16"])
+        .output()
+        .expect("run openssl rand");
+    assert!(out.status.success(), "openssl rand failed");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        // No trailing newline: the password is exactly the file's bytes, however it is read.
+        .and_then(|mut f| f.write_all(out.stdout.trim_ascii_end()))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
