@@ -96,6 +96,9 @@ pub struct ConfigInfo {
     pub path: PathBuf,
     /// sha256 of the running config's bytes.
     pub digest: String,
+    /// The file has been edited since it was applied (`oqs-edge reload` applies it).
+    #[serde(default)]
+    pub file_changed: bool,
     /// The last reload, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reload: Option<ReloadOutcome>,
@@ -304,6 +307,9 @@ impl Status {
         if let Some(r) = &c.last_reload {
             let _ = write!(out, "; last reload {} {}s ago", r.result, r.secs_ago);
         }
+        if c.file_changed {
+            out.push_str("; the file has changed since: `oqs-edge reload` applies it");
+        }
         out.push('\n');
         for (i, r) in self.proxy.routes.iter().enumerate() {
             let label = if i == 0 { "proxy" } else { "" };
@@ -324,5 +330,37 @@ impl Status {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_degraded_status_says_what_is_wrong_first_and_counts_in_words() {
+        let mut status = Status {
+            health: Health::Degraded,
+            problems: vec!["tunnel (ip-vpn) is down: the WAN interface wan0 is down".into()],
+            ..Status::default()
+        };
+        status.config.file_changed = true;
+        status.firewall.counters.insert(
+            "eligibility_to_internet".into(),
+            CounterValue {
+                packets: 3,
+                bytes: 180,
+            },
+        );
+        let text = status.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "oqs-edge: DEGRADED");
+        assert_eq!(
+            lines[1],
+            "  ✗ tunnel (ip-vpn) is down: the WAN interface wan0 is down"
+        );
+        assert!(text.contains("the file has changed since: `oqs-edge reload` applies it"));
+        assert!(text.contains("       3  eligibility PC tried the internet (rejected)"));
+        assert!(text.contains("firewall  NOT APPLIED"));
     }
 }

@@ -273,6 +273,7 @@ impl Daemon {
             config: control::ConfigInfo {
                 path: self.config.path().to_owned(),
                 digest: self.config.digest().to_owned(),
+                file_changed: self.config.file_changed(),
                 last_reload: self.last_reload.as_ref().map(|r| control::ReloadOutcome {
                     result: r.result.to_owned(),
                     message: r.message.clone(),

@@ -176,6 +176,10 @@ fn run_applies_reloads_and_leaves_the_firewall_on_exit() {
         "a refused reload is worth a look"
     );
     assert_eq!(json["config"]["last_reload"]["result"], "refused");
+    assert_eq!(
+        json["config"]["file_changed"], true,
+        "the broken edit is on disk"
+    );
 
     // A good edit is applied, routes included.
     std::fs::write(

@@ -55,6 +55,10 @@ impl ValidConfig {
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// Whether the file on disk is no longer the one in force (edited, not yet reloaded).
+    pub fn file_changed(&self) -> bool {
+        !std::fs::read(&self.path).is_ok_and(|bytes| sha256_hex(&bytes) == self.digest)
+    }
     /// The control socket (`control.socket`, or its default).
     pub fn control_socket(&self) -> std::path::PathBuf {
         self.config.control.as_ref().map_or_else(
