@@ -476,28 +476,76 @@ fn a_second_document_is_refused() {
 
 // ---- files -------------------------------------------------------------------------------
 
+/// A real client certificate: a self-signed P-256 certificate with CN `cn` in a PKCS#12
+/// protected by `password` (openssl, as a CA would hand it over).
+fn make_pkcs12(dir: &Path, cn: &str, password: &str) -> std::path::PathBuf {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-noenc",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.pem",
+        "-days",
+        "400",
+        "-subj",
+        &format!("/CN={cn}"),
+    ]);
+    std::fs::write(dir.join("pw.tmp"), password).unwrap();
+    run(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "client.key",
+        "-in",
+        "client.pem",
+        "-passout",
+        "file:pw.tmp",
+        "-out",
+        "oqs.p12",
+    ]);
+    let p12 = dir.join("oqs.p12");
+    std::fs::set_permissions(&p12, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p12
+}
+
 #[test]
 fn secrets_must_exist_and_be_private() {
     let dir = tempfile::tempdir().unwrap();
-    let p12 = dir.path().join("oqs.p12");
+    let p12 = make_pkcs12(dir.path(), "1312345678", "診療所パス");
     let pass = dir.path().join("oqs.p12.pass");
     let key = dir.path().join("wg.key");
     let ca = dir.path().join("ca.pem");
-    for f in [&p12, &pass, &ca] {
-        std::fs::write(f, "x").unwrap();
-    }
+    std::fs::write(&pass, "診療所パス\n").unwrap();
+    std::fs::write(&ca, "x").unwrap();
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o640)).unwrap();
     let text = BASE
         .replace("/var/lib/oqs-edge/certs/oqs.p12", p12.to_str().unwrap())
         .replace("/etc/oqs-edge/secrets/oqs.p12.pass", pass.to_str().unwrap())
         .replace("/etc/oqs-edge/secrets/wg.key", key.to_str().unwrap())
         .replace("/etc/oqs-edge/ca/oqs-server-ca.pem", ca.to_str().unwrap());
-    let found: Vec<Diagnostic> = check_source(Path::new("t.yaml"), &text, FileChecks::On)
-        .report
-        .diagnostics
-        .into_iter()
-        .filter(Diagnostic::is_error)
-        .collect();
+    let errors = || -> Vec<Diagnostic> {
+        check_source(Path::new("t.yaml"), &text, FileChecks::On)
+            .report
+            .diagnostics
+            .into_iter()
+            .filter(Diagnostic::is_error)
+            .collect()
+    };
+    let found = errors();
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(
         found[0].message.contains("wg.key does not exist"),
@@ -516,15 +564,58 @@ fn secrets_must_exist_and_be_private() {
         Some(format!("run: chmod 600 {}", pass.display()).as_str())
     );
 
-    // After the fix, the same config is valid; --no-files never looked.
+    // After the fix, the same config is valid (the .p12 opens with its Japanese password).
     std::fs::write(&key, "k").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert!(
-        check_source(Path::new("t.yaml"), &text, FileChecks::On)
-            .report
-            .valid
+    assert_eq!(errors(), vec![]);
+
+    // A wrong password is found by `check`, at the certificate's line, naming the file.
+    std::fs::write(&pass, "wrong").unwrap();
+    let found = errors();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0].key.as_deref(),
+        Some("client_certificates[0].pkcs12")
     );
+    assert!(
+        found[0].message.contains(p12.to_str().unwrap()),
+        "{}",
+        found[0].message
+    );
+    assert!(
+        found[0].message.contains("password"),
+        "{}",
+        found[0].message
+    );
+
+    // A file that is not a PKCS#12 at all.
+    std::fs::write(&pass, "診療所パス").unwrap();
+    std::fs::write(&p12, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let found = errors();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].message.contains("PKCS#12"), "{}", found[0].message);
+}
+
+#[test]
+fn a_certificate_for_another_institution_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let p12 = make_pkcs12(dir.path(), "9999999999", "pw");
+    let pass = dir.path().join("oqs.p12.pass");
+    std::fs::write(&pass, "pw").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = BASE
+        .replace("/var/lib/oqs-edge/certs/oqs.p12", p12.to_str().unwrap())
+        .replace("/etc/oqs-edge/secrets/oqs.p12.pass", pass.to_str().unwrap());
+    let report = check_source(Path::new("t.yaml"), &text, FileChecks::On).report;
+    let cn: Vec<&Diagnostic> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.key.as_deref() == Some("client_certificates[0].pkcs12"))
+        .collect();
+    assert_eq!(cn.len(), 1, "{cn:#?}");
+    assert!(!cn[0].is_error(), "a CN mismatch is a warning: {:?}", cn[0]);
+    assert!(cn[0].message.contains("9999999999"), "{}", cn[0].message);
 }
 
 // ---- the command ---------------------------------------------------------------------------

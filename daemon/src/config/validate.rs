@@ -460,7 +460,9 @@ impl Checker<'_> {
             }
             let auth = &ipsec.auth;
             match (&auth.psk_file, &auth.certificate) {
-                (Some(psk), None) => self.secret_file(psk, "tunnel.ipsec.auth.psk_file"),
+                (Some(psk), None) => {
+                    self.secret_file(psk, "tunnel.ipsec.auth.psk_file");
+                }
                 (None, Some(cert)) => {
                     self.public_file(&cert.cert, "tunnel.ipsec.auth.certificate.cert");
                     self.secret_file(&cert.key, "tunnel.ipsec.auth.certificate.key");
@@ -548,9 +550,14 @@ impl Checker<'_> {
             }
             match (&cert.pkcs12, &cert.cert, &cert.key) {
                 (Some(p12), None, None) => {
-                    self.public_file(p12, &key("pkcs12"));
+                    // A PKCS#12 holds the private key: as secret as the password.
+                    let p12_ok = self.secret_file(p12, &key("pkcs12"));
                     match &cert.password_file {
-                        Some(pw) => self.secret_file(pw, &key("password_file")),
+                        Some(pw) => {
+                            if self.secret_file(pw, &key("password_file")) && p12_ok {
+                                self.open_pkcs12(p12, pw, i, &config.site.institution_code);
+                            }
+                        }
                         None => {
                             self.error(
                                 cert.loc,
@@ -789,13 +796,63 @@ impl Checker<'_> {
         }
     }
 
-    /// A secret (key, PSK, password): it must exist and be private to its owner.
-    fn secret_file(&mut self, path: &At<std::path::PathBuf>, key: &str) {
+    /// Open a PKCS#12 with its password: wrong password, damaged file, key not matching the
+    /// certificate, expiry and the CN are found here, before `run` or `reload`.
+    fn open_pkcs12(
+        &mut self,
+        p12: &At<std::path::PathBuf>,
+        password_file: &At<std::path::PathBuf>,
+        index: usize,
+        institution_code: &str,
+    ) {
+        let key = format!("client_certificates[{index}].pkcs12");
+        let password = match crate::pki::read_password_file(&password_file.value) {
+            Ok(password) => password,
+            Err(e) => {
+                self.error(
+                    password_file.loc,
+                    format!("client_certificates[{index}].password_file"),
+                    e.to_string(),
+                );
+                return;
+            }
+        };
+        let loaded = match crate::pki::load_pkcs12(&p12.value, &password) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let hint = match e {
+                    crate::pki::PkiError::WrongPassword { .. } => format!(
+                        "put the password the certificate came with in {} (one line)",
+                        password_file.display()
+                    ),
+                    crate::pki::PkiError::NotPkcs12 { .. } => {
+                        "name the .p12 (or .pfx) file the certificate came in".into()
+                    }
+                    _ => "export the certificate again with its own key".into(),
+                };
+                self.error(p12.loc, key, e.to_string()).hint = Some(hint);
+                return;
+            }
+        };
+        for finding in crate::pki::check(&loaded, std::time::SystemTime::now(), institution_code) {
+            self.push(
+                Diagnostic {
+                    severity: finding.severity,
+                    ..Diagnostic::error(p12.loc, finding.message)
+                }
+                .key(key.clone()),
+            );
+        }
+    }
+
+    /// A secret (key, PSK, password): it must exist and be private to its owner. True when
+    /// the file was checked and is fine.
+    fn secret_file(&mut self, path: &At<std::path::PathBuf>, key: &str) -> bool {
         if !self.absolute(path, key) || self.files == FileChecks::Off {
-            return;
+            return false;
         }
         let Some(meta) = self.readable(path, key) else {
-            return;
+            return false;
         };
         use std::os::unix::fs::PermissionsExt as _;
         let mode = meta.permissions().mode() & 0o777;
@@ -814,7 +871,9 @@ impl Checker<'_> {
                 ),
             )
             .hint = Some(format!("run: chmod 600 {}", path.display()));
+            return false;
         }
+        true
     }
 
     fn readable(&mut self, path: &At<std::path::PathBuf>, key: &str) -> Option<std::fs::Metadata> {
