@@ -172,6 +172,32 @@ fn blamed_line(message: &str, input: &str) -> Option<String> {
         .map(|l| l.trim().to_owned())
 }
 
+/// What the early-boot load put in place.
+pub enum BootLoad {
+    /// The ruleset the daemon last applied, from this file.
+    Saved(PathBuf),
+    /// The built-in block, and why not the saved ruleset.
+    Block { why: String },
+}
+
+/// Early boot, before the network: the saved ruleset, or the built-in block when there is
+/// none or nft refuses it (a truncated file): never nothing.
+pub fn load_at_boot(nft: &Nft, state_dir: &Path) -> Result<BootLoad, FirewallError> {
+    let saved = state_dir.join(SAVED_RULESET);
+    let why = match std::fs::read_to_string(&saved) {
+        Ok(ruleset) => match nft.apply_text(&ruleset) {
+            Ok(()) => return Ok(BootLoad::Saved(saved)),
+            Err(e) => format!("{}: {e}", saved.display()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            format!("no saved ruleset at {}", saved.display())
+        }
+        Err(e) => format!("cannot read {}: {e}", saved.display()),
+    };
+    nft.apply_text(crate::plan::firewall::BOOT_BLOCK)?;
+    Ok(BootLoad::Block { why })
+}
+
 /// Save the applied ruleset for the early-boot unit: written whole or not at all, so a crash
 /// mid-write never leaves a truncated ruleset to load at the next boot.
 pub fn save(ruleset: &Ruleset, state_dir: &Path) -> Result<PathBuf, FirewallError> {

@@ -336,32 +336,14 @@ fn reload(config_path: &Path, socket: Option<PathBuf>) -> u8 {
 }
 
 fn boot_firewall(state_dir: &Path) -> u8 {
-    let nft = oqs_edge::firewall::Nft::default();
-    let saved = state_dir.join(oqs_edge::firewall::SAVED_RULESET);
-    match std::fs::read_to_string(&saved) {
-        Ok(ruleset) => match nft.apply_text(&ruleset) {
-            Ok(()) => {
-                println!("loaded the last applied ruleset from {}", saved.display());
-                return exit::OK;
-            }
-            Err(e) => eprintln!(
-                "{}: {e}\nloading the built-in block instead",
-                saved.display()
-            ),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!(
-                "no saved ruleset at {}; loading the built-in block",
-                saved.display()
-            );
+    use oqs_edge::firewall::{load_at_boot, BootLoad, Nft};
+    match load_at_boot(&Nft::default(), state_dir) {
+        Ok(BootLoad::Saved(path)) => {
+            println!("loaded the last applied ruleset from {}", path.display());
+            exit::OK
         }
-        Err(e) => eprintln!(
-            "cannot read {}: {e}; loading the built-in block",
-            saved.display()
-        ),
-    }
-    match nft.apply_text(plan::firewall::BOOT_BLOCK) {
-        Ok(()) => {
+        Ok(BootLoad::Block { why }) => {
+            eprintln!("{why}");
             println!("built-in block loaded: nothing is forwarded; the router answers LAN addresses only");
             exit::OK
         }

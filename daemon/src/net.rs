@@ -19,6 +19,9 @@ use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 
 use crate::plan::Route;
 
+/// errno for "no such device", which netlink answers for an unknown link name.
+const ENODEV: i32 = 19;
+
 /// The `rtm_protocol` of every route oqs-edge adds (79 is "O"; unused by iproute2's list).
 pub const ROUTE_PROTOCOL: u8 = 79;
 
@@ -145,7 +148,7 @@ impl Net {
             }
             Ok(None) => Ok(None),
             // The kernel answers ENODEV for a name it does not know.
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -ENODEV => Ok(None),
             Err(source) => Err(NetError::List {
                 what: "interfaces",
                 source,
@@ -302,10 +305,6 @@ fn address_ip(address: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
     }
-}
-
-const fn libc_enodev() -> i32 {
-    19
 }
 
 #[cfg(test)]

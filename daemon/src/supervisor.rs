@@ -74,10 +74,36 @@ fn load(path: &Path) -> Result<ValidConfig, RunError> {
         .ok_or_else(|| RunError::Invalid(path.to_owned()))
 }
 
+/// How a reload ended; `status` and `oqs-edge reload` show it by name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReloadResult {
+    Applied,
+    Unchanged,
+    /// The config is invalid: nothing was changed.
+    Refused,
+    /// nft refused the new ruleset: the previous rules stay.
+    Failed,
+}
+
+impl ReloadResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Unchanged => "unchanged",
+            ReloadResult::Refused => "refused",
+            ReloadResult::Failed => "failed",
+        }
+    }
+
+    fn succeeded(self) -> bool {
+        matches!(self, ReloadResult::Applied | ReloadResult::Unchanged)
+    }
+}
+
 /// The last reload, for `status`.
 struct Reloaded {
     at: Instant,
-    result: &'static str,
+    result: ReloadResult,
     message: String,
 }
 
@@ -164,13 +190,13 @@ impl Daemon {
         }
     }
 
-    async fn reload(&mut self) -> (&'static str, String) {
+    async fn reload(&mut self) -> (ReloadResult, String) {
         let path = self.options.config_path.clone();
         let since = Instant::now();
         info!("reload requested: reading {}", path.display());
         let (result, message) = match load(&path) {
             Ok(next) if next.digest() == self.config.digest() => (
-                "unchanged",
+                ReloadResult::Unchanged,
                 "the config is unchanged; nothing to do".to_owned(),
             ),
             Ok(next) => {
@@ -180,22 +206,23 @@ impl Daemon {
                         self.config = next;
                         self.plan = next_plan;
                         self.apply_net().await;
-                        ("applied", format!("applied {}", path.display()))
+                        (ReloadResult::Applied, format!("applied {}", path.display()))
                     }
                     Err(e) => (
-                        "failed",
+                        ReloadResult::Failed,
                         format!("reload failed, the previous rules stay in force: {e}"),
                     ),
                 }
             }
             Err(e) => (
-                "refused",
+                ReloadResult::Refused,
                 format!("reload refused, nothing was changed: {e}"),
             ),
         };
-        match result {
-            "applied" | "unchanged" => info!("{message}"),
-            _ => error!("{message}"),
+        if result.succeeded() {
+            info!("{message}");
+        } else {
+            error!("{message}");
         }
         self.last_reload = Some(Reloaded {
             at: Instant::now(),
@@ -250,10 +277,10 @@ impl Daemon {
             ));
         }
         if let Some(r) = &self.last_reload {
-            if matches!(r.result, "refused" | "failed") {
+            if !r.result.succeeded() {
                 problems.push(format!(
                     "the last reload was {}; the config in force is the earlier one ({}). Run `oqs-edge check`",
-                    r.result,
+                    r.result.as_str(),
                     self.config.digest().get(..12).unwrap_or_default()
                 ));
             }
@@ -275,7 +302,7 @@ impl Daemon {
                 digest: self.config.digest().to_owned(),
                 file_changed: self.config.file_changed(),
                 last_reload: self.last_reload.as_ref().map(|r| control::ReloadOutcome {
-                    result: r.result.to_owned(),
+                    result: r.result.as_str().to_owned(),
                     message: r.message.clone(),
                     secs_ago: r.at.elapsed().as_secs(),
                 }),
@@ -377,7 +404,7 @@ impl Daemon {
             Request::Reload => {
                 let (result, message) = self.reload().await;
                 pending
-                    .answer(&serde_json::json!({ "result": result, "message": message }))
+                    .answer(&serde_json::json!({ "result": result.as_str(), "message": message }))
                     .await;
             }
         }

@@ -170,6 +170,15 @@ pub fn process_ended(pid: u32) -> bool {
     }
 }
 
+/// Send a signal (by name: `HUP`, `TERM`, `KILL`) to a process the test started, by its PID.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {name} {pid} failed");
+}
+
 /// Poll `condition` every 50 ms for up to `seconds`; readiness, not a sleep.
 pub fn wait_for(seconds: u64, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);

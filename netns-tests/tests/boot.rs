@@ -6,12 +6,16 @@ use std::process::Command;
 use netns_tests::{oqs_edge_bin, skip_unless_root, Netns};
 
 fn boot(ns: &Netns, state_dir: &std::path::Path) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(oqs_edge_bin())
-        .args(["boot-firewall", "--state-dir", state_dir.to_str().unwrap()])
-        .output()
-        .unwrap()
+    let bin = oqs_edge_bin();
+    ns.run(
+        &[
+            bin.to_str().unwrap(),
+            "boot-firewall",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ],
+        "",
+    )
 }
 
 fn table(ns: &Netns) -> String {

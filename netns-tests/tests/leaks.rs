@@ -9,10 +9,9 @@
 //! established eligibility → closed connection loses nothing and nothing leaks meanwhile.
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 
 use netns_tests::lab::{Capture, Lab, Outcome, Role};
-use netns_tests::{process_ended, skip_unless_root, wait_for};
+use netns_tests::{process_ended, signal, skip_unless_root, wait_for};
 
 const CLOSED_SERVER: &str = "10.200.0.10:80";
 /// Internet hosts the lab has, v4 and v6, and the carrier's own address.
@@ -82,14 +81,6 @@ fn assert_no_leak(capture: Capture<'_>, phase: &str) {
     );
 }
 
-fn kill(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args(["-s", signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn nothing_leaks_while_running_without_its_route_on_a_broken_reload_or_after_sigkill() {
     if skip_unless_root(
@@ -136,14 +127,14 @@ fn nothing_leaks_while_running_without_its_route_on_a_broken_reload_or_after_sig
         yaml.replace("internet: deny", "internet: sometimes"),
     )
     .unwrap();
-    kill(pid, "HUP");
+    signal(pid, "HUP");
     assert!(wait_for(10, || lab.daemon_log().contains("reload refused")));
     pc_tries_the_internet(&lab, "broken reload");
     pc_reaches_the_closed_network(&lab, "broken reload");
     assert_no_leak(leaks, "broken reload");
 
     // SIGKILL: no chance to clean up, and none needed: the table stays in the kernel.
-    kill(pid, "KILL");
+    signal(pid, "KILL");
     assert!(wait_for(5, || process_ended(pid)));
     let leaks = lab.capture(Role::Inet, "eth0", &leak_filter(&mac));
     pc_tries_the_internet(&lab, "after SIGKILL");
@@ -212,7 +203,7 @@ fn run_again_over_the_old_table_loses_no_packet_of_an_open_connection() {
             )
         });
         std::thread::sleep(std::time::Duration::from_millis(1000));
-        kill(first, "TERM");
+        signal(first, "TERM");
         assert!(wait_for(10, || process_ended(first)));
         let second = lab.start_daemon(&config);
         assert!(

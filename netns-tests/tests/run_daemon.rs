@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Child, Command, Stdio};
 
-use netns_tests::{oqs_edge_bin, process_ended, skip_unless_root, wait_for, Netns};
+use netns_tests::{oqs_edge_bin, process_ended, signal, skip_unless_root, wait_for, Netns};
 
 const CONFIG: &str = r#"version: 1
 site:
@@ -39,14 +39,6 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args(["-s", name, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]
