@@ -14,3 +14,4 @@ pub mod net;
 pub mod pki;
 pub mod plan;
 pub mod supervisor;
+pub mod tunnel;

@@ -18,6 +18,7 @@ use crate::control::{self, Health, Pending, Request, Status};
 use crate::firewall::{self, FirewallError, Nft};
 use crate::net::{self, Net, NetError};
 use crate::plan::{self, Plan, Route};
+use crate::tunnel::Tunnel;
 
 /// How often the watch checks the table and the routes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -113,6 +114,9 @@ struct Daemon {
     net: Net,
     config: ValidConfig,
     plan: Plan,
+    tunnel: Tunnel,
+    /// Why the tunnel could not take the last reloaded plan, when it could not.
+    tunnel_problem: Option<String>,
     started: Instant,
     /// Why the kernel settings could not be set, when they could not.
     sysctl_problem: Option<String>,
@@ -190,6 +194,17 @@ impl Daemon {
         }
     }
 
+    /// Move the running tunnel to the plan in force. The firewall already matches the plan.
+    async fn apply_tunnel(&mut self) {
+        self.tunnel_problem = match self.tunnel.reload(&self.plan.tunnel).await {
+            Ok(()) => None,
+            Err(e) => {
+                error!("tunnel: {e}");
+                Some(e.to_string())
+            }
+        };
+    }
+
     async fn reload(&mut self) -> (ReloadResult, String) {
         let path = self.options.config_path.clone();
         let since = Instant::now();
@@ -201,17 +216,25 @@ impl Daemon {
             ),
             Ok(next) => {
                 let next_plan = plan::plan(&next);
-                match self.apply_firewall(&next_plan, &next, since) {
-                    Ok(()) => {
-                        self.config = next;
-                        self.plan = next_plan;
-                        self.apply_net().await;
-                        (ReloadResult::Applied, format!("applied {}", path.display()))
+                if let Err(e) = Tunnel::check(&next_plan.tunnel).await {
+                    (
+                        ReloadResult::Refused,
+                        format!("reload refused, nothing was changed: {e}"),
+                    )
+                } else {
+                    match self.apply_firewall(&next_plan, &next, since) {
+                        Ok(()) => {
+                            self.config = next;
+                            self.plan = next_plan;
+                            self.apply_tunnel().await;
+                            self.apply_net().await;
+                            (ReloadResult::Applied, format!("applied {}", path.display()))
+                        }
+                        Err(e) => (
+                            ReloadResult::Failed,
+                            format!("reload failed, the previous rules stay in force: {e}"),
+                        ),
                     }
-                    Err(e) => (
-                        ReloadResult::Failed,
-                        format!("reload failed, the previous rules stay in force: {e}"),
-                    ),
                 }
             }
             Err(e) => (
@@ -244,6 +267,7 @@ impl Daemon {
             }
             Err(e) => error!("cannot read the firewall: {e}"),
         }
+        self.tunnel.watch().await;
         self.sync_routes().await;
     }
 
@@ -268,6 +292,11 @@ impl Daemon {
         }
         for (route, why) in &self.route_problems {
             problems.push(format!("route {route} is not installed: {why}"));
+        }
+        if let Some(why) = &self.tunnel_problem {
+            problems.push(format!(
+                "the tunnel did not take the reloaded config: {why}"
+            ));
         }
         let tunnel = self.tunnel_state().await;
         if tunnel.state != "up" {
@@ -358,6 +387,9 @@ impl Daemon {
     /// The tunnel's state. On an IP-VPN line the line is the tunnel: up when the WAN link is
     /// up and the closed-network routes are in place.
     async fn tunnel_state(&self) -> control::TunnelInfo {
+        if let Some(info) = self.tunnel.info().await {
+            return info;
+        }
         match self.config.tunnel() {
             TunnelSection::IpVpn(vpn) => {
                 let wan = &self.config.wan.interface.0;
@@ -382,15 +414,11 @@ impl Daemon {
                     detail,
                 }
             }
-            TunnelSection::WireGuard(_) => control::TunnelInfo {
-                kind: "wireguard".to_owned(),
+            // `tunnel.info()` answered for these above.
+            TunnelSection::WireGuard(_) | TunnelSection::Ipsec(_) => control::TunnelInfo {
+                kind: "unknown".to_owned(),
                 state: "down".to_owned(),
-                detail: "the WireGuard tunnel is not brought up by this version".to_owned(),
-            },
-            TunnelSection::Ipsec(_) => control::TunnelInfo {
-                kind: "ipsec".to_owned(),
-                state: "down".to_owned(),
-                detail: "the IPsec tunnel is not brought up by this version".to_owned(),
+                detail: "the tunnel does not match the config in force".to_owned(),
             },
         }
     }
@@ -430,12 +458,15 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         options,
         config,
         plan,
+        tunnel: Tunnel::IpVpn,
+        tunnel_problem: None,
         started: since,
         sysctl_problem: None,
         route_problems: Vec::new(),
         last_reload: None,
     };
     daemon.apply_firewall(&daemon.plan, &daemon.config, since)?;
+    daemon.tunnel = Tunnel::start(&daemon.plan.tunnel).await;
     daemon.apply_net().await;
     info!(
         "running; SIGHUP or `oqs-edge reload` re-reads {}, `oqs-edge status` on {}",
@@ -455,5 +486,6 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         }
     }
     info!("stopping; the firewall stays in place (table inet oqs_edge)");
+    daemon.tunnel.stop().await;
     Ok(())
 }
