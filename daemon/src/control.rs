@@ -147,6 +147,16 @@ pub struct CertificateInfo {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub days_left: Option<i64>,
+    /// The subject CN (the 医療機関等コード for a 電子証明書).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_cn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint_sha256: Option<String>,
+    /// Why it cannot be used, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -159,6 +169,29 @@ pub struct ProxyRouteInfo {
     pub name: String,
     pub listen: String,
     pub upstream: String,
+    /// Accepting connections now.
+    #[serde(default)]
+    pub listening: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// LAN connections accepted since start.
+    #[serde(default)]
+    pub connections: u64,
+    /// LAN connections open now.
+    #[serde(default)]
+    pub open: u64,
+    /// LAN connections refused: source not in `allow`, or over a connection limit.
+    #[serde(default)]
+    pub refused: u64,
+    #[serde(default)]
+    pub requests: u64,
+    /// Upstream TLS handshakes (full and resumed).
+    #[serde(default)]
+    pub upstream_handshakes: u64,
+    #[serde(default)]
+    pub upstream_resumed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_upstream_error: Option<String>,
 }
 
 /// The daemon's side: a listening socket.
@@ -313,7 +346,34 @@ impl Status {
         out.push('\n');
         for (i, r) in self.proxy.routes.iter().enumerate() {
             let label = if i == 0 { "proxy" } else { "" };
-            let _ = writeln!(out, "{label:<9} {} {} -> {}", r.name, r.listen, r.upstream);
+            let state = match &r.problem {
+                Some(why) => format!("NOT SERVING: {why}"),
+                None => format!(
+                    "{} requests, {} connections ({} open, {} refused), {} upstream handshakes ({} resumed)",
+                    r.requests, r.connections, r.open, r.refused, r.upstream_handshakes, r.upstream_resumed
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "{label:<9} {} {} -> {}: {state}",
+                r.name, r.listen, r.upstream
+            );
+            if let Some(e) = &r.last_upstream_error {
+                let _ = writeln!(out, "{:<9}   last upstream error: {e}", "");
+            }
+        }
+        for (i, c) in self.certificates.iter().enumerate() {
+            let label = if i == 0 { "cert" } else { "" };
+            let state = match (&c.problem, c.days_left) {
+                (Some(why), _) => format!("UNUSABLE: {why}"),
+                (None, Some(days)) => format!(
+                    "CN {} valid until {} ({days} days left)",
+                    c.subject_cn.as_deref().unwrap_or("(none)"),
+                    c.not_after.as_deref().unwrap_or("?")
+                ),
+                (None, None) => "not loaded".to_owned(),
+            };
+            let _ = writeln!(out, "{label:<9} {} {state}", c.name);
         }
         let d = &self.daemon;
         let _ = writeln!(

@@ -13,5 +13,6 @@ pub mod firewall;
 pub mod net;
 pub mod pki;
 pub mod plan;
+pub mod proxy;
 pub mod supervisor;
 pub mod tunnel;

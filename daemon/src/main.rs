@@ -208,7 +208,8 @@ fn print_plan(path: &Path, files: FileChecks, json: bool) -> u8 {
 
 fn run(config_path: PathBuf, state_dir: PathBuf) -> u8 {
     StderrLog::install();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // The proxy serves LAN clients on every core; the supervisor itself is one task.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {

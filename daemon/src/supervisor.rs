@@ -18,6 +18,7 @@ use crate::control::{self, Health, Pending, Request, Status};
 use crate::firewall::{self, FirewallError, Nft};
 use crate::net::{self, Net, NetError};
 use crate::plan::{self, Plan, Route};
+use crate::proxy::Proxy;
 use crate::tunnel::Tunnel;
 
 /// How often the watch checks the table and the routes.
@@ -115,6 +116,7 @@ struct Daemon {
     config: ValidConfig,
     plan: Plan,
     tunnel: Tunnel,
+    proxy: Proxy,
     /// Why the tunnel could not take the last reloaded plan, when it could not.
     tunnel_problem: Option<String>,
     started: Instant,
@@ -228,6 +230,7 @@ impl Daemon {
                             self.plan = next_plan;
                             self.apply_tunnel().await;
                             self.apply_net().await;
+                            self.proxy.apply(&self.plan).await;
                             (ReloadResult::Applied, format!("applied {}", path.display()))
                         }
                         Err(e) => (
@@ -269,6 +272,7 @@ impl Daemon {
         }
         self.tunnel.watch().await;
         self.sync_routes().await;
+        self.proxy.watch(&self.plan).await;
     }
 
     async fn status(&self) -> Status {
@@ -298,6 +302,7 @@ impl Daemon {
                 "the tunnel did not take the reloaded config: {why}"
             ));
         }
+        problems.extend(self.proxy.problems());
         let tunnel = self.tunnel_state().await;
         if tunnel.state != "up" {
             problems.push(format!(
@@ -360,26 +365,9 @@ impl Daemon {
                 })
                 .collect(),
             tunnel,
-            certificates: self
-                .config
-                .client_certificates
-                .iter()
-                .map(|c| control::CertificateInfo {
-                    name: c.name.value.clone(),
-                    days_left: None,
-                })
-                .collect(),
+            certificates: self.proxy.certificate_info(std::time::SystemTime::now()),
             proxy: control::ProxyInfo {
-                routes: self
-                    .plan
-                    .proxy
-                    .iter()
-                    .map(|r| control::ProxyRouteInfo {
-                        name: r.name.clone(),
-                        listen: r.listen.to_string(),
-                        upstream: r.upstream.clone(),
-                    })
-                    .collect(),
+                routes: self.proxy.route_info(&self.plan.proxy),
             },
         }
     }
@@ -459,6 +447,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         config,
         plan,
         tunnel: Tunnel::IpVpn,
+        proxy: Proxy::default(),
         tunnel_problem: None,
         started: since,
         sysctl_problem: None,
@@ -468,6 +457,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     daemon.apply_firewall(&daemon.plan, &daemon.config, since)?;
     daemon.tunnel = Tunnel::start(&daemon.plan.tunnel).await;
     daemon.apply_net().await;
+    daemon.proxy = Proxy::start(&daemon.plan).await;
     info!(
         "running; SIGHUP or `oqs-edge reload` re-reads {}, `oqs-edge status` on {}",
         daemon.options.config_path.display(),
@@ -486,6 +476,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         }
     }
     info!("stopping; the firewall stays in place (table inet oqs_edge)");
+    daemon.proxy.stop();
     daemon.tunnel.stop().await;
     Ok(())
 }

@@ -573,7 +573,9 @@ impl Checker<'_> {
                 }
                 (None, Some(pem), Some(pem_key)) => {
                     self.public_file(pem, &key("cert"));
-                    self.secret_file(pem_key, &key("key"));
+                    if self.secret_file(pem_key, &key("key")) && self.files == FileChecks::On {
+                        self.open_pem(pem, pem_key, i, &config.site.institution_code);
+                    }
                     if let Some(pw) = &cert.password_file {
                         self.error(
                             pw.loc,
@@ -834,15 +836,52 @@ impl Checker<'_> {
                 return;
             }
         };
-        for finding in crate::pki::check(&loaded, std::time::SystemTime::now(), institution_code) {
+        self.certificate_findings(&loaded, p12.loc, &key, institution_code);
+    }
+
+    /// Validity and CN of a loaded certificate, reported at `loc`.
+    fn certificate_findings(
+        &mut self,
+        loaded: &crate::pki::ClientCertificate,
+        loc: Loc,
+        key: &str,
+        institution_code: &str,
+    ) {
+        for finding in crate::pki::check(loaded, std::time::SystemTime::now(), institution_code) {
             self.push(
                 Diagnostic {
                     severity: finding.severity,
-                    ..Diagnostic::error(p12.loc, finding.message)
+                    ..Diagnostic::error(loc, finding.message)
                 }
-                .key(key.clone()),
+                .key(key.to_owned()),
             );
         }
+    }
+
+    /// Open a PEM certificate and key: the same checks as for a PKCS#12.
+    fn open_pem(
+        &mut self,
+        cert: &At<std::path::PathBuf>,
+        key_file: &At<std::path::PathBuf>,
+        index: usize,
+        institution_code: &str,
+    ) {
+        let key = format!("client_certificates[{index}].cert");
+        let loaded = match crate::pki::load_pem(&cert.value, &key_file.value) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let (loc, key) = match &e {
+                    crate::pki::PkiError::BadKey { path, .. } if *path == key_file.value => {
+                        (key_file.loc, format!("client_certificates[{index}].key"))
+                    }
+                    _ => (cert.loc, key),
+                };
+                self.error(loc, key, e.to_string()).hint =
+                    Some("name the certificate and the private key that belongs to it".into());
+                return;
+            }
+        };
+        self.certificate_findings(&loaded, cert.loc, &key, institution_code);
     }
 
     /// A secret (key, PSK, password): it must exist and be private to its owner. True when

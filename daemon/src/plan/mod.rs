@@ -26,7 +26,31 @@ pub struct Plan {
     /// Routes oqs-edge adds (and later removes: only these).
     pub routes: Vec<Route>,
     pub tunnel: TunnelPlan,
+    /// The client certificates (電子証明書), by file: the proxy loads them.
+    pub certificates: Vec<CertificatePlan>,
+    /// Where the LAN-side CA lives (routes with `lan_tls: local-ca`).
+    pub local_ca_dir: Option<PathBuf>,
     pub proxy: Vec<ProxyRoutePlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertificatePlan {
+    pub name: String,
+    #[serde(flatten)]
+    pub source: CertificateSource,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum CertificateSource {
+    Pkcs12 {
+        pkcs12: PathBuf,
+        password_file: PathBuf,
+    },
+    Pem {
+        cert: PathBuf,
+        key: PathBuf,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -85,13 +109,21 @@ pub enum TunnelPlan {
     },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProxyRoutePlan {
     pub name: String,
     pub listen: SocketAddr,
     pub lan_tls: String,
     pub mode: String,
     pub upstream: String,
+    /// The upstream's host name: SNI, Host and the name its certificate must carry.
+    #[serde(skip)]
+    pub upstream_host: String,
+    #[serde(skip)]
+    pub upstream_port: u16,
+    /// `upstream_address`, when the host is not to be resolved.
+    #[serde(skip)]
+    pub upstream_address: Option<IpAddr>,
     /// Where the connection goes: `upstream_address`, or the upstream host resolved.
     pub connect_to: String,
     pub server_ca: PathBuf,
@@ -109,8 +141,35 @@ pub fn plan(config: &ValidConfig) -> Plan {
         sysctls: sysctls(config),
         routes: routes(config),
         tunnel: tunnel(config),
+        certificates: certificates(config),
+        local_ca_dir: config.proxy.as_ref().map(|p| p.local_ca_dir.value.clone()),
         proxy: proxy(config),
     }
+}
+
+fn certificates(config: &ValidConfig) -> Vec<CertificatePlan> {
+    config
+        .client_certificates
+        .iter()
+        .filter_map(|c| {
+            let source = match (&c.pkcs12, &c.password_file, &c.cert, &c.key) {
+                (Some(p12), Some(pw), _, _) => CertificateSource::Pkcs12 {
+                    pkcs12: p12.value.clone(),
+                    password_file: pw.value.clone(),
+                },
+                (_, _, Some(cert), Some(key)) => CertificateSource::Pem {
+                    cert: cert.value.clone(),
+                    key: key.value.clone(),
+                },
+                // A valid config has one of the two forms.
+                _ => return None,
+            };
+            Some(CertificatePlan {
+                name: c.name.value.clone(),
+                source,
+            })
+        })
+        .collect()
 }
 
 fn closed_prefixes(config: &ValidConfig) -> Vec<IpNet> {
@@ -252,6 +311,9 @@ fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
                 lan_tls: r.lan_tls.to_string(),
                 mode: r.mode.to_string(),
                 upstream: r.upstream.to_string(),
+                upstream_host: r.upstream.host.clone(),
+                upstream_port: r.upstream.port,
+                upstream_address: r.upstream_address.as_ref().map(|a| a.value),
                 connect_to: match &r.upstream_address {
                     Some(addr) => SocketAddr::new(addr.value, r.upstream.port).to_string(),
                     None => format!("{} (resolved)", r.upstream.value),

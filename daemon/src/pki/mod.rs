@@ -5,6 +5,8 @@
 //! certificate's, an expired certificate, or one issued for another institution. The mTLS proxy
 //! uses the same loader, so what `check` accepted is what the proxy presents.
 
+pub mod local_ca;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +17,7 @@ use ring::signature::{
     EcdsaKeyPair, KeyPair as _, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
     ECDSA_P384_SHA384_ASN1_SIGNING,
 };
+use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest as _, Sha256};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
@@ -128,25 +131,80 @@ pub fn load_pkcs12(path: &Path, password: &str) -> Result<ClientCertificate, Pki
     let key_bag = archive.keys.first().ok_or_else(|| PkiError::NoPrivateKey {
         path: path.to_owned(),
     })?;
-    if archive.certs.is_empty() {
+    let certs: Vec<&[u8]> = archive.certs.iter().map(|bag| bag.cert.as_der()).collect();
+    from_parts(path, key_bag.key.as_der(), &certs)
+}
+
+/// Load a PEM certificate (with any intermediates after it) and its PKCS#8 PEM private key.
+pub fn load_pem(cert_path: &Path, key_path: &Path) -> Result<ClientCertificate, PkiError> {
+    let certs = read_pem_certificates(cert_path)?;
+    let key_pem = std::fs::read(key_path).map_err(|source| PkiError::Unreadable {
+        path: key_path.to_owned(),
+        source,
+    })?;
+    let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
+        Ok(PrivateKeyDer::Pkcs8(key)) => key,
+        Ok(_) => {
+            return Err(PkiError::BadKey {
+                path: key_path.to_owned(),
+                reason: "the key is not in PKCS#8 form (BEGIN PRIVATE KEY); convert it with \
+                         `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`"
+                    .into(),
+            })
+        }
+        Err(e) => {
+            return Err(PkiError::BadKey {
+                path: key_path.to_owned(),
+                reason: format!("no PEM private key found ({e})"),
+            })
+        }
+    };
+    let ders: Vec<&[u8]> = certs.iter().map(|c| c.as_ref()).collect();
+    let mut loaded = from_parts(cert_path, key.secret_pkcs8_der(), &ders)?;
+    loaded.path = cert_path.to_owned();
+    Ok(loaded)
+}
+
+/// Every certificate in a PEM file; an error when there is none.
+pub fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let pem = std::fs::read(path).map_err(|source| PkiError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::BadCertificate {
+            path: path.to_owned(),
+            reason: format!("not a PEM certificate file ({e})"),
+        })?;
+    if certs.is_empty() {
         return Err(PkiError::NoCertificate {
             path: path.to_owned(),
         });
     }
-    let key_der = key_bag.key.as_der();
+    Ok(certs)
+}
+
+/// A key and the certificates that came with it: find the key's certificate, order the chain
+/// and read the facts `check` and status show.
+fn from_parts(path: &Path, key_der: &[u8], certs: &[&[u8]]) -> Result<ClientCertificate, PkiError> {
+    if certs.is_empty() {
+        return Err(PkiError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
     let public_key = public_key_of(key_der).map_err(|reason| PkiError::BadKey {
         path: path.to_owned(),
         reason,
     })?;
 
-    let mut parsed = Vec::with_capacity(archive.certs.len());
-    for bag in &archive.certs {
-        let der = bag.cert.as_der();
+    let mut parsed = Vec::with_capacity(certs.len());
+    for der in certs {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| PkiError::BadCertificate {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        parsed.push((der, cert));
+        parsed.push((*der, cert));
     }
     // The leaf is the certificate of the key: found by public key, not by the localKeyId
     // attribute, which tools set inconsistently and which proves nothing.

@@ -1,0 +1,545 @@
+//! The proxy applier: the local mTLS proxy that presents the clinic's client certificate
+//! (電子証明書) to the eligibility and claims endpoints.
+//!
+//! Each route listens on the LAN ([`lan`]), forwards requests ([`http`]) or bytes to its one
+//! upstream over TLS ([`upstream`]). Everything a connection needs — the client certificate,
+//! the trusted CA, the LAN certificate, the pooled upstream connections — is one
+//! [`RouteRuntime`], swapped whole when something changes: connections already open finish
+//! with the one they started with, new ones get the new one (and a new TLS session cache, so
+//! a new certificate is presented from the next handshake on).
+//!
+//! [`Proxy::apply`] is the one path for start, reload and the watch: it re-reads the files,
+//! rebuilds only the routes whose inputs changed, and never drops a working route for a broken
+//! input (a half-written certificate file keeps the previous one in service).
+
+mod http;
+mod lan;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use log::{error, info, warn};
+use rustls::pki_types::ServerName;
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::control::{CertificateInfo, ProxyRouteInfo};
+use crate::pki::{self, local_ca, ClientCertificate};
+use crate::plan::{CertificatePlan, CertificateSource, Plan, ProxyRoutePlan};
+use upstream::Upstream;
+
+/// Idle upstream connections are kept this long for the next request.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const POOL_MAX_IDLE: usize = 32;
+
+/// Counters for one route, kept across reloads.
+#[derive(Default)]
+pub struct RouteStats {
+    pub connections: AtomicU64,
+    pub open: AtomicU64,
+    pub refused: AtomicU64,
+    pub over_limit: AtomicU64,
+    pub requests: AtomicU64,
+    pub upstream_handshakes: AtomicU64,
+    pub upstream_resumed: AtomicU64,
+    last_upstream_error: Mutex<Option<String>>,
+}
+
+impl RouteStats {
+    pub fn note_upstream_error(&self, why: &str) {
+        *self
+            .last_upstream_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why.to_owned());
+    }
+}
+
+/// What serves a route's connections; replaced whole when an input changes.
+pub struct RouteRuntime {
+    pub name: String,
+    pub allow: Vec<IpNet>,
+    pub lan_tls: Option<TlsAcceptor>,
+    pub upstream: Arc<Upstream>,
+    /// `mode: http`: the pool of upstream connections. `None` for `mode: tcp`.
+    pub client: Option<http::UpstreamClient>,
+    /// `host:port` of the upstream.
+    pub authority: String,
+    pub host_header: ::http::HeaderValue,
+    pub stats: Arc<RouteStats>,
+}
+
+impl RouteRuntime {
+    pub fn allowed(&self, ip: IpAddr) -> bool {
+        // A v4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// A client certificate as last read from its files.
+struct LoadedCertificate {
+    plan: CertificatePlan,
+    /// SHA-256 over the files' bytes: the watch notices a replaced certificate by this.
+    files_digest: Option<[u8; 32]>,
+    cert: Option<Arc<ClientCertificate>>,
+    problem: Option<String>,
+}
+
+struct RouteHandle {
+    plan: ProxyRoutePlan,
+    /// What the runtime was built from; a change rebuilds it.
+    inputs: Option<[u8; 32]>,
+    runtime: Option<Arc<ArcSwap<RouteRuntime>>>,
+    stats: Arc<RouteStats>,
+    listener: Option<JoinHandle<()>>,
+    problem: Option<String>,
+}
+
+impl Drop for RouteHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.listener.take() {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Proxy {
+    certificates: BTreeMap<String, LoadedCertificate>,
+    lan_identity: Option<Arc<local_ca::ServerIdentity>>,
+    lan_problem: Option<String>,
+    routes: BTreeMap<String, RouteHandle>,
+}
+
+impl Proxy {
+    /// Load the certificates, make the local CA if needed and open the listeners. A route
+    /// that cannot start is reported and retried by [`Proxy::watch`].
+    pub async fn start(plan: &Plan) -> Proxy {
+        let mut proxy = Proxy::default();
+        proxy.apply(plan).await;
+        proxy
+    }
+
+    /// Bring the proxy to `plan`, changing only what changed (files included).
+    pub async fn apply(&mut self, plan: &Plan) {
+        self.load_certificates(&plan.certificates);
+        self.ensure_lan_identity(plan);
+        self.routes
+            .retain(|name, _| plan.proxy.iter().any(|r| &r.name == name));
+        for route in &plan.proxy {
+            self.apply_route(route).await;
+        }
+    }
+
+    /// Every few seconds: a certificate file replaced, a listener that could not open, a
+    /// LAN certificate near its end.
+    pub async fn watch(&mut self, plan: &Plan) {
+        self.apply(plan).await;
+    }
+
+    fn load_certificates(&mut self, plans: &[CertificatePlan]) {
+        self.certificates
+            .retain(|name, _| plans.iter().any(|p| &p.name == name));
+        for plan in plans {
+            let digest = files_digest(&plan.source);
+            if let Some(current) = self.certificates.get(&plan.name) {
+                if current.plan == *plan && current.files_digest == digest && digest.is_some() {
+                    continue;
+                }
+            }
+            let loaded = load_certificate(&plan.source);
+            let previous = self.certificates.remove(&plan.name);
+            let entry = match (loaded, previous) {
+                (Ok(cert), previous) => {
+                    let replaced = previous.as_ref().and_then(|p| p.cert.as_ref()).is_some();
+                    info!(
+                        "client certificate `{}` {}: CN {}, valid until {}, {} days left, sha256 {}",
+                        plan.name,
+                        if replaced { "replaced" } else { "loaded" },
+                        cert.subject_cn.as_deref().unwrap_or("(none)"),
+                        humantime::format_rfc3339_seconds(cert.not_after),
+                        cert.days_left(SystemTime::now()),
+                        cert.fingerprint_sha256
+                    );
+                    LoadedCertificate {
+                        plan: plan.clone(),
+                        files_digest: digest,
+                        cert: Some(Arc::new(cert)),
+                        problem: None,
+                    }
+                }
+                (Err(why), Some(previous)) if previous.cert.is_some() && previous.plan == *plan => {
+                    // Keep presenting the certificate that worked: the file may be mid-copy.
+                    if previous.problem.as_deref() != Some(why.as_str()) {
+                        error!(
+                            "client certificate `{}` changed on disk but cannot be used: {why}; \
+                             the proxy keeps presenting the previous one",
+                            plan.name
+                        );
+                    }
+                    LoadedCertificate {
+                        files_digest: digest,
+                        problem: Some(why),
+                        ..previous
+                    }
+                }
+                (Err(why), _) => {
+                    error!("client certificate `{}`: {why}", plan.name);
+                    LoadedCertificate {
+                        plan: plan.clone(),
+                        files_digest: digest,
+                        cert: None,
+                        problem: Some(why),
+                    }
+                }
+            };
+            self.certificates.insert(plan.name.clone(), entry);
+        }
+    }
+
+    fn ensure_lan_identity(&mut self, plan: &Plan) {
+        let tls_routes: Vec<&ProxyRoutePlan> = plan
+            .proxy
+            .iter()
+            .filter(|r| r.lan_tls == "local-ca")
+            .collect();
+        let Some(dir) = plan
+            .local_ca_dir
+            .as_deref()
+            .filter(|_| !tls_routes.is_empty())
+        else {
+            self.lan_identity = None;
+            return;
+        };
+        let names = local_ca::server_names(tls_routes.iter().map(|r| r.listen.ip()));
+        match local_ca::ensure(dir, &names, time::OffsetDateTime::now_utc()) {
+            Ok(identity) => {
+                if identity.issued || self.lan_identity.is_none() {
+                    if identity.issued {
+                        info!(
+                            "LAN server certificate issued by the local CA for {} (valid until {})",
+                            names.join(", "),
+                            identity.not_after.date()
+                        );
+                    }
+                    self.lan_identity = Some(Arc::new(identity));
+                }
+                self.lan_problem = None;
+            }
+            Err(e) => {
+                if self.lan_problem.as_deref() != Some(e.to_string().as_str()) {
+                    error!("{e}");
+                }
+                self.lan_problem = Some(e.to_string());
+            }
+        }
+    }
+
+    async fn apply_route(&mut self, plan: &ProxyRoutePlan) {
+        let stats = self
+            .routes
+            .get(&plan.name)
+            .map(|h| h.stats.clone())
+            .unwrap_or_default();
+        let built = self.build_runtime(plan, &stats);
+        let handle = self
+            .routes
+            .entry(plan.name.clone())
+            .or_insert_with(|| RouteHandle {
+                plan: plan.clone(),
+                inputs: None,
+                runtime: None,
+                stats: stats.clone(),
+                listener: None,
+                problem: None,
+            });
+        // A new listen address needs a new listener.
+        if handle.plan.listen != plan.listen {
+            if let Some(task) = handle.listener.take() {
+                task.abort();
+            }
+        }
+        handle.plan = plan.clone();
+        match built {
+            Ok((inputs, _)) if handle.inputs == Some(inputs) && handle.runtime.is_some() => {}
+            Ok((inputs, runtime)) => {
+                let runtime = Arc::new(runtime);
+                match &handle.runtime {
+                    Some(current) => {
+                        current.store(runtime);
+                        info!(
+                            "proxy {}: new connections use the changed settings; open ones finish as they are",
+                            plan.name
+                        );
+                    }
+                    None => handle.runtime = Some(Arc::new(ArcSwap::new(runtime))),
+                }
+                handle.inputs = Some(inputs);
+                handle.problem = None;
+            }
+            Err(why) => {
+                if handle.problem.as_deref() != Some(why.as_str()) {
+                    error!("proxy {}: {why}", plan.name);
+                }
+                if handle.runtime.is_some() {
+                    // The route keeps serving with what it had.
+                    handle.problem =
+                        Some(format!("{why} (still serving with the previous settings)"));
+                } else {
+                    handle.problem = Some(why);
+                }
+            }
+        }
+        if handle.listener.as_ref().is_none_or(|t| t.is_finished()) {
+            if let Some(runtime) = &handle.runtime {
+                match TcpListener::bind(plan.listen).await {
+                    Ok(listener) => {
+                        info!(
+                            "proxy {}: listening on {} ({} {}) for {}",
+                            plan.name, plan.listen, plan.mode, plan.lan_tls, plan.upstream
+                        );
+                        handle.listener = Some(tokio::spawn(lan::serve(
+                            listener,
+                            runtime.clone(),
+                            handle.stats.clone(),
+                        )));
+                    }
+                    Err(e) => {
+                        let why = format!(
+                            "cannot listen on {}: {e}; is the address on one of the router's interfaces?",
+                            plan.listen
+                        );
+                        if handle.problem.as_deref() != Some(why.as_str()) {
+                            warn!("proxy {}: {why}; retrying", plan.name);
+                        }
+                        handle.problem = Some(why);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The runtime for a route from the current certificates and files, with a digest of
+    /// everything it was built from.
+    fn build_runtime(
+        &self,
+        plan: &ProxyRoutePlan,
+        stats: &Arc<RouteStats>,
+    ) -> Result<([u8; 32], RouteRuntime), String> {
+        let loaded = self
+            .certificates
+            .get(&plan.client_certificate)
+            .ok_or_else(|| {
+                format!(
+                    "client certificate `{}` is not configured",
+                    plan.client_certificate
+                )
+            })?;
+        let cert = loaded.cert.clone().ok_or_else(|| {
+            format!(
+                "client certificate `{}` cannot be used: {}",
+                plan.client_certificate,
+                loaded.problem.as_deref().unwrap_or("not loaded")
+            )
+        })?;
+        let server_ca = std::fs::read(&plan.server_ca)
+            .map_err(|e| format!("cannot read server_ca {}: {e}", plan.server_ca.display()))?;
+        let lan_identity = match plan.lan_tls.as_str() {
+            "local-ca" => Some(self.lan_identity.clone().ok_or_else(|| {
+                format!(
+                    "no LAN certificate: {}",
+                    self.lan_problem
+                        .as_deref()
+                        .unwrap_or("the local CA is not set up")
+                )
+            })?),
+            _ => None,
+        };
+
+        let mut digest = Sha256::new();
+        digest.update(format!("{plan:?}"));
+        digest.update(&cert.fingerprint_sha256);
+        digest.update(&server_ca);
+        if let Some(identity) = &lan_identity {
+            digest.update(identity.chain[0].as_ref());
+        }
+        let inputs: [u8; 32] = digest.finalize().into();
+
+        let tls = upstream::client_config(&plan.server_ca, &cert)?;
+        let server_name = ServerName::try_from(plan.upstream_host.clone())
+            .map_err(|e| format!("upstream host `{}`: {e}", plan.upstream_host))?;
+        let upstream = Arc::new(Upstream {
+            host: plan.upstream_host.clone(),
+            port: plan.upstream_port,
+            address: plan.upstream_address,
+            server_name,
+            tls: TlsConnector::from(tls),
+            server_ca: plan.server_ca.display().to_string(),
+            client_certificate: plan.client_certificate.clone(),
+        });
+        let lan_tls = match lan_identity {
+            Some(identity) => {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ServerConfig::builder_with_provider(provider)
+                    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                    .map_err(|e| e.to_string())?
+                    .with_no_client_auth()
+                    .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+                    .map_err(|e| format!("LAN certificate: {e}"))?;
+                Some(TlsAcceptor::from(Arc::new(config)))
+            }
+            None => None,
+        };
+        let authority = if plan.upstream_host.contains(':') {
+            format!("[{}]:{}", plan.upstream_host, plan.upstream_port)
+        } else {
+            format!("{}:{}", plan.upstream_host, plan.upstream_port)
+        };
+        let host_header = if plan.upstream_port == 443 {
+            plan.upstream_host.clone()
+        } else {
+            authority.clone()
+        };
+        let host_header = ::http::HeaderValue::from_str(&host_header)
+            .map_err(|e| format!("upstream host `{host_header}`: {e}"))?;
+        let client = match plan.mode.as_str() {
+            "http" => Some(
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                    .pool_max_idle_per_host(POOL_MAX_IDLE)
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
+                    .build(upstream::Connector {
+                        upstream: upstream.clone(),
+                        stats: stats.clone(),
+                    }),
+            ),
+            _ => None,
+        };
+        Ok((
+            inputs,
+            RouteRuntime {
+                name: plan.name.clone(),
+                allow: plan.allow.clone(),
+                lan_tls,
+                upstream,
+                client,
+                authority,
+                host_header,
+                stats: stats.clone(),
+            },
+        ))
+    }
+
+    /// Problems for `status`, in plain words.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, c) in &self.certificates {
+            if let Some(why) = &c.problem {
+                problems.push(format!("client certificate `{name}`: {why}"));
+            }
+        }
+        for (name, r) in &self.routes {
+            if let Some(why) = &r.problem {
+                problems.push(format!("proxy route {name}: {why}"));
+            }
+        }
+        problems
+    }
+
+    pub fn certificate_info(&self, now: SystemTime) -> Vec<CertificateInfo> {
+        self.certificates
+            .iter()
+            .map(|(name, c)| CertificateInfo {
+                name: name.clone(),
+                days_left: c.cert.as_ref().map(|c| c.days_left(now)),
+                subject_cn: c.cert.as_ref().and_then(|c| c.subject_cn.clone()),
+                not_after: c
+                    .cert
+                    .as_ref()
+                    .map(|c| humantime::format_rfc3339_seconds(c.not_after).to_string()),
+                fingerprint_sha256: c.cert.as_ref().map(|c| c.fingerprint_sha256.clone()),
+                problem: c.problem.clone(),
+            })
+            .collect()
+    }
+
+    pub fn route_info(&self, plans: &[ProxyRoutePlan]) -> Vec<ProxyRouteInfo> {
+        plans
+            .iter()
+            .map(|plan| {
+                let handle = self.routes.get(&plan.name);
+                let n = |f: fn(&RouteStats) -> &AtomicU64| {
+                    handle.map_or(0, |h| f(&h.stats).load(Ordering::Relaxed))
+                };
+                ProxyRouteInfo {
+                    name: plan.name.clone(),
+                    listen: plan.listen.to_string(),
+                    upstream: plan.upstream.clone(),
+                    listening: handle
+                        .and_then(|h| h.listener.as_ref())
+                        .is_some_and(|t| !t.is_finished()),
+                    problem: handle.and_then(|h| h.problem.clone()),
+                    connections: n(|s| &s.connections),
+                    open: n(|s| &s.open),
+                    refused: n(|s| &s.refused) + n(|s| &s.over_limit),
+                    requests: n(|s| &s.requests),
+                    upstream_handshakes: n(|s| &s.upstream_handshakes),
+                    upstream_resumed: n(|s| &s.upstream_resumed),
+                    last_upstream_error: handle.and_then(|h| {
+                        h.stats
+                            .last_upstream_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone()
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Close the listeners; open connections end with the daemon.
+    pub fn stop(&mut self) {
+        self.routes.clear();
+    }
+}
+
+/// Load a configured certificate from its files.
+pub fn load_certificate(source: &CertificateSource) -> Result<ClientCertificate, String> {
+    match source {
+        CertificateSource::Pkcs12 {
+            pkcs12,
+            password_file,
+        } => {
+            let password = pki::read_password_file(password_file).map_err(|e| e.to_string())?;
+            pki::load_pkcs12(pkcs12, &password).map_err(|e| e.to_string())
+        }
+        CertificateSource::Pem { cert, key } => pki::load_pem(cert, key).map_err(|e| e.to_string()),
+    }
+}
+
+fn files_digest(source: &CertificateSource) -> Option<[u8; 32]> {
+    let files: [&Path; 2] = match source {
+        CertificateSource::Pkcs12 {
+            pkcs12,
+            password_file,
+        } => [pkcs12, password_file],
+        CertificateSource::Pem { cert, key } => [cert, key],
+    };
+    let mut digest = Sha256::new();
+    for file in files {
+        digest.update(std::fs::read(file).ok()?);
+    }
+    Some(digest.finalize().into())
+}

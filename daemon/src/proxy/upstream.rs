@@ -1,0 +1,256 @@
+//! The upstream side: TLS to the eligibility and claims endpoints, with the route's
+//! `server_ca` as the only trust anchor, SNI and verification against the configured host
+//! name, and the clinic's client certificate. There is no way to switch verification off.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::RouteStats;
+use crate::pki::{self, ClientCertificate};
+
+/// Connecting (TCP and then TLS) gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {to}: {source}")]
+    Connect { to: String, source: std::io::Error },
+    #[error("no answer from {to} within {}s", CONNECT_TIMEOUT.as_secs())]
+    Timeout { to: String },
+    #[error("TLS with {to} failed: {reason}")]
+    Tls { to: String, reason: String },
+}
+
+/// Trust only the CAs in `server_ca` and present `cert`. TLS 1.3 preferred, 1.2 allowed;
+/// each config has its own session cache, so a new client certificate starts fresh sessions.
+pub fn client_config(
+    server_ca: &Path,
+    cert: &ClientCertificate,
+) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    let cas = pki::read_pem_certificates(server_ca).map_err(|e| e.to_string())?;
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| format!("{}: unusable CA certificate: {e}", server_ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(cert.chain.clone(), cert.key.clone_key())
+        .map_err(|e| format!("{}: {e}", cert.path.display()))?;
+    Ok(Arc::new(config))
+}
+
+/// Where one route's upstream is and how to speak TLS to it.
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    pub address: Option<IpAddr>,
+    pub server_name: ServerName<'static>,
+    pub tls: TlsConnector,
+    /// For messages: the files behind the trust and the identity.
+    pub server_ca: String,
+    pub client_certificate: String,
+}
+
+impl Upstream {
+    fn describe(&self) -> String {
+        match self.address {
+            Some(addr) => format!("{}:{} ({addr})", self.host, self.port),
+            None => format!("{}:{}", self.host, self.port),
+        }
+    }
+
+    /// TCP, then TLS: the one way any route reaches its upstream.
+    pub async fn connect(&self, stats: &RouteStats) -> Result<TlsStream<TcpStream>, UpstreamError> {
+        let to = self.describe();
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, self.connect_tcp())
+            .await
+            .map_err(|_| UpstreamError::Timeout { to: to.clone() })??;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.tls.connect(self.server_name.clone(), tcp),
+        )
+        .await
+        .map_err(|_| UpstreamError::Timeout { to: to.clone() })?
+        .map_err(|e| UpstreamError::Tls {
+            to: to.clone(),
+            reason: self.explain(&e),
+        })?;
+        stats.upstream_handshakes.fetch_add(1, Ordering::Relaxed);
+        if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            stats.upstream_resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(tls)
+    }
+
+    async fn connect_tcp(&self) -> Result<TcpStream, UpstreamError> {
+        let addrs: Vec<SocketAddr> = match self.address {
+            Some(addr) => vec![SocketAddr::new(addr, self.port)],
+            None => tokio::net::lookup_host((self.host.as_str(), self.port))
+                .await
+                .map_err(|source| UpstreamError::Resolve {
+                    host: self.host.clone(),
+                    source,
+                })?
+                .collect(),
+        };
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last = Some((addr, e)),
+            }
+        }
+        Err(match last {
+            Some((addr, source)) => UpstreamError::Connect {
+                to: addr.to_string(),
+                source,
+            },
+            None => UpstreamError::Resolve {
+                host: self.host.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+            },
+        })
+    }
+
+    /// A TLS failure in the words an operator can act on.
+    fn explain(&self, e: &std::io::Error) -> String {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+        let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+            return e.to_string();
+        };
+        match tls {
+            E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => format!(
+                "the upstream's certificate is not trusted: it is not issued by the CA in {} \
+                 (server_ca); check upstream_address and server_ca",
+                self.server_ca
+            ),
+            E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+                format!(
+                    "the upstream's certificate is not for {}; check `upstream`",
+                    self.host
+                )
+            }
+            E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+                "the upstream's certificate has expired".to_owned()
+            }
+            E::AlertReceived(A::CertificateRequired | A::BadCertificate | A::UnknownCA) => format!(
+                "the upstream refused the client certificate `{}` ({tls})",
+                self.client_certificate
+            ),
+            E::AlertReceived(A::CertificateExpired) => format!(
+                "the upstream says the client certificate `{}` has expired",
+                self.client_certificate
+            ),
+            E::AlertReceived(A::CertificateRevoked) => format!(
+                "the upstream says the client certificate `{}` is revoked",
+                self.client_certificate
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// One upstream connection's use count: the response says whether its connection was reused.
+#[derive(Clone, Default)]
+pub struct ConnectionUse(Arc<AtomicU64>);
+
+impl ConnectionUse {
+    /// Count one more request; true when the connection carried one before.
+    pub fn reused(&self) -> bool {
+        self.0.fetch_add(1, Ordering::Relaxed) > 0
+    }
+}
+
+/// The connector hyper's pool calls when it has no idle connection: it always dials the
+/// route's own upstream, whatever the request says.
+#[derive(Clone)]
+pub struct Connector {
+    pub upstream: Arc<Upstream>,
+    pub stats: Arc<RouteStats>,
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = UpstreamStream;
+    type Error = UpstreamError;
+    type Future = Pin<Box<dyn Future<Output = Result<UpstreamStream, UpstreamError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let (upstream, stats) = (self.upstream.clone(), self.stats.clone());
+        Box::pin(async move {
+            let tls = upstream.connect(&stats).await?;
+            Ok(UpstreamStream {
+                io: TokioIo::new(tls),
+                uses: ConnectionUse::default(),
+            })
+        })
+    }
+}
+
+pub struct UpstreamStream {
+    io: TokioIo<TlsStream<TcpStream>>,
+    uses: ConnectionUse,
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        Connected::new().extra(self.uses.clone())
+    }
+}
+
+impl Read for UpstreamStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl Write for UpstreamStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
