@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use oqs_edge::config::{self, FileChecks};
 use oqs_edge::control;
+use oqs_edge::pki;
 use oqs_edge::plan;
 
 /// Exit codes an operator's scripts can rely on.
@@ -98,9 +99,56 @@ enum Command {
         #[arg(long, default_value = "/var/lib/oqs-edge")]
         state_dir: PathBuf,
     },
+    /// Client certificates (電子証明書): import a .p12, list the configured ones.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// The LAN-side local CA of `lan_tls: local-ca` routes.
+    LocalCa {
+        #[command(subcommand)]
+        command: LocalCaCommand,
+    },
     /// Print the config file's JSON Schema (what config/oqs-edge.schema.json holds).
     #[command(hide = true)]
     Schema,
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Open a .p12 with its password, copy it into the state directory (mode 0600) and print
+    /// what to add to the config.
+    Import {
+        /// The PKCS#12 file as issued (.p12 or .pfx).
+        file: PathBuf,
+        /// The name routes use for it; from the file name when not given.
+        #[arg(long)]
+        name: Option<String>,
+        /// A file holding the password; asked for (without echo) when not given.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[arg(long, default_value = "/var/lib/oqs-edge")]
+        state_dir: PathBuf,
+        /// Replace a certificate of the same name (a renewal): the daemon picks it up by itself.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Every configured certificate: subject CN, issuer, validity, days left, SHA-256.
+    List {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalCaCommand {
+    /// Print the local CA's certificate (PEM), to install on the clinic's PCs as trusted.
+    Export {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,6 +178,22 @@ fn main() -> ExitCode {
         } => status(&config, socket, json),
         Command::Reload { config, socket } => reload(&config, socket),
         Command::BootFirewall { state_dir } => boot_firewall(&state_dir),
+        Command::Cert {
+            command:
+                CertCommand::Import {
+                    file,
+                    name,
+                    password_file,
+                    state_dir,
+                    replace,
+                },
+        } => cert_import(&file, name, password_file.as_deref(), &state_dir, replace),
+        Command::Cert {
+            command: CertCommand::List { config, json },
+        } => cert_list(&config, json),
+        Command::LocalCa {
+            command: LocalCaCommand::Export { config },
+        } => local_ca_export(&config),
         Command::Schema => {
             print!("{}", config::json_schema());
             exit::OK
@@ -382,4 +446,136 @@ impl log::Log for StderrLog {
         }
     }
     fn flush(&self) {}
+}
+
+fn cert_import(
+    file: &Path,
+    name: Option<String>,
+    password_file: Option<&Path>,
+    state_dir: &Path,
+    replace: bool,
+) -> u8 {
+    let password = match password_file {
+        Some(path) => pki::read_password_file(path).map_err(|e| e.to_string()),
+        None => rpassword::prompt_password(format!("password for {}: ", file.display()))
+            .map_err(|e| format!("cannot read the password: {e}")),
+    };
+    let password = match password {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::INVALID;
+        }
+    };
+    let name = name.unwrap_or_else(|| pki::store::default_name(file));
+    match pki::store::import_pkcs12(file, &name, &password, state_dir, replace) {
+        Ok(imported) => {
+            let c = &imported.cert;
+            println!(
+                "imported `{name}`: CN {}, issued by {}, valid until {} ({} days left)",
+                c.subject_cn.as_deref().unwrap_or("(none)"),
+                c.issuer,
+                humantime::format_rfc3339_seconds(c.not_after),
+                c.days_left(std::time::SystemTime::now())
+            );
+            println!("  sha256 {}", c.fingerprint_sha256);
+            println!("  {} (0600)", imported.pkcs12.display());
+            println!("  {} (0600)", imported.password_file.display());
+            if replace {
+                println!("\nthe running daemon presents it on new connections within seconds");
+            } else {
+                println!("\nadd to the config, then `oqs-edge reload`:\n");
+                println!("client_certificates:");
+                println!("  - name: {name}");
+                println!("    pkcs12: {}", imported.pkcs12.display());
+                println!("    password_file: {}", imported.password_file.display());
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            exit::INVALID
+        }
+    }
+}
+
+fn cert_list(path: &Path, json: bool) -> u8 {
+    let Ok(checked) = load(path, FileChecks::Off, Format::Text) else {
+        return exit::INVALID;
+    };
+    let Some(config) = checked.config else {
+        return exit::INVALID;
+    };
+    let now = std::time::SystemTime::now();
+    let mut failed = false;
+    let rows: Vec<serde_json::Value> = plan::plan(&config)
+        .certificates
+        .iter()
+        .map(|c| match oqs_edge::proxy::load_certificate(&c.source) {
+            Ok(cert) => serde_json::json!({
+                "name": c.name,
+                "subject_cn": cert.subject_cn,
+                "issuer": cert.issuer,
+                "not_before": humantime::format_rfc3339_seconds(cert.not_before).to_string(),
+                "not_after": humantime::format_rfc3339_seconds(cert.not_after).to_string(),
+                "days_left": cert.days_left(now),
+                "fingerprint_sha256": cert.fingerprint_sha256,
+                "file": cert.path,
+            }),
+            Err(e) => {
+                failed = true;
+                serde_json::json!({ "name": c.name, "problem": e })
+            }
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    } else if rows.is_empty() {
+        println!("no client_certificates in {}", path.display());
+    } else {
+        for r in &rows {
+            match r.get("problem") {
+                Some(problem) => println!("{}: UNUSABLE: {}", r["name"].as_str().unwrap_or(""), problem.as_str().unwrap_or("")),
+                None => println!(
+                    "{}: CN {} ({} days left)\n  issuer    {}\n  valid     {} .. {}\n  sha256    {}\n  file      {}",
+                    r["name"].as_str().unwrap_or(""),
+                    r["subject_cn"].as_str().unwrap_or("(none)"),
+                    r["days_left"],
+                    r["issuer"].as_str().unwrap_or(""),
+                    r["not_before"].as_str().unwrap_or(""),
+                    r["not_after"].as_str().unwrap_or(""),
+                    r["fingerprint_sha256"].as_str().unwrap_or(""),
+                    r["file"].as_str().unwrap_or(""),
+                ),
+            }
+        }
+    }
+    if failed {
+        exit::INVALID
+    } else {
+        exit::OK
+    }
+}
+
+fn local_ca_export(path: &Path) -> u8 {
+    let Ok(checked) = load(path, FileChecks::Off, Format::Text) else {
+        return exit::INVALID;
+    };
+    let Some(dir) = checked.config.and_then(|c| plan::plan(&c).local_ca_dir) else {
+        eprintln!("{}: no `proxy` section, so no local CA", path.display());
+        return exit::INVALID;
+    };
+    match pki::local_ca::export(&dir) {
+        Ok(pem) => {
+            print!("{pem}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            exit::FAILED
+        }
+    }
 }

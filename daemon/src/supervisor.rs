@@ -212,10 +212,15 @@ impl Daemon {
         let since = Instant::now();
         info!("reload requested: reading {}", path.display());
         let (result, message) = match load(&path) {
-            Ok(next) if next.digest() == self.config.digest() => (
-                ReloadResult::Unchanged,
-                "the config is unchanged; nothing to do".to_owned(),
-            ),
+            Ok(next) if next.digest() == self.config.digest() => {
+                // The files it names may have changed (a renewed certificate): the proxy
+                // re-reads them and changes only what did.
+                self.proxy.apply(&self.plan).await;
+                (
+                    ReloadResult::Unchanged,
+                    "the config is unchanged; certificate files re-read".to_owned(),
+                )
+            }
             Ok(next) => {
                 let next_plan = plan::plan(&next);
                 if let Err(e) = Tunnel::check(&next_plan.tunnel).await {

@@ -76,6 +76,8 @@ pub enum Outcome {
     Unreachable,
     /// No answer: a firewall `drop`.
     Timeout,
+    /// Connected to a service that is not a lab-peer (the proxy): the firewall let it in.
+    Accepted,
     /// Anything else, with lab-peer's words, so a failed assertion shows them.
     Other(String),
 }
@@ -388,6 +390,12 @@ impl Lab {
         self.spawn_logged(role, args, &log)
     }
 
+    /// [`Lab::spawn`], also returning the log file (stdout and stderr).
+    pub fn spawn_log(&self, role: Role, args: &[&str]) -> (u32, PathBuf) {
+        let log = self.next_file(&format!("{}-{}", role.name(), program_name(args)), "log");
+        (self.spawn_logged(role, args, &log), log)
+    }
+
     fn spawn_logged(&self, role: Role, args: &[&str], log: &Path) -> u32 {
         let file = std::fs::File::create(log).expect("create a log file in the lab dir");
         let err = file.try_clone().expect("clone the log file handle");
@@ -451,6 +459,7 @@ impl Lab {
             (Some(1), "refused") => Outcome::Refused,
             (Some(2), "unreachable") => Outcome::Unreachable,
             (Some(3), "timeout") => Outcome::Timeout,
+            (Some(5), "accepted") => Outcome::Accepted,
             _ => Outcome::Other(format!(
                 "{word} ({}): {}",
                 out.status,
@@ -709,6 +718,114 @@ fn run_ok(cmd: &mut Command) {
 
 /// The repository's lab config; the lab's topology is what it describes.
 const LAB_YAML: &str = include_str!("../../config/lab.yaml");
+
+/// The upstream in `closed`: nginx with TLS on 10.200.0.10:443, `ssl_verify_client on` against
+/// the lab's client CA. Every request is answered `upstream ok` with the client's DN; the access
+/// log has one line per request: `$connection $ssl_session_reused $ssl_client_serial
+/// "$ssl_client_s_dn" "$request" $status`.
+const NGINX_CONF: &str = r#"daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid DIR/nginx.pid;
+error_log DIR/error.log info;
+events { worker_connections 4096; }
+http {
+  log_format oqs '$connection $ssl_session_reused $ssl_client_serial "$ssl_client_s_dn" "$request" $status';
+  access_log DIR/access.log oqs;
+  client_body_temp_path DIR/tmp-body;
+  proxy_temp_path DIR/tmp-proxy;
+  fastcgi_temp_path DIR/tmp-fcgi;
+  uwsgi_temp_path DIR/tmp-uwsgi;
+  scgi_temp_path DIR/tmp-scgi;
+  keepalive_requests 100000;
+  server {
+    listen 10.200.0.10:443 ssl;
+    server_name hweb-api.oqs.example claims.oqs.example;
+    ssl_certificate        CERT.pem;
+    ssl_certificate_key    CERT.key;
+    ssl_client_certificate CLIENT_CA;
+    ssl_verify_client on;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:oqs:1m;
+    location / {
+      default_type text/plain;
+      return 200 "upstream ok host=$host dn=$ssl_client_s_dn
+";
+    }
+  }
+}
+"#;
+
+/// A running nginx upstream (see [`Lab::start_nginx`]).
+pub struct Nginx {
+    pub pid: u32,
+    pub access_log: PathBuf,
+}
+
+impl Nginx {
+    /// The access log's lines so far.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Distinct TLS connections that carried the logged requests (nginx's `$connection`).
+    pub fn connections(&self) -> usize {
+        let mut ids: Vec<String> = self
+            .requests()
+            .iter()
+            .filter_map(|l| l.split(' ').next().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    }
+}
+
+impl Lab {
+    /// Start nginx in `closed` as the eligibility/claims upstream. `server_cert` is the stem
+    /// (under the lab dir) of its certificate and key: `ca/oqs-server` (trusted by oqs-edge's
+    /// `server_ca`) or `ca/foreign-server` (see `pki::create_foreign_server`).
+    pub fn start_nginx(&self, server_cert: &str) -> Nginx {
+        crate::pki::create_lab_files(self.dir());
+        let run = self.next_file("nginx", "d");
+        std::fs::create_dir_all(&run).expect("create the nginx dir");
+        let dir = self.dir().to_str().expect("lab dir path is UTF-8");
+        let conf = NGINX_CONF
+            .replace("DIR", run.to_str().expect("lab dir path is UTF-8"))
+            .replace("CERT", &format!("{dir}/{server_cert}"))
+            .replace("CLIENT_CA", &format!("{dir}/ca/oqs-client-ca.pem"));
+        let conf_path = run.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let pid = self.spawn(
+            Role::Closed,
+            &[
+                "nginx",
+                "-c",
+                conf_path.to_str().expect("lab dir path is UTF-8"),
+            ],
+        );
+        let up = wait_for(10, || {
+            process_ended(pid)
+                || self
+                    .ok(Role::Closed, &["ss", "-Htln", "sport = :443"])
+                    .contains("10.200.0.10:443")
+        });
+        assert!(
+            up && !process_ended(pid),
+            "nginx did not start in closed:\n{}",
+            std::fs::read_to_string(run.join("error.log")).unwrap_or_default()
+        );
+        Nginx {
+            pid,
+            access_log: run.join("access.log"),
+        }
+    }
+}
 
 /// A running tcpdump; [`Capture::stop`] returns what it saw.
 pub struct Capture<'lab> {

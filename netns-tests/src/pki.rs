@@ -106,6 +106,77 @@ pub fn create_lab_files(dir: &Path) {
     );
 }
 
+/// A server certificate for the upstream's names from a CA oqs-edge does not trust:
+/// `ca/foreign-server.pem` + `.key`, by `ca/foreign-ca`.
+pub fn create_foreign_server(dir: &Path) {
+    let cnf = dir.join("ca/openssl.cnf");
+    let cnf = cnf.to_str().expect("lab dir path is UTF-8");
+    self_signed_ca(dir, cnf, "ca/foreign-ca", "/CN=some other CA");
+    issue(
+        dir,
+        cnf,
+        "ca/foreign-server",
+        "/CN=hweb-api.oqs.example",
+        "ca/foreign-ca",
+        "server",
+    );
+}
+
+/// A new client certificate for the same institution (new key, new serial), exported to
+/// `certs/oqs.p12` with the same password, replacing the old file in one rename as an operator
+/// copying a renewed certificate in would. `legacy`: RC2-40/3DES, as older Windows tools export.
+/// Returns the new certificate's serial as nginx logs it (upper-case hex).
+pub fn renew_client_p12(dir: &Path, legacy: bool) -> String {
+    let cnf = dir.join("ca/openssl.cnf");
+    let cnf = cnf.to_str().expect("lab dir path is UTF-8");
+    let subject = format!("/O=oqs-edge lab/CN={INSTITUTION_CODE}");
+    issue(
+        dir,
+        cnf,
+        "ca/oqs-client-renewed",
+        &subject,
+        "ca/oqs-client-ca",
+        "client",
+    );
+    let mut args = vec![
+        "pkcs12",
+        "-export",
+        "-name",
+        "oqs",
+        "-inkey",
+        "ca/oqs-client-renewed.key",
+        "-in",
+        "ca/oqs-client-renewed.pem",
+        "-certfile",
+        "ca/oqs-client-ca.pem",
+        "-passout",
+        "file:secrets/oqs.p12.pass",
+        "-out",
+        "certs/.oqs.p12.new",
+    ];
+    if legacy {
+        args.push("-legacy");
+    }
+    openssl(dir, &args);
+    std::fs::rename(dir.join("certs/.oqs.p12.new"), dir.join("certs/oqs.p12"))
+        .expect("move the new .p12 in place");
+    let out = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-serial",
+            "-in",
+            "ca/oqs-client-renewed.pem",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("run openssl x509");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_uppercase()
+}
+
 /// A P-256 key pair, without a passphrase (`-noenc`).
 const NEW_KEY: &[&str] = &[
     "-newkey",

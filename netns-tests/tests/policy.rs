@@ -9,7 +9,8 @@
 //! | WAN         | drop                    | —           | drop        | drop       | tunnel ports, replies  |
 //!
 //! Outcomes: `reject` shows as Unreachable (ICMP admin-prohibited), `drop` as Timeout, an
-//! allowed port where nothing listens as Refused (the kernel's RST). One lab per test, so the
+//! allowed port where nothing listens as Refused (the kernel's RST), the proxy's ports as
+//! Accepted (the daemon's proxy took the connection). One lab per test, so the
 //! tests run in parallel.
 
 use std::net::SocketAddr;
@@ -38,7 +39,7 @@ const fn cell(
     }
 }
 
-use Outcome::{Connected, Refused, Timeout, Unreachable};
+use Outcome::{Accepted, Connected, Refused, Timeout, Unreachable};
 use Role::{Clinic, Inet, Pc};
 
 /// A lab with the daemon running on config/lab.yaml, after `edit`.
@@ -173,7 +174,7 @@ fn eligibility_pc_reaches_the_closed_network_and_nothing_else() {
             // The router: the proxy route that allows this segment and DNS get through (nothing
             // listens yet: the kernel's RST); any other port is dropped, and so is the proxy
             // route that allows only the clinic segment.
-            cell(Pc, "192.168.60.1:8443", Refused, None),
+            cell(Pc, "192.168.60.1:8443", Accepted, None),
             cell(Pc, "192.168.50.1:53", Refused, None),
             cell(Pc, "192.168.50.1:22", Timeout, Some("lan_to_router")),
             cell(Pc, "192.168.60.1:8444", Timeout, Some("lan_to_router")),
@@ -228,8 +229,8 @@ fn clinic_pc_reaches_the_eligibility_pc_and_the_proxy_not_the_closed_network_or_
                 Some("clinic_to_internet"),
             ),
             // The router: both proxy routes allow the clinic segment; DNS; nothing else.
-            cell(Clinic, "192.168.60.1:8443", Refused, None),
-            cell(Clinic, "192.168.60.1:8444", Refused, None),
+            cell(Clinic, "192.168.60.1:8443", Accepted, None),
+            cell(Clinic, "192.168.60.1:8444", Accepted, None),
             cell(Clinic, "192.168.60.1:53", Refused, None),
             cell(Clinic, "192.168.60.1:22", Timeout, Some("lan_to_router")),
         ],

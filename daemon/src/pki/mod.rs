@@ -6,6 +6,7 @@
 //! uses the same loader, so what `check` accepted is what the proxy presents.
 
 pub mod local_ca;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

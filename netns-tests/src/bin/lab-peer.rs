@@ -3,6 +3,8 @@
 //! ```text
 //! lab-peer serve ADDR:PORT [ADDR:PORT...]      # TCP "hello from <addr>" + UDP echo; until killed
 //! lab-peer probe ADDR:PORT [--timeout-ms N]    # one word on stdout, coded in the exit status
+//! lab-peer hold ADDR:PORT N [TEXT]             # open N connections, send TEXT on each, then
+//!                                              # hold them idle until killed ("held K" on stdout)
 //! ```
 //!
 //! `probe` tells apart what a firewall can do to a TCP connection attempt:
@@ -13,6 +15,7 @@
 //! | `refused`     | 1    | an RST came back (ECONNREFUSED): nothing listens there            |
 //! | `unreachable` | 2    | an ICMP error came back (a `reject`), or the local stack refused   |
 //! | `timeout`     | 3    | no answer at all (a `drop`)                                        |
+//! | `accepted`    | 5    | connected, but the server is not a lab-peer (it sent no hello line) |
 //! | `error`       | 4    | anything else (bad arguments, connected but no hello line, …)     |
 //!
 //! nftables' `reject with icmpx admin-prohibited` sends ICMP type 3 code 13 for IPv4, which
@@ -31,7 +34,7 @@ const ENETUNREACH: i32 = 101;
 const ECONNREFUSED: i32 = 111;
 const EHOSTUNREACH: i32 = 113;
 
-const USAGE: &str = "usage: lab-peer serve ADDR:PORT [ADDR:PORT...]\n       lab-peer probe ADDR:PORT [--timeout-ms N]";
+const USAGE: &str = "usage: lab-peer serve ADDR:PORT [ADDR:PORT...]\n       lab-peer probe ADDR:PORT [--timeout-ms N]\n       lab-peer hold ADDR:PORT N [TEXT]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,7 +48,35 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(&e),
         },
+        Some("hold") if args.len() >= 3 => match (parse_addr(&args[1]), args[2].parse::<usize>()) {
+            (Ok(addr), Ok(n)) => hold(addr, n, args.get(3).map(String::as_str).unwrap_or("")),
+            _ => usage_error("hold ADDR:PORT N [TEXT]"),
+        },
         _ => usage_error("missing or unknown command"),
+    }
+}
+
+/// A client that opens connections and then says nothing more: what a stuck or hostile LAN
+/// client does to a proxy. `TEXT` (with `\r\n` written as is) can be half a request.
+fn hold(addr: SocketAddr, n: usize, text: &str) -> ExitCode {
+    let text = text.replace("\\r", "\r").replace("\\n", "\n");
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(mut stream) => {
+                let _ = stream.write_all(text.as_bytes());
+                held.push(stream);
+            }
+            Err(e) => {
+                eprintln!("lab-peer hold: connection {} failed: {e}", held.len() + 1);
+                break;
+            }
+        }
+    }
+    println!("held {}", held.len());
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -143,9 +174,15 @@ fn probe(addr: SocketAddr, timeout: Duration) -> (&'static str, u8) {
             eprint!("{line}");
             ("connected", 0)
         }
+        // Another service (the proxy waiting for a TLS ClientHello or a request) took the
+        // connection: the firewall let it through.
         Ok(_) => {
-            eprintln!("lab-peer: connected to {addr} but got {line:?}, not a hello line");
-            ("error", 4)
+            eprintln!("lab-peer: connected to {addr}, which sent {line:?}, not a hello line");
+            ("accepted", 5)
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            eprintln!("lab-peer: connected to {addr}, which sent nothing within the timeout");
+            ("accepted", 5)
         }
         Err(e) => {
             eprintln!("lab-peer: connected to {addr} but reading the hello line failed: {e}");

@@ -69,6 +69,7 @@ fn words(outcome: &Outcome) -> String {
         Outcome::Refused => "refused (RST)".into(),
         Outcome::Unreachable => "rejected (ICMP admin-prohibited)".into(),
         Outcome::Timeout => "dropped (no answer)".into(),
+        Outcome::Accepted => "accepted by the proxy".into(),
         Outcome::Other(s) => s.clone(),
     }
 }
