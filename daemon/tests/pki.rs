@@ -405,3 +405,158 @@ fn password_file_drops_one_newline() {
     std::fs::write(&path, "").unwrap();
     assert_eq!(pki::read_password_file(&path).unwrap(), "");
 }
+
+#[test]
+fn pem_certificate_and_key() {
+    let ca = Ca::new();
+    ca.issue("pem", "ec", CODE, None);
+    // openssl writes PKCS#8 keys (BEGIN PRIVATE KEY): what load_pem takes.
+    let cert = pki::load_pem(&ca.path("pem.pem"), &ca.path("pem.key")).unwrap();
+    assert_eq!(cert.subject_cn.as_deref(), Some(CODE));
+    assert_eq!(cert.path, ca.path("pem.pem"));
+    ca.issue("other", "ec", CODE, None);
+    let err = pki::load_pem(&ca.path("pem.pem"), &ca.path("other.key")).unwrap_err();
+    assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err}");
+    let err = pki::load_pem(&ca.path("pem.key"), &ca.path("pem.key")).unwrap_err();
+    assert!(matches!(err, PkiError::NoCertificate { .. }), "{err}");
+}
+
+fn oqs_edge(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oqs-edge"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn cert_import_copies_a_checked_p12_into_the_state_directory_and_list_shows_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ca = Ca::new();
+    ca.issue("clinic", "rsa", CODE, None);
+    let p12 = ca.p12("clinic", "正しいパスワード", &["-legacy"]);
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let pass = ca.path("pass.txt");
+    let p12_arg = p12.to_str().unwrap();
+
+    std::fs::write(&pass, "wrong\n").unwrap();
+    let out = oqs_edge(
+        &[
+            "cert",
+            "import",
+            p12_arg,
+            "--name",
+            "oqs",
+            "--password-file",
+            pass.to_str().unwrap(),
+            "--state-dir",
+            state_dir,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(p12_arg) && err.contains("wrong password"),
+        "{err}"
+    );
+    assert!(
+        !state.path().join("certs").exists(),
+        "nothing is written for a bad file"
+    );
+
+    std::fs::write(&pass, "正しいパスワード\n").unwrap();
+    let args = [
+        "cert",
+        "import",
+        p12_arg,
+        "--name",
+        "oqs",
+        "--password-file",
+        pass.to_str().unwrap(),
+        "--state-dir",
+        state_dir,
+    ];
+    let out = oqs_edge(&args, None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = state.path().join("certs/oqs.p12");
+    let stored_pass = state.path().join("secrets/oqs.p12.pass");
+    assert!(
+        text.contains(&format!("pkcs12: {}", stored.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("password_file: {}", stored_pass.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("CN {CODE}")), "{text}");
+    for file in [&stored, &stored_pass] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&p12).unwrap()
+    );
+    // The stored password opens the stored file.
+    pki::load_pkcs12(&stored, &pki::read_password_file(&stored_pass).unwrap()).unwrap();
+
+    // A second import of the same name needs --replace.
+    let out = oqs_edge(&args, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--replace"));
+    let mut replace = args.to_vec();
+    replace.push("--replace");
+    assert_eq!(oqs_edge(&replace, None).status.code(), Some(0));
+
+    // `cert list` on a config naming the stored files.
+    let config = include_str!("../../config/lab.yaml")
+        .replace("/run/oqs-edge-lab/certs/oqs.p12", stored.to_str().unwrap())
+        .replace(
+            "/run/oqs-edge-lab/secrets/oqs.p12.pass",
+            stored_pass.to_str().unwrap(),
+        );
+    let config_path = state.path().join("config.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let out = oqs_edge(
+        &[
+            "cert",
+            "list",
+            "-c",
+            config_path.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "oqs");
+    assert_eq!(list[0]["subject_cn"], CODE);
+    assert!(list[0]["days_left"].as_i64().unwrap() >= 363, "{list:#}");
+    assert_eq!(list[0]["fingerprint_sha256"].as_str().unwrap().len(), 95);
+}
