@@ -84,6 +84,8 @@ fn main() -> ExitCode {
     );
     let lab = Lab::build("main");
     let config = lab.write_config(&lab.config_from_lab_yaml());
+    // The eligibility and claims endpoints: nginx demanding a client certificate.
+    let nginx = lab.start_nginx("ca/oqs-server");
     println!(
         "== oqs-edge run in `{}` on the built-in lab config ({})",
         lab.ns(Role::Router),
@@ -113,6 +115,40 @@ fn main() -> ExitCode {
             }
         );
     }
+
+    // The proxy: a clinic PC asks the eligibility API through the router; the router presents
+    // the clinic's certificate (電子証明書) to the upstream, which demands it.
+    let ca = lab.dir().join("local-ca/ca.pem");
+    let url = "https://192.168.60.1:8443/eligibility";
+    let out = lab.exec(
+        Role::Clinic,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            ca.to_str().unwrap_or_default(),
+            url,
+        ],
+    );
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let ok = out.status.success() && answer.contains("dn=CN=1312345678");
+    failed += usize::from(!ok);
+    println!(
+        "{} {:<60} {}",
+        if ok { "✓" } else { "✗" },
+        format!("clinic PC → eligibility API via the mTLS proxy ({url})"),
+        if ok {
+            format!("upstream saw the clinic's certificate: \"{answer}\"")
+        } else {
+            format!(
+                "failed: {answer} {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        }
+    );
+    drop(nginx);
 
     let socket = lab.dir().join("control.sock");
     println!("\n== oqs-edge status --socket {}", socket.display());
@@ -145,7 +181,7 @@ fn main() -> ExitCode {
     println!("\n== tearing down (oqs-edge stopped by its pid, namespaces deleted)");
     drop(lab);
     if failed == 0 {
-        println!("all {} checks as the policy says", CHECKS.len());
+        println!("all {} checks as the policy says", CHECKS.len() + 1);
         ExitCode::SUCCESS
     } else {
         println!("{failed} check(s) not as the policy says");
