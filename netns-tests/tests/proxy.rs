@@ -204,6 +204,14 @@ fn each_mode_reaches_the_upstream_with_the_client_certificate() {
         ],
     );
     assert!(stdout(&out).ends_with("code=400\n"), "{}", stdout(&out));
+    // A request head over the 16 KiB limit.
+    let big = format!("X-Big: {}", "a".repeat(20_000));
+    let out = curl(
+        &lab,
+        Role::Clinic,
+        &["-H", &big, "http://192.168.60.1:8445/"],
+    );
+    assert!(stdout(&out).ends_with("code=431\n"), "{}", stdout(&out));
     assert_eq!(
         nginx.requests().len(),
         3,
