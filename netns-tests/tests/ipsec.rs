@@ -1,0 +1,276 @@
+//! IPsec/IKEv2 through strongSwan: oqs-edge drives the router's charon over VICI; the
+//! gateway's charon in `vpngw` is configured by the test with swanctl. The carrier has no
+//! route to the closed network, so the eligibility PC reaches it only through the tunnel, and
+//! tcpdump in `inet` counts every cleartext packet to the closed prefixes (a leak).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use netns_tests::ipsec::{self, GatewayAuth, IkePki};
+use netns_tests::lab::{Lab, Outcome, Role};
+use netns_tests::{process_ended, skip_unless_root, wait_for};
+
+const CLOSED_SERVER: &str = "10.200.0.10:80";
+const INTERNET: &str = "192.0.2.80:80";
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn router_wan_mac(lab: &Lab) -> String {
+    let json = lab.ok(Role::Router, &["ip", "-j", "link", "show", "wan0"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v[0]["address"].as_str().unwrap().to_owned()
+}
+
+/// Cleartext from the router to the closed prefixes, as the carrier sees it: a leak.
+fn cleartext_filter(mac: &str) -> String {
+    format!("ether src {mac} and ip and dst net 10.200.0.0/24")
+}
+
+fn tunnel(lab: &Lab) -> (String, String) {
+    let s = ipsec::status(lab);
+    (
+        s["tunnel"]["state"].as_str().unwrap_or_default().to_owned(),
+        s["tunnel"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// Poll pc → closed (short probes) until it connects; the time it took.
+fn time_until_pc_reaches_closed(lab: &Lab, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if lab.probe(Role::Pc, addr(CLOSED_SERVER)) == Outcome::Connected {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn psk_lab(
+    name: &str,
+    router_psk: &str,
+    gateway_psk: &str,
+) -> (Lab, ipsec::Charon, ipsec::Charon, std::path::PathBuf) {
+    let lab = Lab::build(name);
+    ipsec::carrier_without_closed_route(&lab);
+    let gw = ipsec::start_charon(&lab, Role::Vpngw, "vpngw");
+    ipsec::configure_gateway(&lab, &gw, GatewayAuth::Psk(gateway_psk));
+    let router = ipsec::start_charon(&lab, Role::Router, "router");
+    // Creates the lab's files (secrets/ among them) before the PSK goes there.
+    lab.config_from_lab_yaml();
+    let psk = ipsec::write_secret(&lab, "ipsec.psk", &format!("{router_psk}\n"));
+    let yaml =
+        ipsec::lab_yaml_with_ipsec(&lab, &router, &format!("      psk_file: {}", psk.display()));
+    let config = lab.write_config(&yaml);
+    (lab, gw, router, config)
+}
+
+#[test]
+fn psk_tunnel_carries_the_pc_leaks_nothing_and_comes_back_after_charon_restarts() {
+    if skip_unless_root(
+        "psk_tunnel_carries_the_pc_leaks_nothing_and_comes_back_after_charon_restarts",
+    ) {
+        return;
+    }
+    let (lab, _gw, router, config) = psk_lab("ipsk", ipsec::PSK, ipsec::PSK);
+    let mac = router_wan_mac(&lab);
+    let leaks = lab.capture(Role::Inet, "eth0", &cleartext_filter(&mac));
+    let esp = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and udp port 4500"),
+    );
+
+    netns_tests::oqs_edge_bin(); // built before the clock starts
+    let started = Instant::now();
+    let daemon = lab.start_daemon_when(&config, || true);
+    let first = time_until_pc_reaches_closed(&lab, Duration::from_secs(20));
+    let first = first.map(|_| started.elapsed());
+    assert!(
+        first.is_some(),
+        "pc never reached the closed network through the tunnel:\n{}\n--- charon:\n{}",
+        lab.daemon_log(),
+        router.log()
+    );
+    eprintln!(
+        "BENCH oqs-edge run -> first byte pc->closed: {:?}",
+        first.unwrap()
+    );
+    assert_eq!(
+        lab.probe(Role::Pc, addr(INTERNET)),
+        Outcome::Unreachable,
+        "pc → internet"
+    );
+    assert!(
+        wait_for(5, || tunnel(&lab).0 == "up"),
+        "status: {:?}",
+        tunnel(&lab)
+    );
+    let (_, detail) = tunnel(&lab);
+    assert!(
+        detail.contains("192.168.50.0/24") && detail.contains("<-> 10.200.0.0/24"),
+        "{detail}"
+    );
+
+    // The router's charon crashes: ipsec0 and its routes vanish; the kill switch holds.
+    ipsec::kill_charon(&router);
+    for _ in 0..5 {
+        assert_ne!(lab.probe(Role::Pc, addr(CLOSED_SERVER)), Outcome::Connected);
+        let _ = lab.ping(Role::Pc, "10.200.0.10".parse().unwrap());
+    }
+    assert!(
+        wait_for(5, || {
+            let (state, detail) = tunnel(&lab);
+            state == "down" && detail.contains("charon does not answer")
+        }),
+        "status after charon died: {:?}",
+        tunnel(&lab)
+    );
+
+    // Its unit restarts it: oqs-edge loads the connection again by itself.
+    let restarted = Instant::now();
+    let router = ipsec::start_charon(&lab, Role::Router, "router");
+    let back = time_until_pc_reaches_closed(&lab, Duration::from_secs(20));
+    assert!(
+        back.is_some(),
+        "the tunnel did not come back after charon restarted:\n{}\n--- charon:\n{}",
+        lab.daemon_log(),
+        router.log()
+    );
+    eprintln!(
+        "BENCH charon restart -> pc->closed again: {:?} (charon start included: {:?})",
+        back.unwrap(),
+        restarted.elapsed()
+    );
+    assert!(
+        !process_ended(daemon),
+        "oqs-edge must not have been touched"
+    );
+    assert!(lab.daemon_log().contains("loaded connection oqs-edge"));
+
+    let leaked = leaks.stop();
+    assert!(
+        leaked.is_empty(),
+        "{} cleartext packet(s) to the closed network left the router:\n{}",
+        leaked.len(),
+        leaked.join("\n")
+    );
+    assert!(
+        !esp.stop().is_empty(),
+        "no ESP-in-UDP seen: the capture would miss a leak too"
+    );
+}
+
+#[test]
+fn wrong_psk_is_named_in_status_within_5s_and_nothing_leaks() {
+    if skip_unless_root("wrong_psk_is_named_in_status_within_5s_and_nothing_leaks") {
+        return;
+    }
+    let (lab, _gw, router, config) = psk_lab("ibad", "not-the-gateways-key", ipsec::PSK);
+    let mac = router_wan_mac(&lab);
+    let leaks = lab.capture(Role::Inet, "eth0", &cleartext_filter(&mac));
+    let started = Instant::now();
+    lab.start_daemon_when(&config, || true);
+    let named = wait_for(5, || {
+        let (state, detail) = tunnel(&lab);
+        state == "down" && detail.contains("PSK mismatch")
+    });
+    assert!(
+        named,
+        "status did not name the PSK mismatch within 5 s: {:?}\n{}\n--- charon:\n{}",
+        tunnel(&lab),
+        lab.daemon_log(),
+        router.log()
+    );
+    eprintln!("wrong PSK named after {:?}", started.elapsed());
+    let (_, detail) = tunnel(&lab);
+    assert!(
+        detail.contains("ipsec.psk"),
+        "names the file to fix: {detail}"
+    );
+    for _ in 0..3 {
+        assert_eq!(lab.probe(Role::Pc, addr(CLOSED_SERVER)), Outcome::Timeout);
+    }
+    let leaked = leaks.stop();
+    assert!(leaked.is_empty(), "leaked:\n{}", leaked.join("\n"));
+}
+
+#[test]
+fn certificates_from_the_test_ca_work_and_a_foreign_ca_is_named_in_status() {
+    if skip_unless_root("certificates_from_the_test_ca_work_and_a_foreign_ca_is_named_in_status") {
+        return;
+    }
+    let lab = Lab::build("icert");
+    ipsec::carrier_without_closed_route(&lab);
+    let pki = IkePki::create(&lab);
+    let gw = ipsec::start_charon(&lab, Role::Vpngw, "vpngw");
+    ipsec::configure_gateway(
+        &lab,
+        &gw,
+        GatewayAuth::Certificate {
+            cert: &pki.pem("vpngw"),
+            key: &pki.key("vpngw"),
+            ca: &pki.pem("ca"),
+        },
+    );
+    let router = ipsec::start_charon(&lab, Role::Router, "router");
+    let yaml = ipsec::lab_yaml_with_ipsec(
+        &lab,
+        &router,
+        &format!(
+            "      certificate:\n        cert: {}\n        key: {}\n        ca: {}",
+            pki.pem("router").display(),
+            pki.key("router").display(),
+            pki.pem("ca").display()
+        ),
+    );
+    let config = lab.write_config(&yaml);
+    let mac = router_wan_mac(&lab);
+    let leaks = lab.capture(Role::Inet, "eth0", &cleartext_filter(&mac));
+    lab.start_daemon_when(&config, || true);
+    assert!(
+        time_until_pc_reaches_closed(&lab, Duration::from_secs(20)).is_some(),
+        "pc never reached the closed network with certificates:\n{}\n--- charon:\n{}",
+        lab.daemon_log(),
+        router.log()
+    );
+    assert_eq!(
+        lab.probe(Role::Pc, addr(INTERNET)),
+        Outcome::Unreachable,
+        "pc → internet"
+    );
+
+    // The gateway now shows a certificate from a CA the router does not trust, and drops the
+    // SA: the router tries again and must say why it fails.
+    ipsec::configure_gateway(
+        &lab,
+        &gw,
+        GatewayAuth::Certificate {
+            cert: &pki.pem("vpngw-foreign"),
+            key: &pki.key("vpngw-foreign"),
+            ca: &pki.pem("ca"),
+        },
+    );
+    ipsec::gateway_terminate(&lab, &gw);
+    let named = wait_for(5, || {
+        let (state, detail) = tunnel(&lab);
+        state == "down" && detail.contains("not trusted")
+    });
+    assert!(
+        named,
+        "status did not name the untrusted certificate within 5 s: {:?}\n{}\n--- charon:\n{}",
+        tunnel(&lab),
+        lab.daemon_log(),
+        router.log()
+    );
+    let (_, detail) = tunnel(&lab);
+    assert!(detail.contains("ca.pem"), "names the CA file: {detail}");
+    assert_eq!(lab.probe(Role::Pc, addr(CLOSED_SERVER)), Outcome::Timeout);
+    let leaked = leaks.stop();
+    assert!(leaked.is_empty(), "leaked:\n{}", leaked.join("\n"));
+}
