@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use netns_tests::ipsec::{self, GatewayAuth, IkePki};
 use netns_tests::lab::{Lab, Outcome, Role};
-use netns_tests::{process_ended, skip_unless_root, wait_for};
+use netns_tests::{process_ended, signal, skip_unless_root, wait_for};
 
 const CLOSED_SERVER: &str = "10.200.0.10:80";
 const INTERNET: &str = "192.0.2.80:80";
@@ -28,6 +28,12 @@ fn cleartext_filter(mac: &str) -> String {
     format!("ether src {mac} and ip and dst net 10.200.0.0/24")
 }
 
+/// `oqs-edge: #3, ESTABLISHED, …` in `swanctl --list-sas`: the IKE_SA's unique number.
+fn ike_sa_number(listing: &str) -> Option<u32> {
+    let rest = listing.split("oqs-edge: #").nth(1)?;
+    rest.split(',').next()?.parse().ok()
+}
+
 fn tunnel(lab: &Lab) -> (String, String) {
     let s = ipsec::status(lab);
     (
@@ -42,11 +48,20 @@ fn tunnel(lab: &Lab) -> (String, String) {
 /// Poll pc → closed (short probes) until it connects; the time it took.
 fn time_until_pc_reaches_closed(lab: &Lab, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
+    // Short probes: a SYN the kill switch dropped would otherwise cost a 1 s retransmit.
+    let peer = netns_tests::lab_peer_bin();
+    let probe = [
+        peer.to_str().unwrap(),
+        "probe",
+        CLOSED_SERVER,
+        "--timeout-ms",
+        "100",
+    ];
     while start.elapsed() < limit {
-        if lab.probe(Role::Pc, addr(CLOSED_SERVER)) == Outcome::Connected {
+        let out = lab.exec(Role::Pc, &probe);
+        if out.status.success() {
             return Some(start.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
     None
 }
@@ -152,6 +167,57 @@ fn psk_tunnel_carries_the_pc_leaks_nothing_and_comes_back_after_charon_restarts(
         "oqs-edge must not have been touched"
     );
     assert!(lab.daemon_log().contains("loaded connection oqs-edge"));
+
+    // A reload that leaves the tunnel section alone does not touch the SA; one that changes
+    // it loads the connection again and a new SA carries the traffic.
+    let sa = || ike_sa_number(&router.swanctl(&lab, &["--list-sas"]));
+    let before = sa();
+    assert!(before.is_some(), "no IKE_SA listed");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let loads = |lab: &Lab| {
+        lab.daemon_log()
+            .matches("loaded connection oqs-edge")
+            .count()
+    };
+    let loaded = loads(&lab);
+    std::fs::write(
+        &config,
+        yaml.replace("name: \"oqs-edge lab\"", "name: \"oqs-edge lab 2\""),
+    )
+    .unwrap();
+    signal(daemon, "HUP");
+    let applied = format!("applied {}", config.display());
+    assert!(
+        wait_for(10, || lab.daemon_log().contains(&applied)),
+        "the reload was not applied:\n{}",
+        lab.daemon_log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sa(), before, "an unchanged tunnel section replaced the SA");
+    assert_eq!(
+        loads(&lab),
+        loaded,
+        "an unchanged tunnel section was loaded again"
+    );
+    std::fs::write(&config, yaml.replace("dpd_delay: 2s", "dpd_delay: 3s")).unwrap();
+    signal(daemon, "HUP");
+    assert!(
+        wait_for(10, || loads(&lab) > loaded),
+        "a changed section was not loaded:\n{}",
+        lab.daemon_log()
+    );
+    assert!(
+        time_until_pc_reaches_closed(&lab, Duration::from_secs(15)).is_some(),
+        "no tunnel after the reload:\n{}",
+        lab.daemon_log()
+    );
+    assert!(wait_for(5, || sa().is_some_and(|n| Some(n) != before)));
+
+    // oqs-edge stops: charon and the tunnel stay.
+    signal(daemon, "TERM");
+    assert!(wait_for(10, || process_ended(daemon)));
+    assert_eq!(lab.probe(Role::Pc, addr(CLOSED_SERVER)), Outcome::Connected);
+    assert!(sa().is_some(), "stopping oqs-edge closed charon's SA");
 
     let leaked = leaks.stop();
     assert!(
@@ -273,4 +339,30 @@ fn certificates_from_the_test_ca_work_and_a_foreign_ca_is_named_in_status() {
     assert_eq!(lab.probe(Role::Pc, addr(CLOSED_SERVER)), Outcome::Timeout);
     let leaked = leaks.stop();
     assert!(leaked.is_empty(), "leaked:\n{}", leaked.join("\n"));
+}
+
+#[test]
+fn kernel_dataplane_ruleset_passes_nft_check() {
+    if skip_unless_root("kernel_dataplane_ruleset_passes_nft_check") {
+        return;
+    }
+    // The test kernel has no ESP, so the kernel dataplane is checked, not run.
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ipsec-psk.yaml");
+    let (checked, _) =
+        oqs_edge::config::check_file(&file, oqs_edge::config::FileChecks::Off).unwrap();
+    let plan = oqs_edge::plan::plan(&checked.config.unwrap());
+    let text = plan.firewall.to_nft_text();
+    assert!(
+        text.contains("rt ipsec missing"),
+        "kill switch keyed to xfrm:\n{text}"
+    );
+    assert!(text.contains("esp"), "ESP accepted from the WAN:\n{text}");
+    assert!(text.contains("500, 4500"), "IKE ports:\n{text}");
+    let ns = netns_tests::Netns::new("ipsec-nftc");
+    let out = ns.run(&["nft", "-c", "-f", "-"], &text);
+    assert!(
+        out.status.success(),
+        "nft -c refused the kernel-dataplane ruleset: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

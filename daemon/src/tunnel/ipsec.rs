@@ -45,8 +45,9 @@ use crate::plan::TunnelPlan;
 const TICK: Duration = Duration::from_secs(2);
 /// Reconnecting to an absent VICI socket: from this...
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
-/// ...doubling to this, so a restarted charon is found within a second.
-const RECONNECT_MAX: Duration = Duration::from_secs(1);
+/// ...doubling to this: a restarted charon is found within a quarter second, for the cost of
+/// four failed connects a second to a local socket while it is away.
+const RECONNECT_MAX: Duration = Duration::from_millis(250);
 /// Initiating again after charon gave up: from this, doubling to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(60);
