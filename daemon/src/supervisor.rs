@@ -210,10 +210,15 @@ impl Daemon {
         let since = Instant::now();
         info!("reload requested: reading {}", path.display());
         let (result, message) = match load(&path) {
-            Ok(next) if next.digest() == self.config.digest() => (
-                ReloadResult::Unchanged,
-                "the config is unchanged; nothing to do".to_owned(),
-            ),
+            Ok(next) if next.digest() == self.config.digest() => {
+                // A file the config names (the IPsec PSK, a key) may have changed under it:
+                // the tunnel reads its files again and changes only what differs.
+                self.apply_tunnel().await;
+                (
+                    ReloadResult::Unchanged,
+                    "the config is unchanged; nothing to do".to_owned(),
+                )
+            }
             Ok(next) => {
                 let next_plan = plan::plan(&next);
                 if let Err(e) = Tunnel::check(&next_plan.tunnel).await {

@@ -237,6 +237,7 @@ fn wrong_psk_is_named_in_status_within_5s_and_nothing_leaks() {
     if skip_unless_root("wrong_psk_is_named_in_status_within_5s_and_nothing_leaks") {
         return;
     }
+    netns_tests::oqs_edge_bin(); // built before the clock starts
     let (lab, _gw, router, config) = psk_lab("ibad", "not-the-gateways-key", ipsec::PSK);
     let mac = router_wan_mac(&lab);
     let leaks = lab.capture(Role::Inet, "eth0", &cleartext_filter(&mac));
@@ -262,6 +263,34 @@ fn wrong_psk_is_named_in_status_within_5s_and_nothing_leaks() {
     for _ in 0..3 {
         assert_eq!(lab.probe(Role::Pc, addr(CLOSED_SERVER)), Outcome::Timeout);
     }
+
+    // What status says to do: put the right key in the file and run `oqs-edge reload`.
+    ipsec::write_secret(&lab, "ipsec.psk", &format!("{}\n", ipsec::PSK));
+    let bin = netns_tests::oqs_edge_bin();
+    let socket = lab.dir().join("control.sock");
+    let out = lab.exec(
+        Role::Router,
+        &[
+            bin.to_str().unwrap(),
+            "reload",
+            "-c",
+            config.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "oqs-edge reload: {}\n--- daemon:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.daemon_log()
+    );
+    assert!(
+        time_until_pc_reaches_closed(&lab, Duration::from_secs(15)).is_some(),
+        "the corrected PSK did not bring the tunnel up:\n{}",
+        lab.daemon_log()
+    );
+    assert!(wait_for(5, || tunnel(&lab).0 == "up"), "{:?}", tunnel(&lab));
     let leaked = leaks.stop();
     assert!(leaked.is_empty(), "leaked:\n{}", leaked.join("\n"));
 }
