@@ -17,6 +17,7 @@ packages=(
     # real peers the netns tests talk to
     nginx-light wireguard-go wireguard-tools
     strongswan-swanctl strongswan-charon charon-systemd libcharon-extra-plugins
+    libstrongswan-standard-plugins  # openssl (AES-GCM, ECP) for the lab charons
     # benchmark tools (same as a user has)
     iperf3 wrk hyperfine
 )

@@ -213,12 +213,14 @@ impl Daemon {
         info!("reload requested: reading {}", path.display());
         let (result, message) = match load(&path) {
             Ok(next) if next.digest() == self.config.digest() => {
-                // The files it names may have changed (a renewed certificate): the proxy
-                // re-reads them and changes only what did.
+                // A file the config names (a renewed certificate, the IPsec PSK, a key) may
+                // have changed under it: the tunnel and the proxy read their files again and
+                // change only what differs.
+                self.apply_tunnel().await;
                 self.proxy.apply(&self.plan).await;
                 (
                     ReloadResult::Unchanged,
-                    "the config is unchanged; certificate files re-read".to_owned(),
+                    "the config is unchanged; the files it names were read again".to_owned(),
                 )
             }
             Ok(next) => {

@@ -327,6 +327,26 @@ fn ipsec_auth_needs_exactly_one_method() {
 }
 
 #[test]
+fn ipsec_proposal_typos_and_address_families_are_found_at_their_place() {
+    let text = ipsec_config(
+        "      psk_file: /etc/oqs-edge/secrets/ipsec.psk\n    ike_proposals: [aes256gcm16-prfsha256-ecp256, aes256-sha256-ecp265]\n    esp_proposals: [aes256gcm-ecp256]\n    local_address: 2001:db8::2\n",
+    );
+    let found = errors(&text);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    let at = |d: &Diagnostic| d.loc.map(|l| (l.line, l.column));
+    assert!(found[0].message.contains("unknown algorithm `ecp265`"));
+    assert_eq!(found[0].hint.as_deref(), Some("did you mean `ecp256`?"));
+    assert_eq!(
+        at(&found[0]),
+        Some(position(&text, "aes256-sha256-ecp265", 0))
+    );
+    assert!(found[1].message.contains("unknown algorithm `aes256gcm`"));
+    assert_eq!(at(&found[1]), Some(position(&text, "aes256gcm-ecp256", 0)));
+    assert!(found[2].message.contains("different IP families"));
+    assert_eq!(at(&found[2]), Some(position(&text, "2001:db8::2", 0)));
+}
+
+#[test]
 fn client_certificate_must_be_defined() {
     let text = broken("client_certificate: oqs", "client_certificate: oqs2");
     let d = assert_one_error(&text, "oqs2", "no client certificate is named `oqs2`");

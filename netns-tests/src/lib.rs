@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 
+pub mod ipsec;
 pub mod lab;
 pub mod pki;
 

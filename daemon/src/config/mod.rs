@@ -6,6 +6,7 @@
 pub mod diagnostic;
 mod load;
 pub mod model;
+mod proposal;
 pub mod scalar;
 mod validate;
 

@@ -497,6 +497,43 @@ impl Checker<'_> {
                     );
                 }
             }
+            for (list, key, kind) in [
+                (
+                    &ipsec.ike_proposals,
+                    "ike_proposals",
+                    super::proposal::Kind::Ike,
+                ),
+                (
+                    &ipsec.esp_proposals,
+                    "esp_proposals",
+                    super::proposal::Kind::Esp,
+                ),
+            ] {
+                for (i, entry) in list.iter().enumerate() {
+                    if let Some((message, hint)) = super::proposal::problem(entry, kind) {
+                        self.error(entry.loc, format!("tunnel.ipsec.{key}[{i}]"), message)
+                            .hint = Some(hint);
+                    }
+                }
+            }
+            if let (Some(local), Ok(remote)) =
+                (&ipsec.local_address, ipsec.remote_address.parse::<IpAddr>())
+            {
+                if local.is_ipv4() != remote.is_ipv4() {
+                    self.error(
+                        local.loc,
+                        "tunnel.ipsec.local_address",
+                        format!(
+                            "local address {} and gateway {remote} are of different IP families",
+                            local.value
+                        ),
+                    )
+                    .hint = Some(
+                        "use the router's WAN address of the gateway's family, or leave local_address out"
+                            .into(),
+                    );
+                }
+            }
             if ipsec.dpd_delay.0.is_zero() {
                 self.error(
                     ipsec.dpd_delay.loc,

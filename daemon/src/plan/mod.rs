@@ -102,6 +102,9 @@ pub enum TunnelPlan {
         dpd_delay_secs: u64,
         local_ts: Vec<IpNet>,
         remote_ts: Vec<IpNet>,
+        /// The files behind `auth`, for the applier (the plan names them in `auth`).
+        #[serde(skip)]
+        credentials: IpsecCredentials,
     },
     IpVpn {
         wan: String,
@@ -130,6 +133,22 @@ pub struct ProxyRoutePlan {
     pub client_certificate: String,
     /// `allow` resolved to prefixes.
     pub allow: Vec<IpNet>,
+}
+
+/// Where the IKE credentials are read from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum IpsecCredentials {
+    /// A config that passed `check` always has one of the others.
+    #[default]
+    None,
+    Psk {
+        file: PathBuf,
+    },
+    Certificate {
+        cert: PathBuf,
+        key: PathBuf,
+        ca: PathBuf,
+    },
 }
 
 /// The one connection oqs-edge owns in charon.
@@ -288,6 +307,17 @@ fn tunnel(config: &ValidConfig) -> TunnelPlan {
                 })
                 .collect(),
             remote_ts: closed_prefixes(config),
+            credentials: match (&ipsec.auth.psk_file, &ipsec.auth.certificate) {
+                (Some(psk), _) => IpsecCredentials::Psk {
+                    file: psk.value.clone(),
+                },
+                (None, Some(c)) => IpsecCredentials::Certificate {
+                    cert: c.cert.value.clone(),
+                    key: c.key.value.clone(),
+                    ca: c.ca.value.clone(),
+                },
+                (None, None) => IpsecCredentials::None,
+            },
         },
         TunnelSection::IpVpn(vpn) => TunnelPlan::IpVpn {
             wan: config.wan.interface.0.clone(),

@@ -1,35 +1,755 @@
-//! Not built yet: reports the tunnel as down.
+//! IPsec/IKEv2 through strongSwan's charon, driven over VICI.
+//!
+//! IKE is charon's; oqs-edge owns one connection in it (`oqs-edge`, child `closed`) and
+//! supervises it from a background task:
+//!
+//! 1. connect to `tunnel.ipsec.vici_socket`, retrying with backoff while it is absent;
+//! 2. subscribe on that connection to `ike-updown`, `child-updown`, `ike-rekey`, `child-rekey`
+//!    and `log` (VICI has no alert event: charon's failures are read from its log lines, see
+//!    [`alerts`]);
+//! 3. on a second connection, load the credentials and the connection and initiate it (its
+//!    own third connection streams the initiation's `control-log`);
+//! 4. follow the events; every [`TICK`] ask `list-sas` for the truth, and initiate again,
+//!    with backoff, when charon has given up (an authentication failure is not retried by
+//!    charon; an unanswered gateway is, without end: `keyingtries = 0`).
+//!
+//! When charon goes away (its unit restarted), the VICI sockets fail: the task drops them and
+//! goes back to 1, which loads the connection again, so the tunnel returns without the
+//! operator. A reload changes charon only when the loaded section changed. Stopping oqs-edge
+//! leaves charon and its SAs as they are; the firewall's kill switch stays in any case.
+//!
+//! rsvici's background reader spins on a closed socket and leaves pending requests waiting,
+//! so every connection here watches its error stream and every request has a timeout.
+
+mod alerts;
+mod vici;
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, Stream, StreamExt as _};
+use log::{debug, error, info, warn};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use alerts::Context;
+pub use alerts::Failure;
+use vici::{Desired, IkeSa, Log, Reply, UpDown};
 
 use crate::control::TunnelInfo;
 use crate::plan::TunnelPlan;
 
-#[derive(Debug, thiserror::Error)]
-pub enum IpsecError {}
+/// How often the task asks charon for the SAs (and retries an initiation that is due).
+const TICK: Duration = Duration::from_secs(2);
+/// Reconnecting to an absent VICI socket: from this...
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+/// ...doubling to this: a restarted charon is found within a quarter second, for the cost of
+/// four failed connects a second to a local socket while it is away.
+const RECONNECT_MAX: Duration = Duration::from_millis(250);
+/// Initiating again after charon gave up: from this, doubling to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// A VICI request that takes longer means charon is stuck or gone.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an `initiate` streams its log to us; charon goes on trying after that.
+const INITIATE_WAIT_MS: i32 = 30_000;
 
-pub struct IpsecTunnel;
+#[derive(Debug, thiserror::Error)]
+pub enum IpsecError {
+    #[error("the tunnel plan is not IPsec")]
+    NotIpsec,
+    #[error("tunnel.ipsec.auth names no credentials: add `psk_file:` or `certificate:`")]
+    NoCredentials,
+    #[error("cannot read {path} ({key}): {source}")]
+    Read {
+        path: PathBuf,
+        key: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the pre-shared key file {path} (tunnel.ipsec.auth.psk_file) is unusable: {why}")]
+    BadPsk { path: PathBuf, why: &'static str },
+    #[error("{path} ({key}) holds no PEM {label}: give the PEM file your provider sent")]
+    NotPem {
+        path: PathBuf,
+        key: &'static str,
+        label: &'static str,
+    },
+}
+
+/// What the task has seen; `info` turns it into words.
+#[derive(Default)]
+struct Observed {
+    charon: Charon,
+    /// charon refused the connection or a credential: its words.
+    load_error: Option<String>,
+    sa: Sa,
+    /// Why the last attempt failed, until the tunnel is up again.
+    failure: Option<Failure>,
+    rekeys: u64,
+}
+
+#[derive(Default)]
+enum Charon {
+    #[default]
+    NotYet,
+    Reachable,
+    Unreachable(String),
+}
+
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Sa {
+    /// charon has no IKE_SA of ours.
+    #[default]
+    None,
+    /// Negotiating, or the IKE_SA is up without its CHILD_SA.
+    Connecting,
+    /// The CHILD_SA is installed: traffic flows.
+    Up { since: Instant },
+}
+
+type Shared = Arc<Mutex<Observed>>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Observed> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The running IPsec tunnel: the background task and what it reports.
+pub struct IpsecTunnel {
+    desired: Option<Arc<Desired>>,
+    /// Why the plan's files could not be read at start (reported until a reload fixes it).
+    start_error: Option<String>,
+    shared: Shared,
+    sender: Option<watch::Sender<Arc<Desired>>>,
+    task: Option<JoinHandle<()>>,
+}
 
 impl IpsecTunnel {
-    pub async fn start(_plan: &TunnelPlan) -> IpsecTunnel {
-        IpsecTunnel
+    pub async fn start(plan: &TunnelPlan) -> IpsecTunnel {
+        let mut tunnel = IpsecTunnel {
+            desired: None,
+            start_error: None,
+            shared: Shared::default(),
+            sender: None,
+            task: None,
+        };
+        match Desired::from_plan(plan) {
+            Ok(desired) => tunnel.spawn(Arc::new(desired)),
+            Err(e) => {
+                error!("IPsec: {e}; the tunnel stays down until a reload fixes it");
+                tunnel.start_error = Some(e.to_string());
+            }
+        }
+        tunnel
     }
 
-    pub async fn check(_plan: &TunnelPlan) -> Result<(), IpsecError> {
+    fn spawn(&mut self, desired: Arc<Desired>) {
+        let (sender, receiver) = watch::channel(desired.clone());
+        *lock(&self.shared) = Observed::default();
+        let driver = Driver {
+            shared: self.shared.clone(),
+            desired: receiver,
+            retry: RETRY_MIN,
+            next_attempt: Instant::now(),
+        };
+        self.task = Some(tokio::spawn(driver.run()));
+        self.sender = Some(sender);
+        self.desired = Some(desired);
+        self.start_error = None;
+    }
+
+    /// The credential files can be read and hold what they should.
+    pub async fn check(plan: &TunnelPlan) -> Result<(), IpsecError> {
+        Desired::from_plan(plan).map(|_| ())
+    }
+
+    /// Hand a changed section to the task; an unchanged one touches nothing.
+    pub async fn reload(&mut self, plan: &TunnelPlan) -> Result<(), IpsecError> {
+        let next = Desired::from_plan(plan)?;
+        if self.desired.as_deref() == Some(&next) {
+            debug!("IPsec: the tunnel section is unchanged; charon is left alone");
+            return Ok(());
+        }
+        let next = Arc::new(next);
+        match &self.sender {
+            Some(sender) if self.task.as_ref().is_some_and(|t| !t.is_finished()) => {
+                info!("IPsec: the tunnel section changed; loading it into charon again");
+                let _ = sender.send(next.clone());
+                self.desired = Some(next);
+            }
+            _ => self.spawn(next),
+        }
         Ok(())
     }
 
-    pub async fn reload(&mut self, _plan: &TunnelPlan) -> Result<(), IpsecError> {
-        Ok(())
-    }
-
-    pub async fn watch(&mut self) {}
-
-    pub async fn info(&self) -> TunnelInfo {
-        TunnelInfo {
-            kind: "ipsec".to_owned(),
-            state: "down".to_owned(),
-            detail: "the IPsec tunnel is not brought up by this version".to_owned(),
+    /// The task never ends on its own; should it have died, start it again.
+    pub async fn watch(&mut self) {
+        if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+            if let Some(desired) = self.desired.clone() {
+                error!("IPsec: the VICI task ended; starting it again");
+                self.spawn(desired);
+            }
         }
     }
 
-    pub async fn stop(self) {}
+    pub async fn info(&self) -> TunnelInfo {
+        let (state, detail) = self.describe();
+        TunnelInfo {
+            kind: "ipsec".to_owned(),
+            state: state.to_owned(),
+            detail,
+        }
+    }
+
+    fn describe(&self) -> (&'static str, String) {
+        let Some(d) = &self.desired else {
+            return (
+                "down",
+                format!(
+                    "{}; fix it and run `oqs-edge reload`",
+                    self.start_error.as_deref().unwrap_or("not started")
+                ),
+            );
+        };
+        let o = lock(&self.shared);
+        let socket = d.socket.display();
+        match (&o.charon, &o.load_error, o.sa, &o.failure) {
+            (Charon::NotYet, ..) => ("connecting", format!("connecting to charon on {socket}")),
+            (Charon::Unreachable(why), ..) => (
+                "down",
+                format!(
+                    "strongSwan's charon does not answer on {socket} ({why}); oqs-edge loads its connection again as soon as charon is back: is the strongswan service running?"
+                ),
+            ),
+            (_, Some(why), ..) => (
+                "down",
+                format!("charon refused the connection {}: {why}", d.name),
+            ),
+            (_, _, Sa::Up { since }, _) => {
+                let up = humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()));
+                let rekeys = match o.rekeys {
+                    0 => String::new(),
+                    1 => ", rekeyed once".to_owned(),
+                    n => format!(", rekeyed {n} times"),
+                };
+                (
+                    "up",
+                    format!(
+                        "IKEv2 with {} ({}): {} <-> {} up {up}{rekeys}",
+                        d.remote_address,
+                        d.remote_id,
+                        d.local_ts(),
+                        d.remote_ts()
+                    ),
+                )
+            }
+            (_, _, _, Some(failure)) => {
+                let (local_ts, remote_ts) = (d.local_ts(), d.remote_ts());
+                let cx = Context {
+                    auth: &d.auth,
+                    remote_address: &d.remote_address,
+                    remote_id: &d.remote_id,
+                    ike_proposals: &d.ike_proposals,
+                    esp_proposals: &d.esp_proposals,
+                    local_ts: &local_ts,
+                    remote_ts: &remote_ts,
+                };
+                ("down", failure.describe(&cx))
+            }
+            _ => (
+                "connecting",
+                format!(
+                    "negotiating IKEv2 with {} ({})",
+                    d.remote_address, d.remote_id
+                ),
+            ),
+        }
+    }
+
+    /// Leave charon and its SAs as they are: only oqs-edge's watching stops.
+    pub async fn stop(mut self) {
+        self.sender = None;
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Some(d) = &self.desired {
+            info!(
+                "IPsec: leaving charon's connection {} as it is (the firewall's kill switch stays)",
+                d.name
+            );
+        }
+    }
+}
+
+/// Why a session with charon ended.
+enum Ended {
+    /// The daemon is stopping.
+    Stopped,
+    /// The VICI connection failed; `connected`: it had been up.
+    Lost { why: String, connected: bool },
+}
+
+/// What the event connection and the initiation tasks deliver.
+enum Event {
+    IkeUpDown(UpDown),
+    ChildUpDown(UpDown),
+    Rekey(
+        &'static str,
+        std::collections::HashMap<String, serde::de::IgnoredAny>,
+    ),
+    Log(Log),
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<Event, rsvici::Error>> + Send>>;
+
+/// Notes from an initiation's own connection.
+enum Initiation {
+    Log(String),
+    Done(Result<(), String>),
+}
+
+struct Driver {
+    shared: Shared,
+    desired: watch::Receiver<Arc<Desired>>,
+    /// The wait before initiating again after charon gave up.
+    retry: Duration,
+    next_attempt: Instant,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut delay = RECONNECT_MIN;
+        let mut said_unreachable = false;
+        loop {
+            match self.session().await {
+                Ended::Stopped => return,
+                Ended::Lost { why, connected } => {
+                    if connected {
+                        warn!("IPsec: lost charon's VICI socket ({why}); reconnecting");
+                        delay = RECONNECT_MIN;
+                        said_unreachable = false;
+                    } else if !said_unreachable {
+                        warn!("IPsec: {why}; retrying until charon answers");
+                        said_unreachable = true;
+                    }
+                    let mut o = lock(&self.shared);
+                    o.charon = Charon::Unreachable(why);
+                    o.sa = Sa::None;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                changed = self.desired.changed() => if changed.is_err() { return },
+            }
+            delay = (delay * 2).min(RECONNECT_MAX);
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut Observed)) {
+        f(&mut lock(&self.shared));
+    }
+
+    async fn session(&mut self) -> Ended {
+        let mut desired = self.desired.borrow_and_update().clone();
+        let lost = |what: &str, e: &dyn std::fmt::Display, connected: bool| Ended::Lost {
+            why: format!("{what} {}: {e}", desired.socket.display()),
+            connected,
+        };
+        let mut events = match rsvici::unix::connect(&desired.socket).await {
+            Ok(c) => c,
+            Err(e) => return lost("cannot connect to", &e, false),
+        };
+        let mut commands = match rsvici::unix::connect(&desired.socket).await {
+            Ok(c) => c,
+            Err(e) => return lost("cannot connect to", &e, false),
+        };
+        let mut event_errors = events.listen_for_errors();
+        let mut command_errors = commands.listen_for_errors();
+        let mut stream = subscribe(&mut events, &desired.name);
+        // Register the subscriptions before initiating (their first poll sends them), and
+        // let one request on the same connection go round so charon has taken them.
+        if let Ok(Some(Ok(event))) =
+            tokio::time::timeout(Duration::from_millis(20), stream.next()).await
+        {
+            self.on_event(event, &desired);
+        }
+        if let Err(e) = request::<(), serde::de::IgnoredAny>(&mut events, "version", ()).await {
+            return lost("no answer on", &e, false);
+        }
+        info!("IPsec: connected to charon on {}", desired.socket.display());
+        self.set(|o| o.charon = Charon::Reachable);
+
+        let (notes_tx, mut notes) = mpsc::channel(64);
+        let mut initiation: Option<JoinHandle<()>> = None;
+        let result = 'session: {
+            if let Err(e) = self.load(&mut commands, &desired).await {
+                break 'session e;
+            }
+            self.next_attempt = Instant::now();
+            if let Err(e) = self
+                .sync_and_initiate(&mut commands, &desired, &mut initiation, &notes_tx)
+                .await
+            {
+                break 'session e;
+            }
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    item = stream.next() => match item {
+                        Some(Ok(event)) => self.on_event(event, &desired),
+                        Some(Err(e)) if e.is_data() => debug!("IPsec: unreadable VICI event: {e}"),
+                        Some(Err(e)) => break 'session e.to_string(),
+                        None => break 'session "the event stream ended".to_owned(),
+                    },
+                    Some(e) = event_errors.next() => if e.is_io() || e.is_closed() {
+                        break 'session e.to_string();
+                    },
+                    Some(e) = command_errors.next() => if e.is_io() || e.is_closed() {
+                        break 'session e.to_string();
+                    },
+                    Some(note) = notes.recv() => match note {
+                        Initiation::Log(msg) => self.on_log(&msg, &desired),
+                        Initiation::Done(Ok(())) => debug!("IPsec: initiate returned"),
+                        Initiation::Done(Err(e)) => debug!("IPsec: initiate: {e}"),
+                    },
+                    changed = self.desired.changed() => {
+                        if changed.is_err() {
+                            if let Some(task) = initiation.take() { task.abort(); }
+                            return Ended::Stopped;
+                        }
+                        let next = self.desired.borrow_and_update().clone();
+                        if next.socket != desired.socket {
+                            break 'session format!("the VICI socket is now {}", next.socket.display());
+                        }
+                        desired = next;
+                        if let Err(e) = self.replace(&mut commands, &desired, &mut initiation, &notes_tx).await {
+                            break 'session e;
+                        }
+                    },
+                    _ = tick.tick() => {
+                        if let Err(e) = self.sync_and_initiate(&mut commands, &desired, &mut initiation, &notes_tx).await {
+                            break 'session e;
+                        }
+                    },
+                }
+            }
+        };
+        if let Some(task) = initiation.take() {
+            task.abort();
+        }
+        Ended::Lost {
+            why: format!("VICI on {}: {result}", desired.socket.display()),
+            connected: true,
+        }
+    }
+
+    /// Credentials first, then the connection that uses them. A refusal is charon's answer
+    /// (kept for `status`), not a lost socket.
+    async fn load(&mut self, c: &mut rsvici::Client, d: &Desired) -> Result<(), String> {
+        let mut refused = Vec::new();
+        let mut note = |what: &str, reply: Result<Reply, rsvici::Error>| match reply {
+            Ok(r) if r.success => Ok(()),
+            Ok(r) => {
+                refused.push(format!(
+                    "{what}: {}",
+                    r.errmsg.unwrap_or_else(|| "refused".to_owned())
+                ));
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match &d.credentials {
+            vici::Credentials::Psk(key) => {
+                note("load-shared", request(c, "load-shared", key).await)?;
+            }
+            vici::Credentials::Certificate { cert, ca, key } => {
+                let cert_msg = vici::LoadCert {
+                    kind: "X509",
+                    flag: "NONE",
+                    data: cert,
+                };
+                note(
+                    "load-cert (certificate)",
+                    request(c, "load-cert", cert_msg).await,
+                )?;
+                let ca_msg = vici::LoadCert {
+                    kind: "X509",
+                    flag: "CA",
+                    data: ca,
+                };
+                note("load-cert (CA)", request(c, "load-cert", ca_msg).await)?;
+                let key_msg = vici::LoadKey {
+                    kind: "any",
+                    data: key,
+                };
+                note("load-key", request(c, "load-key", key_msg).await)?;
+            }
+        }
+        note("load-conn", request(c, "load-conn", d.load_conn()).await)?;
+        if refused.is_empty() {
+            info!(
+                "IPsec: loaded connection {} (IKEv2 to {}, {} <-> {}) into charon",
+                d.name,
+                d.remote_address,
+                d.local_ts(),
+                d.remote_ts()
+            );
+            self.set(|o| o.load_error = None);
+        } else {
+            let why = refused.join("; ");
+            error!("IPsec: charon refused {}: {why}", d.name);
+            self.set(|o| o.load_error = Some(why));
+        }
+        Ok(())
+    }
+
+    /// A changed section: load it, close the SA built on the old one, initiate the new.
+    async fn replace(
+        &mut self,
+        c: &mut rsvici::Client,
+        d: &Desired,
+        initiation: &mut Option<JoinHandle<()>>,
+        notes: &mpsc::Sender<Initiation>,
+    ) -> Result<(), String> {
+        self.load(c, d).await?;
+        if let Some(task) = initiation.take() {
+            task.abort();
+        }
+        let terminate = vici::Terminate {
+            ike: &d.name,
+            timeout: 3000,
+        };
+        // "no matching SAs" when there was none: nothing to close.
+        match request::<_, Reply>(c, "terminate", terminate).await {
+            Ok(_) => {}
+            Err(e) if e.is_command_failed() || e.is_data() => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        self.set(|o| {
+            o.sa = Sa::None;
+            o.failure = None;
+        });
+        self.retry = RETRY_MIN;
+        self.next_attempt = Instant::now();
+        self.sync_and_initiate(c, d, initiation, notes).await
+    }
+
+    /// Ask charon for our SAs; initiate when there is none and an attempt is due.
+    async fn sync_and_initiate(
+        &mut self,
+        c: &mut rsvici::Client,
+        d: &Desired,
+        initiation: &mut Option<JoinHandle<()>>,
+        notes: &mpsc::Sender<Initiation>,
+    ) -> Result<(), String> {
+        let sas = list_sas(c, &d.name).await?;
+        let now = match sas.iter().find(|sa| sa.child_installed()) {
+            Some(_) => match lock(&self.shared).sa {
+                up @ Sa::Up { .. } => up,
+                _ => Sa::Up {
+                    since: Instant::now(),
+                },
+            },
+            None if sas.is_empty() => Sa::None,
+            None => Sa::Connecting,
+        };
+        self.become_(now, d);
+        let loaded = lock(&self.shared).load_error.is_none();
+        let busy = initiation.as_ref().is_some_and(|t| !t.is_finished());
+        if now == Sa::None && loaded && !busy && Instant::now() >= self.next_attempt {
+            *initiation = Some(spawn_initiate(d, notes.clone()));
+            self.next_attempt = Instant::now() + self.retry;
+            self.retry = (self.retry * 2).min(RETRY_MAX);
+        }
+        Ok(())
+    }
+
+    /// Record a new SA state, logging the edges.
+    fn become_(&mut self, now: Sa, d: &Desired) {
+        let mut o = lock(&self.shared);
+        match (o.sa, now) {
+            (Sa::Up { .. }, Sa::Up { .. }) => {}
+            (_, Sa::Up { .. }) => {
+                info!(
+                    "IPsec: tunnel up: {} <-> {} through {}",
+                    d.local_ts(),
+                    d.remote_ts(),
+                    d.remote_address
+                );
+                o.failure = None;
+                self.retry = RETRY_MIN;
+            }
+            (Sa::Up { .. }, _) => warn!(
+                "IPsec: tunnel down (CHILD_SA with {} gone); charon or oqs-edge initiates it again",
+                d.remote_address
+            ),
+            _ => {}
+        }
+        o.sa = now;
+    }
+
+    fn on_event(&mut self, event: Event, d: &Desired) {
+        match event {
+            Event::IkeUpDown(ev) => {
+                if let Some(sa) = ev.sas.get(&d.name) {
+                    debug!("IPsec: ike-updown up={} state {}", ev.is_up(), sa.state);
+                    if !ev.is_up() {
+                        self.become_(Sa::None, d);
+                    }
+                }
+            }
+            Event::ChildUpDown(ev) => {
+                if let Some(sa) = ev.sas.get(&d.name) {
+                    if ev.is_up() && sa.child_installed() {
+                        self.become_(
+                            Sa::Up {
+                                since: Instant::now(),
+                            },
+                            d,
+                        );
+                    } else if !ev.is_up() {
+                        self.become_(Sa::Connecting, d);
+                    }
+                }
+            }
+            Event::Rekey(what, sas) => {
+                if sas.contains_key(&d.name) {
+                    info!("IPsec: {what} rekeyed (the tunnel stays up)");
+                    self.set(|o| o.rekeys += 1);
+                }
+            }
+            Event::Log(log) => {
+                if log.ikesa_name.as_deref().is_none_or(|n| n == d.name) {
+                    self.on_log(&log.msg, d);
+                }
+            }
+        }
+    }
+
+    fn on_log(&mut self, msg: &str, d: &Desired) {
+        let Some(failure) = alerts::classify(msg) else {
+            return;
+        };
+        let mut o = lock(&self.shared);
+        if matches!(o.sa, Sa::Up { .. }) || !failure.is_worth_reporting() {
+            debug!("IPsec: charon: {msg}");
+            return;
+        }
+        if o.failure.as_ref() != Some(&failure) {
+            let (local_ts, remote_ts) = (d.local_ts(), d.remote_ts());
+            let cx = Context {
+                auth: &d.auth,
+                remote_address: &d.remote_address,
+                remote_id: &d.remote_id,
+                ike_proposals: &d.ike_proposals,
+                esp_proposals: &d.esp_proposals,
+                local_ts: &local_ts,
+                remote_ts: &remote_ts,
+            };
+            warn!("IPsec: {} (charon: {msg})", failure.describe(&cx));
+        }
+        o.failure = Some(failure);
+    }
+}
+
+/// One request with a timeout; a command charon refused stays a [`Reply`] to read.
+async fn request<T: serde::Serialize, U: serde::de::DeserializeOwned>(
+    c: &mut rsvici::Client,
+    cmd: &str,
+    msg: T,
+) -> Result<U, rsvici::Error> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, c.request(cmd, msg)).await {
+        Ok(reply) => reply,
+        Err(_) => Err(rsvici::Error::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("charon did not answer `{cmd}` within {REQUEST_TIMEOUT:?}"),
+        ))),
+    }
+}
+
+async fn list_sas(c: &mut rsvici::Client, name: &str) -> Result<Vec<IkeSa>, String> {
+    let query = vici::ListSas {
+        ike: name,
+        noblock: true,
+    };
+    let listing = c
+        .stream_request::<_, std::collections::HashMap<String, IkeSa>>("list-sas", "list-sa", query)
+        .collect::<Vec<_>>();
+    let items = tokio::time::timeout(REQUEST_TIMEOUT, listing)
+        .await
+        .map_err(|_| format!("charon did not answer `list-sas` within {REQUEST_TIMEOUT:?}"))?;
+    let mut sas = Vec::new();
+    for item in items {
+        let mut map = item.map_err(|e| format!("list-sas: {e}"))?;
+        if let Some(sa) = map.remove(name) {
+            sas.push(sa);
+        }
+    }
+    Ok(sas)
+}
+
+/// The event subscriptions on one connection, merged.
+fn subscribe(c: &mut rsvici::Client, _name: &str) -> Events {
+    let streams: Vec<Events> = vec![
+        Box::pin(
+            c.subscribe::<UpDown>("ike-updown")
+                .map(|r| r.map(Event::IkeUpDown)),
+        ),
+        Box::pin(
+            c.subscribe::<UpDown>("child-updown")
+                .map(|r| r.map(Event::ChildUpDown)),
+        ),
+        Box::pin(
+            c.subscribe("ike-rekey")
+                .map(|r| r.map(|m| Event::Rekey("IKE_SA", m))),
+        ),
+        Box::pin(
+            c.subscribe("child-rekey")
+                .map(|r| r.map(|m| Event::Rekey("CHILD_SA", m))),
+        ),
+        Box::pin(c.subscribe::<Log>("log").map(|r| r.map(Event::Log))),
+    ];
+    Box::pin(stream::select_all(streams))
+}
+
+/// Initiate on a connection of its own, streaming charon's `control-log` for this attempt to
+/// the driver; charon answers when the CHILD_SA is up, failed, or after [`INITIATE_WAIT_MS`].
+fn spawn_initiate(d: &Desired, notes: mpsc::Sender<Initiation>) -> JoinHandle<()> {
+    let socket = d.socket.clone();
+    let name = d.name.clone();
+    info!("IPsec: initiating {name} to {}", d.remote_address);
+    tokio::spawn(async move {
+        let done = match rsvici::unix::connect(&socket).await {
+            Err(e) => Err(format!("cannot connect to {}: {e}", socket.display())),
+            Ok(mut client) => {
+                let mut errors = client.listen_for_errors();
+                let msg = vici::Initiate {
+                    child: vici::CHILD,
+                    ike: &name,
+                    timeout: INITIATE_WAIT_MS,
+                    init_limits: false,
+                };
+                let log = client.stream_request::<_, Log>("initiate", "control-log", msg);
+                let mut log = std::pin::pin!(log);
+                let deadline =
+                    tokio::time::sleep(Duration::from_millis(INITIATE_WAIT_MS as u64 + 5000));
+                let mut deadline = std::pin::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        item = log.next() => match item {
+                            Some(Ok(line)) => { let _ = notes.send(Initiation::Log(line.msg)).await; }
+                            Some(Err(e)) => break Err(e.to_string()),
+                            None => break Ok(()),
+                        },
+                        Some(e) = errors.next() => if e.is_io() || e.is_closed() { break Err(e.to_string()) },
+                        _ = &mut deadline => break Err("no answer from charon".to_owned()),
+                    }
+                }
+            }
+        };
+        let _ = notes.send(Initiation::Done(done)).await;
+    })
 }
