@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian packages: packaging/build-deb.sh [amd64] [arm64]   (default: both)
 #   amd64 → target/debian/oqs-edge_VERSION-1_amd64.deb
-#   arm64 → target/aarch64-unknown-linux-gnu/debian/oqs-edge_VERSION-1_arm64.deb
+#   arm64 → target/debian/oqs-edge_VERSION-1_arm64.deb
 # Needs cargo-deb (`cargo install --locked cargo-deb`) and, for arm64, Debian's cross tools
 # (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross) and `rustup target add aarch64-unknown-linux-gnu`;
 # netns-tests/setup.sh installs all of them.
@@ -35,4 +35,4 @@ for arch in "${arches[@]}"; do
         ;;
     esac
 done
-ls -1 target/debian/*.deb target/*/debian/*.deb 2>/dev/null || true
+ls -1 target/debian/*.deb

@@ -34,7 +34,7 @@ if [ -z "${OQS_EDGE_SKIP_BUILD:-}" ]; then
 fi
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 deb_amd64=$(ls target/debian/oqs-edge_"$version"*_amd64.deb)
-deb_arm64=$(ls target/aarch64-unknown-linux-gnu/debian/oqs-edge_"$version"*_arm64.deb)
+deb_arm64=$(ls target/debian/oqs-edge_"$version"*_arm64.deb)
 ok "built $deb_amd64 and $deb_arm64 ($((SECONDS - started)) s)"
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || true)
 
@@ -66,6 +66,8 @@ echo "== the units"
 # verify needs the binary the units name and the man pages they cite: look in the package.
 mkdir -p "$work/pkg"
 dpkg-deb -x "$deb_amd64" "$work/pkg"
+# …and the targets the units name (sysinit.target, …): the host's systemd units.
+cp -rn /lib/systemd/system/. "$work/pkg/lib/systemd/system/"
 for unit in oqs-edge.service oqs-edge-early.service; do
     if out=$(systemd-analyze verify --root="$work/pkg" --man=no "/lib/systemd/system/$unit" 2>&1) \
         && [ -z "$out" ]; then
@@ -112,8 +114,8 @@ got=$(in_root oqs-edge --version)
 expect "oqs-edge --version: $got" test "$got" = "oqs-edge $version${commit:+ (commit $commit)}"
 got=$(in_root man -w oqs-edge 2>&1 || true)
 expect "man -w oqs-edge: $got" test "$got" = /usr/share/man/man8/oqs-edge.8.gz
-expect "man -w oqs-edge-check" in_root man -w oqs-edge-check
-expect "group oqs-edge exists" in_root getent group oqs-edge
+expect "man -w oqs-edge-check" bash -c "ip netns exec $netns chroot $root man -w oqs-edge-check >/dev/null"
+expect "group oqs-edge exists" grep -q "^oqs-edge:" "$root/etc/group"
 expect "/var/lib/oqs-edge is 0700" test "$(stat -c %a "$root/var/lib/oqs-edge")" = 700
 
 set +e
@@ -139,8 +141,9 @@ in_root dpkg -r oqs-edge > "$work/remove.log" 2>&1 || { cat "$work/remove.log" >
 expect "dpkg -r: says the firewall table stays and how to remove it" \
     grep -q "nft delete table inet oqs_edge" "$work/remove.log"
 left=$(leftovers | tr '\n' ' ')
-expect "dpkg -r leaves only the edited config and the state: $left" \
-    test "$left" = "./etc/oqs-edge ./var/lib/oqs-edge "
+expect "dpkg -r leaves only the conffiles and the state: $left" \
+    test "$left" = "./etc/iproute2/rt_protos.d/oqs-edge.conf ./etc/oqs-edge ./var/lib/oqs-edge "
+expect "dpkg -r keeps the edited config" grep -q 'institution_code: "1312345678"' "$root/etc/oqs-edge/config.yaml"
 in_root nft add table inet oqs_edge
 in_root dpkg -P oqs-edge > "$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; fail "dpkg -P"; }
 left=$(leftovers | tr '\n' ' ')
