@@ -56,7 +56,7 @@ for path in ./usr/bin/oqs-edge ./lib/systemd/system/oqs-edge.service \
     expect "the package holds $path" grep -q " $path\$" "$work/contents"
 done
 dpkg-deb -f "$deb_amd64" Depends Recommends > "$work/control"
-expect "Depends: nftables" grep -q '^Depends:.*nftables' "$work/control"
+expect "Depends: nftables, netbase" bash -c "grep '^Depends:' '$work/control' | grep nftables | grep -q netbase"
 expect "Recommends: charon-systemd, libcharon-extra-plugins" \
     grep -q '^Recommends: charon-systemd, libcharon-extra-plugins' "$work/control"
 dpkg-deb -I "$deb_amd64" conffiles > "$work/conffiles"
@@ -86,14 +86,16 @@ done
 
 echo "== install into a fresh Debian 12 root"
 root="$work/root"
-cache=target/debootstrap-bookworm.tar
+include=man-db,nftables,netbase
+# Kept between runs (target/ is not committed); named by what it includes.
+cache=target/debootstrap-bookworm-${include//,/-}.tar
 if [ -f "$cache" ]; then
     mkdir "$root" && tar -xf "$cache" -C "$root"
 else
     mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
     [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list)
     t=$SECONDS
-    debootstrap --variant=minbase --include=man-db,nftables bookworm "$root" "$mirror" > "$work/debootstrap.log" 2>&1 \
+    debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" > "$work/debootstrap.log" 2>&1 \
         || { tail -n 20 "$work/debootstrap.log" >&2; fail "debootstrap"; exit 1; }
     tar -cf "$cache" -C "$root" .
     ok "debootstrap --variant=minbase bookworm ($((SECONDS - t)) s)"
@@ -130,6 +132,15 @@ sed -i -e 's/<医療機関等コード>/1312345678/' -e 's/<医療機関名>/樹
     -e 's/<閉域網ゲートウェイのアドレス>/198.51.100.1/' "$root/etc/oqs-edge/config.yaml"
 got=$(in_root oqs-edge check 2>&1) && code=0 || code=$?
 expect "check passes once filled in: $got" test "$code" = 0 -a "$got" = "/etc/oqs-edge/config.yaml: OK"
+# The daemon applies its firewall in this root (only the package's Depends installed), saves
+# it for the early unit, and the early unit's command loads it back.
+in_root timeout -s TERM 5 oqs-edge run > "$work/run.log" 2>&1 || true
+expect "oqs-edge run applies table inet oqs_edge in a fresh root" \
+    bash -c "ip netns exec $netns nft list table inet oqs_edge | grep -q eligibility_to_internet" \
+    || cat "$work/run.log" >&2
+expect "oqs-edge run saved the ruleset for early boot" test -s "$root/var/lib/oqs-edge/ruleset.nft"
+got=$(in_root oqs-edge boot-firewall --state-dir /var/lib/oqs-edge 2>&1 || true)
+expect "boot-firewall: $got" test "$got" = "loaded the last applied ruleset from /var/lib/oqs-edge/ruleset.nft"
 
 # What a removal and a purge leave: nothing named oqs-edge outside dpkg's own records, but a
 # removal keeps the edited conffile and the state, as Debian does.
@@ -144,7 +155,6 @@ left=$(leftovers | tr '\n' ' ')
 expect "dpkg -r leaves only the conffiles and the state: $left" \
     test "$left" = "./etc/iproute2/rt_protos.d/oqs-edge.conf ./etc/oqs-edge ./var/lib/oqs-edge "
 expect "dpkg -r keeps the edited config" grep -q 'institution_code: "1312345678"' "$root/etc/oqs-edge/config.yaml"
-in_root nft add table inet oqs_edge
 in_root dpkg -P oqs-edge > "$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; fail "dpkg -P"; }
 left=$(leftovers | tr '\n' ' ')
 expect "dpkg -P leaves no oqs-edge files: '$left'" test -z "$left"
