@@ -117,6 +117,8 @@ expect "oqs-edge --version: $got" test "$got" = "oqs-edge $version${commit:+ (co
 got=$(in_root man -w oqs-edge 2>&1 || true)
 expect "man -w oqs-edge: $got" test "$got" = /usr/share/man/man8/oqs-edge.8.gz
 expect "man -w oqs-edge-check" bash -c "ip netns exec $netns chroot $root man -w oqs-edge-check >/dev/null"
+expect "bash completion offers check and not the hidden cli-docs" \
+    bash -c "grep -q ' check ' '$root/usr/share/bash-completion/completions/oqs-edge' && ! grep -q cli-docs '$root/usr/share/bash-completion/completions/oqs-edge'"
 expect "group oqs-edge exists" grep -q "^oqs-edge:" "$root/etc/group"
 expect "/var/lib/oqs-edge is 0700" test "$(stat -c %a "$root/var/lib/oqs-edge")" = 700
 

@@ -36,12 +36,18 @@ pub fn write(command: clap::Command, dir: &Path) -> Result<(), String> {
             .map_err(|e| io(&format!("cannot write {name}"), e))?;
     }
 
+    // clap_complete would offer the hidden commands too: complete only what --help shows.
+    let shown = clap::Command::new("oqs-edge").version(env!("OQS_EDGE_VERSION"));
+    let shown = command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .fold(shown, |c, s| c.subcommand(s.clone()));
     for (shell, name) in [
         (Shell::Bash, "oqs-edge.bash"),
         (Shell::Zsh, "_oqs-edge"),
         (Shell::Fish, "oqs-edge.fish"),
     ] {
-        let mut command = command.clone();
+        let mut command = shown.clone();
         let mut out = Vec::new();
         clap_complete::generate(shell, &mut command, "oqs-edge", &mut out);
         std::fs::write(dir.join(name), out).map_err(|e| io(&format!("cannot write {name}"), e))?;
