@@ -20,6 +20,9 @@ packages=(
     libstrongswan-standard-plugins  # openssl (AES-GCM, ECP) for the lab charons
     # benchmark tools (same as a user has)
     iperf3 wrk hyperfine
+    # the Debian packages (packaging/build-deb.sh, packaging/test-deb.sh): the arm64 cross
+    # build, a Debian 12 root to install into, qemu for the arm64 binary, systemd-analyze
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross debootstrap qemu-user-static systemd
 )
 
 missing=()
@@ -50,4 +53,10 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
-echo "setup.sh: ready ($(nft --version), $(cargo --version))"
+if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+    rustup target add aarch64-unknown-linux-gnu
+fi
+if ! cargo deb --version >/dev/null 2>&1; then
+    cargo install --locked cargo-deb@3.8.0
+fi
+echo "setup.sh: ready ($(nft --version), $(cargo --version), $(cargo deb --version))"

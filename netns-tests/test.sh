@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what it needs, then formatting, lints, unit,
-# golden and network-namespace tests. Run as root: the netns tests skip (and say so) otherwise.
+# golden and network-namespace tests, and the Debian package tests (packaging/test-deb.sh). Run as root: the netns tests skip (and say so) otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +13,4 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+packaging/test-deb.sh

@@ -10,7 +10,9 @@
 pub mod config;
 pub mod control;
 pub mod firewall;
+pub mod logging;
 pub mod net;
+pub mod notify;
 pub mod pki;
 pub mod plan;
 pub mod proxy;

@@ -15,6 +15,8 @@ use oqs_edge::control;
 use oqs_edge::pki;
 use oqs_edge::plan;
 
+mod cli_docs;
+
 /// Exit codes an operator's scripts can rely on.
 mod exit {
     pub const OK: u8 = 0;
@@ -31,7 +33,7 @@ mod exit {
 #[derive(Parser)]
 #[command(
     name = "oqs-edge",
-    version,
+    version = env!("OQS_EDGE_VERSION"),
     about = "On-site router for オンライン資格確認 / オンライン請求: tunnel, fail-closed firewall, mTLS proxy"
 )]
 struct Cli {
@@ -112,6 +114,10 @@ enum Command {
     /// Print the config file's JSON Schema (what config/oqs-edge.schema.json holds).
     #[command(hide = true)]
     Schema,
+    /// Write the man page oqs-edge(8) and the bash, zsh and fish completions into DIR (the
+    /// package build runs this, so they never drift from the command line).
+    #[command(hide = true)]
+    CliDocs { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +204,15 @@ fn main() -> ExitCode {
             print!("{}", config::json_schema());
             exit::OK
         }
+        Command::CliDocs { dir } => {
+            match cli_docs::write(<Cli as clap::CommandFactory>::command(), &dir) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("oqs-edge cli-docs: {e}");
+                    exit::FAILED
+                }
+            }
+        }
     };
     ExitCode::from(code)
 }
@@ -271,7 +286,7 @@ fn print_plan(path: &Path, files: FileChecks, json: bool) -> u8 {
 }
 
 fn run(config_path: PathBuf, state_dir: PathBuf) -> u8 {
-    StderrLog::install();
+    oqs_edge::logging::install();
     // The proxy serves LAN clients on every core; the supervisor itself is one task.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -417,35 +432,6 @@ fn boot_firewall(state_dir: &Path) -> u8 {
             exit::FAILED
         }
     }
-}
-
-/// Log lines to stderr until the journal logger lands (packaging issue).
-struct StderrLog;
-
-impl StderrLog {
-    fn install() {
-        static LOGGER: StderrLog = StderrLog;
-        if log::set_logger(&LOGGER).is_ok() {
-            log::set_max_level(log::LevelFilter::Info);
-        }
-    }
-}
-
-impl log::Log for StderrLog {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Info
-    }
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            eprintln!(
-                "oqs-edge[{}]: {}: {}",
-                std::process::id(),
-                record.level().as_str().to_lowercase(),
-                record.args()
-            );
-        }
-    }
-    fn flush(&self) {}
 }
 
 fn cert_import(

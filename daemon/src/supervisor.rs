@@ -16,7 +16,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
 use crate::control::{self, Health, Pending, Request, Status};
 use crate::firewall::{self, FirewallError, Nft};
+use crate::logging::event;
 use crate::net::{self, Net, NetError};
+use crate::notify;
 use crate::plan::{self, Plan, Route};
 use crate::proxy::Proxy;
 use crate::tunnel::Tunnel;
@@ -67,7 +69,7 @@ fn load(path: &Path) -> Result<ValidConfig, RunError> {
             if checked.report.valid {
                 warn!("{line}");
             } else {
-                error!("{line}");
+                error!(oqs_event = event::CONFIG_INVALID; "{line}");
             }
         }
     }
@@ -139,6 +141,7 @@ impl Daemon {
         self.options.nft.apply(&plan.firewall)?;
         let saved = firewall::save(&plan.firewall, &self.options.state_dir)?;
         info!(
+            oqs_event = event::FIREWALL_APPLIED;
             "firewall applied in {:.1} ms: table inet oqs_edge from {} (sha256 {}), saved to {}",
             since.elapsed().as_secs_f64() * 1000.0,
             config.path().display(),
@@ -165,10 +168,10 @@ impl Daemon {
         match self.net.sync_routes(&self.plan.routes).await {
             Ok(sync) => {
                 for route in &sync.added {
-                    info!("route added: {route}");
+                    info!(oqs_event = event::ROUTE_ADDED, oqs_route:% = route; "route added: {route}");
                 }
                 for route in &sync.removed {
-                    info!("route removed (no longer planned): {route}");
+                    info!(oqs_event = event::ROUTE_REMOVED, oqs_route:% = route; "route removed (no longer planned): {route}");
                 }
                 for (route, why) in &sync.failed {
                     if !self
@@ -177,6 +180,7 @@ impl Daemon {
                         .any(|(r, w)| r == route && w == why)
                     {
                         warn!(
+                            oqs_event = event::ROUTE_FAILED, oqs_route:% = route;
                             "route {route} is not installed: {why}; retrying every {}s",
                             WATCH_INTERVAL.as_secs()
                         );
@@ -210,6 +214,7 @@ impl Daemon {
     async fn reload(&mut self) -> (ReloadResult, String) {
         let path = self.options.config_path.clone();
         let since = Instant::now();
+        notify::reloading();
         info!("reload requested: reading {}", path.display());
         let (result, message) = match load(&path) {
             Ok(next) if next.digest() == self.config.digest() => {
@@ -253,10 +258,11 @@ impl Daemon {
             ),
         };
         if result.succeeded() {
-            info!("{message}");
+            info!(oqs_event = event::RELOAD, oqs_result = result.as_str(); "{message}");
         } else {
-            error!("{message}");
+            error!(oqs_event = event::RELOAD, oqs_result = result.as_str(); "{message}");
         }
+        notify::ready(&notify::summary(&self.status().await));
         self.last_reload = Some(Reloaded {
             at: Instant::now(),
             result,
@@ -266,20 +272,32 @@ impl Daemon {
     }
 
     /// Put back what was taken away: the table (someone ran `nft flush ruleset`), our routes.
-    async fn watch(&mut self) {
-        match self.options.nft.counters() {
-            Ok(Some(_)) => {}
+    /// Whether the firewall stands (the watchdog is fed only then).
+    async fn watch(&mut self) -> bool {
+        let firewall = match self.options.nft.counters() {
+            Ok(Some(_)) => true,
             Ok(None) => {
-                warn!("table inet oqs_edge is gone from the kernel; applying it again");
-                if let Err(e) = self.options.nft.apply(&self.plan.firewall) {
-                    error!("cannot put the firewall back: {e}");
+                warn!(
+                    oqs_event = event::FIREWALL_RESTORED;
+                    "table inet oqs_edge is gone from the kernel; applying it again"
+                );
+                match self.options.nft.apply(&self.plan.firewall) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        error!(oqs_event = event::FIREWALL_FAILED; "cannot put the firewall back: {e}");
+                        false
+                    }
                 }
             }
-            Err(e) => error!("cannot read the firewall: {e}"),
-        }
+            Err(e) => {
+                error!(oqs_event = event::FIREWALL_FAILED; "cannot read the firewall: {e}");
+                false
+            }
+        };
         self.tunnel.watch().await;
         self.sync_routes().await;
         self.proxy.watch(&self.plan).await;
+        firewall
     }
 
     async fn status(&self) -> Status {
@@ -445,6 +463,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
     let since = Instant::now();
+    notify::status("reading the config and applying the firewall");
     let config = load(&options.config_path)?;
     let control = control::Server::bind(&config.control_socket()).await?;
     let plan = plan::plan(&config);
@@ -470,19 +489,25 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         daemon.options.config_path.display(),
         daemon.config.control_socket().display()
     );
+    let mut report = notify::Report::default();
+    notify::ready(&report.status(&daemon.status().await, &daemon.config));
 
-    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    let mut tick = tokio::time::interval(notify::loop_interval(WATCH_INTERVAL));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => { daemon.reload().await; }
-            _ = tick.tick() => daemon.watch().await,
+            _ = tick.tick() => {
+                let firewall = daemon.watch().await;
+                report.tick(firewall, &daemon.status().await, &daemon.config);
+            }
             pending = control.next() => daemon.serve(pending).await,
         }
     }
-    info!("stopping; the firewall stays in place (table inet oqs_edge)");
+    notify::stopping();
+    info!(oqs_event = event::STOPPING; "stopping; the firewall stays in place (table inet oqs_edge)");
     daemon.proxy.stop();
     daemon.tunnel.stop().await;
     Ok(())

@@ -41,6 +41,51 @@ fn with_nothing_saved_the_built_in_block_stops_all_forwarding() {
         rules.contains("hook input priority filter; policy drop;"),
         "{rules}"
     );
+
+    // What the block means for packets: a LAN address reaches the router, a public one does
+    // not, and nothing is forwarded through it.
+    let lan = Netns::new("boot-lan");
+    let wan = Netns::new("boot-wan");
+    for (peer, router_if, router_addr, peer_addr) in [
+        (&lan, "lan0", "192.168.50.1/24", "192.168.50.10/24"),
+        (&wan, "wan0", "203.0.113.1/24", "203.0.113.10/24"),
+    ] {
+        ns.ok(
+            &[
+                "ip", "link", "add", router_if, "type", "veth", "peer", "name", "eth0", "netns",
+                &peer.name,
+            ],
+            "",
+        );
+        ns.ok(&["ip", "addr", "add", router_addr, "dev", router_if], "");
+        ns.ok(&["ip", "link", "set", router_if, "up"], "");
+        peer.ok(&["ip", "addr", "add", peer_addr, "dev", "eth0"], "");
+        peer.ok(&["ip", "link", "set", "eth0", "up"], "");
+        peer.ok(&["ip", "link", "set", "lo", "up"], "");
+    }
+    let gateway = |peer: &Netns, via: &str| {
+        peer.ok(&["ip", "route", "add", "default", "via", via], "");
+    };
+    gateway(&lan, "192.168.50.1");
+    gateway(&wan, "203.0.113.1");
+    ns.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"], "");
+    let ping = |from: &Netns, to: &str| {
+        from.run(&["ping", "-c", "1", "-W", "1", to], "")
+            .status
+            .success()
+    };
+    assert!(
+        ping(&lan, "192.168.50.1"),
+        "LAN → router must work under the block"
+    );
+    assert!(
+        !ping(&wan, "203.0.113.1"),
+        "a public source must not reach the router"
+    );
+    assert!(
+        !ping(&lan, "203.0.113.10"),
+        "nothing is forwarded, even with ip_forward on"
+    );
 }
 
 #[test]

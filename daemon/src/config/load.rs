@@ -12,6 +12,7 @@ use serde_saphyr::{DuplicateKeyPolicy, Options};
 use super::diagnostic::Diagnostic;
 use super::model;
 use super::scalar::{self, closest, Loc};
+use super::validate;
 
 /// More repairs than this and the file is too far from a config to be worth reading on.
 const MAX_REPAIRS: usize = 32;
@@ -36,9 +37,13 @@ pub fn parse(source: &str) -> Parsed {
         let result = read(&text);
         for problem in scalar::take_problems() {
             unparsed.insert(problem.loc);
-            let d = Diagnostic {
-                hint: problem.hint,
-                ..Diagnostic::error(problem.loc, problem.message)
+            let d = if problem.placeholder {
+                validate::fill_in(&text, problem.loc, &problem.message)
+            } else {
+                Diagnostic {
+                    hint: problem.hint,
+                    ..Diagnostic::error(problem.loc, problem.message)
+                }
             };
             if !found.contains(&d) {
                 found.push(d);

@@ -39,6 +39,8 @@ pub(crate) struct ScalarProblem {
     pub loc: Loc,
     pub message: String,
     pub hint: Option<String>,
+    /// The value is a placeholder of the shipped config (`<医療機関等コード>`), not a typo.
+    pub placeholder: bool,
 }
 
 thread_local! {
@@ -102,6 +104,20 @@ impl<'de, T: Scalar> Deserialize<'de> for At<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = serde_saphyr::Spanned::<String>::deserialize(deserializer)?;
         let loc = Loc::from_saphyr(text.referenced);
+        if super::validate::is_placeholder(text.value.trim()) {
+            PROBLEMS.with(|p| {
+                p.borrow_mut().push(ScalarProblem {
+                    loc,
+                    message: text.value.trim().to_owned(),
+                    hint: None,
+                    placeholder: true,
+                })
+            });
+            return Ok(At {
+                value: T::placeholder(),
+                loc,
+            });
+        }
         let value = match T::parse(text.value.trim()) {
             Ok(value) => value,
             Err(refusal) => {
@@ -110,6 +126,7 @@ impl<'de, T: Scalar> Deserialize<'de> for At<T> {
                         loc,
                         message: refusal.message,
                         hint: refusal.hint,
+                        placeholder: false,
                     })
                 });
                 T::placeholder()

@@ -991,3 +991,190 @@ fn segment_nets(seg: &super::model::Segment) -> Vec<(&'static str, IpNet)> {
 pub(crate) fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
+
+// Placeholders: the config the package ships (/etc/oqs-edge/config.yaml) holds `<…>` where
+// each site's own value goes (`institution_code: "<医療機関等コード>"`). Such a value is never a
+// typo to correct but a blank to fill in, so `check` says exactly that, naming the key, and the
+// daemon does not start on the example until the installer has filled it in.
+
+/// Whether a scalar is a placeholder: `<` text `>` with no other angle brackets.
+pub(crate) fn is_placeholder(text: &str) -> bool {
+    text.strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .is_some_and(|inner| !inner.trim().is_empty() && !inner.contains(['<', '>']))
+}
+
+/// The error for the placeholder `placeholder` at `loc` of `source`.
+pub(crate) fn fill_in(source: &str, loc: Loc, placeholder: &str) -> Diagnostic {
+    let key = key_path(source, loc.line);
+    let message = match &key {
+        Some(key) => {
+            format!("fill in the site's value for `{key}` (still the placeholder {placeholder})")
+        }
+        None => format!("fill in the site's value here (still the placeholder {placeholder})"),
+    };
+    Diagnostic::error(loc, message).hint(format!(
+        "replace {placeholder} with this site's value; the comment next to it says what goes there"
+    ))
+}
+
+/// The dotted path of the key on `line` (1-based) of a block-style YAML file, e.g.
+/// `segments[0].interface`, read from the indentation of the lines above it.
+fn key_path(source: &str, line: u32) -> Option<String> {
+    /// (column of the `- ` when the line is a list item, column of its key, the key)
+    fn parse(line: &str) -> Option<(Option<usize>, usize, Option<&str>)> {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return None;
+        }
+        let indent = line.len() - trimmed.len();
+        let (dash, rest, column) = match trimmed.strip_prefix("- ") {
+            Some(rest) => {
+                let inner = rest.trim_start();
+                (Some(indent), inner, indent + 2 + rest.len() - inner.len())
+            }
+            None => (None, trimmed, indent),
+        };
+        let key = rest
+            .split_once(':')
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && !k.contains([' ', '"', '[', '{']));
+        Some((dash, column, key))
+    }
+    let lines: Vec<&str> = source.lines().collect();
+    // How many items of the list whose `- ` stands at column `dash` come before line `i`.
+    let position = |i: usize, dash: usize| {
+        let mut position = 0;
+        for above in lines[..i].iter().rev() {
+            match parse(above) {
+                Some((Some(d), _, _)) if d == dash => position += 1,
+                Some((_, c, _)) if c <= dash => break,
+                _ => {}
+            }
+        }
+        position
+    };
+    let index = usize::try_from(line).ok()?.checked_sub(1)?;
+    let (own_dash, mut column, own) = parse(lines.get(index)?)?;
+    let mut path = vec![own?.to_owned()];
+    if let Some(dash) = own_dash {
+        path[0] = format!("[{}].{}", position(index, dash), path[0]);
+        column = dash;
+    }
+    let mut i = index;
+    while column > 0 && i > 0 {
+        i -= 1;
+        let Some((dash, key_column, key)) = parse(lines[i]) else {
+            continue;
+        };
+        match dash {
+            // The list item holding us: its place among its siblings, then the list's key.
+            Some(dash) if dash < column => {
+                if let Some(last) = path.last_mut() {
+                    *last = format!("[{}].{last}", position(i, dash));
+                }
+                column = dash;
+            }
+            _ if key_column < column => {
+                let key = key?;
+                match path.last_mut() {
+                    Some(last) if last.starts_with('[') => *last = format!("{key}{last}"),
+                    _ => path.push(key.to_owned()),
+                }
+                column = key_column;
+            }
+            _ => {}
+        }
+    }
+    path.reverse();
+    Some(path.join("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{check_source, FileChecks};
+    use std::path::Path;
+
+    /// The config the package installs as /etc/oqs-edge/config.yaml.
+    const SHIPPED: &str = include_str!("../../../packaging/config.yaml");
+
+    #[test]
+    fn placeholders_are_recognised_and_nothing_else() {
+        assert!(is_placeholder("<医療機関等コード>"));
+        assert!(is_placeholder("<WAN側のインタフェース名>"));
+        assert!(!is_placeholder("<>"));
+        assert!(!is_placeholder("< >"));
+        assert!(!is_placeholder("lan0"));
+        assert!(!is_placeholder("<a> <b>"));
+        assert!(!is_placeholder("192.168.50.1/24"));
+    }
+
+    #[test]
+    fn key_paths_follow_sections_and_list_items() {
+        let yaml = "site:\n  name: x\nsegments:\n  - name: a\n    interface: <x>\n  # c\n  - name: b\n\n    interface: <y>\ntunnel:\n  ip_vpn:\n    gateway: <z>\n";
+        assert_eq!(key_path(yaml, 2).as_deref(), Some("site.name"));
+        assert_eq!(key_path(yaml, 5).as_deref(), Some("segments[0].interface"));
+        assert_eq!(key_path(yaml, 7).as_deref(), Some("segments[1].name"));
+        assert_eq!(key_path(yaml, 9).as_deref(), Some("segments[1].interface"));
+        assert_eq!(key_path(yaml, 12).as_deref(), Some("tunnel.ip_vpn.gateway"));
+    }
+
+    #[test]
+    fn the_shipped_config_asks_for_each_site_value_by_key() {
+        let path = Path::new("/etc/oqs-edge/config.yaml");
+        let checked = check_source(path, SHIPPED, FileChecks::Off);
+        assert!(!checked.report.valid);
+        let messages: Vec<&str> = checked
+            .report
+            .diagnostics
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        for key in [
+            "site.institution_code",
+            "site.name",
+            "segments[0].interface",
+            "segments[1].interface",
+            "wan.interface",
+            "closed_network.prefixes",
+            "tunnel.ip_vpn.gateway",
+        ] {
+            let wanted = format!("fill in the site's value for `{key}`");
+            assert!(
+                messages.iter().any(|m| m.starts_with(&wanted)),
+                "no {wanted:?} in {messages:#?}"
+            );
+        }
+        // Only the blanks are reported: no follow-on errors about the placeholder values.
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.starts_with("fill in the site's value for")),
+            "{messages:#?}"
+        );
+        let text = checked.report.render(SHIPPED);
+        assert!(
+            text.contains("= fix: replace <医療機関等コード> with this site's value"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_config_passes_once_filled_in() {
+        let filled = SHIPPED
+            .replace("<医療機関等コード>", "1312345678")
+            .replace("<医療機関名>", "樹中歯科医院")
+            .replace("<資格確認端末側のインタフェース名>", "lan0")
+            .replace("<院内LAN側のインタフェース名>", "lan1")
+            .replace("<WAN側のインタフェース名>", "wan0")
+            .replace("<閉域網のプレフィックス>", "10.200.0.0/24")
+            .replace("<閉域網ゲートウェイのアドレス>", "198.51.100.1");
+        let checked = check_source(Path::new("config.yaml"), &filled, FileChecks::On);
+        assert!(
+            checked.report.valid && checked.report.warnings == 0,
+            "{}",
+            checked.report.render(&filled)
+        );
+    }
+}

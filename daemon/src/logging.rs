@@ -1,0 +1,101 @@
+//! Where the daemon's log lines go: the systemd journal when it runs as a service (stderr is
+//! the journal stream), stderr otherwise, so a daemon started by hand prints to its terminal.
+//!
+//! Log lines may carry structured fields as `log` key-values; the journal stores each as a
+//! field an operator can filter on (`oqs_event` becomes `OQS_EVENT`):
+//!
+//! ```text
+//! journalctl -u oqs-edge OQS_EVENT=route-added
+//! journalctl -u oqs-edge OQS_ROUTE=10.200.0.0/24
+//! ```
+//!
+//! The journal's priority follows the level: error → err (3), warn → warning (4), info → notice
+//! (5). On stderr the fields are left out: the message already says what happened.
+
+use log::LevelFilter;
+
+/// The value of `OQS_EVENT` for each kind of event the daemon logs.
+pub mod event {
+    pub const STARTED: &str = "started";
+    pub const FIREWALL_APPLIED: &str = "firewall-applied";
+    pub const FIREWALL_RESTORED: &str = "firewall-restored";
+    pub const FIREWALL_FAILED: &str = "firewall-failed";
+    pub const ROUTE_ADDED: &str = "route-added";
+    pub const ROUTE_REMOVED: &str = "route-removed";
+    pub const ROUTE_FAILED: &str = "route-failed";
+    pub const TUNNEL_STATE: &str = "tunnel-state";
+    pub const RELOAD: &str = "reload";
+    pub const CONFIG_INVALID: &str = "config-invalid";
+    pub const STOPPING: &str = "stopping";
+}
+
+/// Where the log went, for the first line the daemon writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    Journal,
+    Stderr,
+}
+
+/// Install the logger for `oqs-edge run`: the journal when stderr is connected to it.
+pub fn install() -> Sink {
+    log::set_max_level(LevelFilter::Info);
+    if systemd_journal_logger::connected_to_journal() {
+        if let Ok(journal) = systemd_journal_logger::JournalLog::new() {
+            let journal = journal
+                .with_syslog_identifier("oqs-edge".to_owned())
+                .with_extra_fields([("OQS_VERSION", env!("CARGO_PKG_VERSION"))]);
+            if journal.install().is_ok() {
+                return Sink::Journal;
+            }
+        }
+    }
+    static LOGGER: StderrLog = StderrLog;
+    let _ = log::set_logger(&LOGGER);
+    Sink::Stderr
+}
+
+/// One line per record: `oqs-edge[PID]: LEVEL: message`.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{}", stderr_line(record));
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn stderr_line(record: &log::Record) -> String {
+    format!(
+        "oqs-edge[{}]: {}: {}",
+        std::process::id(),
+        record.level().as_str().to_lowercase(),
+        record.args()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_lines_name_the_level_and_leave_the_fields_out() {
+        let args = format_args!("route added: 10.200.0.0/24 via 198.51.100.1 dev wan0");
+        let kvs = [("oqs_event", event::ROUTE_ADDED)];
+        let record = log::Record::builder()
+            .level(log::Level::Warn)
+            .args(args)
+            .key_values(&kvs)
+            .build();
+        let line = stderr_line(&record);
+        assert!(line.starts_with("oqs-edge["), "{line}");
+        assert!(
+            line.ends_with("]: warn: route added: 10.200.0.0/24 via 198.51.100.1 dev wan0"),
+            "{line}"
+        );
+    }
+}
