@@ -7,6 +7,7 @@
 //! ```text
 //! journalctl -u oqs-edge OQS_EVENT=route-added
 //! journalctl -u oqs-edge OQS_ROUTE=10.200.0.0/24
+//! journalctl -u oqs-edge OQS_EVENT=proxy-request OQS_PROXY_ROUTE=eligibility-api
 //! ```
 //!
 //! The journal's priority follows the level: error → err (3), warn → warning (4), info → notice
@@ -27,6 +28,12 @@ pub mod event {
     pub const RELOAD: &str = "reload";
     pub const CONFIG_INVALID: &str = "config-invalid";
     pub const STOPPING: &str = "stopping";
+    /// One request (`mode: http`) or connection (`mode: tcp`) through a proxy route.
+    pub const PROXY_REQUEST: &str = "proxy-request";
+    /// A proxy route could not reach or verify its upstream.
+    pub const PROXY_UPSTREAM_ERROR: &str = "proxy-upstream-error";
+    /// A client certificate was loaded, replaced or found unusable.
+    pub const CERTIFICATE: &str = "certificate";
 }
 
 /// Where the log went, for the first line the daemon writes.

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::lan::{Activity, IDLE_TIMEOUT};
 use super::upstream::ConnectionUse;
 use super::RouteRuntime;
+use crate::logging::event;
 
 /// The request line and headers must arrive within this.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -183,6 +184,7 @@ async fn forward(
             }
             stats.note_upstream_error(&why);
             warn!(
+                oqs_event = event::PROXY_UPSTREAM_ERROR, oqs_proxy_route = route.name.as_str();
                 "proxy {} http client={peer} {method} {path} 502 upstream {}: {why}",
                 route.name, route.authority
             );
@@ -224,6 +226,7 @@ struct RequestLog {
 impl Drop for RequestLog {
     fn drop(&mut self) {
         info!(
+            oqs_event = event::PROXY_REQUEST, oqs_proxy_route = self.route.as_str();
             "proxy {} http client={} {} {} {} sent={}B received={}B duration={:.1}ms upstream={}",
             self.route,
             self.peer,

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{http, RouteRuntime, RouteStats};
+use crate::logging::event;
 
 /// Connections one route serves at once.
 pub const MAX_CONNECTIONS_PER_ROUTE: usize = 2048;
@@ -184,7 +185,10 @@ async fn tcp_mode<S>(
         Ok(upstream) => upstream,
         Err(e) => {
             stats.note_upstream_error(&e.to_string());
-            warn!("proxy {}: {peer}: {e}", route.name);
+            warn!(
+                oqs_event = event::PROXY_UPSTREAM_ERROR, oqs_proxy_route = route.name.as_str();
+                "proxy {}: {peer}: {e}", route.name
+            );
             return;
         }
     };
@@ -197,6 +201,7 @@ async fn tcp_mode<S>(
     };
     match copied {
         Ok((up, down)) => info!(
+            oqs_event = event::PROXY_REQUEST, oqs_proxy_route = route.name.as_str();
             "proxy {} tcp client={peer} sent={up}B received={down}B duration={:.1}ms",
             route.name,
             started.elapsed().as_secs_f64() * 1000.0

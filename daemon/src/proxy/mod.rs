@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::control::{CertificateInfo, ProxyRouteInfo};
+use crate::logging::event;
 use crate::pki::{self, local_ca, ClientCertificate};
 use crate::plan::{CertificatePlan, CertificateSource, Plan, ProxyRoutePlan};
 use upstream::Upstream;
@@ -165,6 +166,7 @@ impl Proxy {
                 (Ok(cert), previous) => {
                     let replaced = previous.as_ref().and_then(|p| p.cert.as_ref()).is_some();
                     info!(
+                        oqs_event = event::CERTIFICATE;
                         "client certificate `{}` {}: CN {}, valid until {}, {} days left, sha256 {}",
                         plan.name,
                         if replaced { "replaced" } else { "loaded" },
@@ -184,6 +186,7 @@ impl Proxy {
                     // Keep presenting the certificate that worked: the file may be mid-copy.
                     if previous.problem.as_deref() != Some(why.as_str()) {
                         error!(
+                            oqs_event = event::CERTIFICATE;
                             "client certificate `{}` changed on disk but cannot be used: {why}; \
                              the proxy keeps presenting the previous one",
                             plan.name
@@ -196,7 +199,7 @@ impl Proxy {
                     }
                 }
                 (Err(why), _) => {
-                    error!("client certificate `{}`: {why}", plan.name);
+                    error!(oqs_event = event::CERTIFICATE; "client certificate `{}`: {why}", plan.name);
                     LoadedCertificate {
                         plan: plan.clone(),
                         files_digest: digest,
