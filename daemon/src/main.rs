@@ -98,9 +98,24 @@ enum Command {
         #[arg(long, default_value = "/var/lib/oqs-edge")]
         state_dir: PathBuf,
     },
+    /// WireGuard keys.
+    Wireguard {
+        #[command(subcommand)]
+        command: WireguardCommand,
+    },
     /// Print the config file's JSON Schema (what config/oqs-edge.schema.json holds).
     #[command(hide = true)]
     Schema,
+}
+
+#[derive(Subcommand)]
+enum WireguardCommand {
+    /// Write a new private key to FILE (mode 0600; an existing file is left alone) and print
+    /// its public key, for the concentrator's operator.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,6 +145,22 @@ fn main() -> ExitCode {
         } => status(&config, socket, json),
         Command::Reload { config, socket } => reload(&config, socket),
         Command::BootFirewall { state_dir } => boot_firewall(&state_dir),
+        Command::Wireguard {
+            command: WireguardCommand::Keygen { out },
+        } => match oqs_edge::tunnel::wireguard::keygen(&out) {
+            Ok(public) => {
+                println!("{public}");
+                eprintln!(
+                    "wrote the private key to {} (mode 0600); give the public key above to the concentrator's operator",
+                    out.display()
+                );
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("oqs-edge wireguard keygen: {e}");
+                exit::FAILED
+            }
+        },
         Command::Schema => {
             print!("{}", config::json_schema());
             exit::OK
