@@ -11,6 +11,7 @@ use std::sync::Once;
 
 pub mod lab;
 pub mod pki;
+pub mod wireguard;
 
 pub use lab::{Capture, Lab, Outcome, Role};
 

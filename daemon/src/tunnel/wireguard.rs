@@ -238,7 +238,11 @@ fn peer_lines(
     if let Some(old) = old_key {
         out.push_str(&format!("public_key={}\nremove=true\n", hex(old)));
     }
-    out.push_str(&format!("public_key={}\nendpoint={endpoint}\n", hex(key)));
+    // boringtun carries `remove` over from the section before: say false.
+    out.push_str(&format!(
+        "public_key={}\nremove=false\nendpoint={endpoint}\n",
+        hex(key)
+    ));
     // boringtun takes 0 as "off".
     out.push_str(&format!(
         "persistent_keepalive_interval={}\n",
@@ -790,6 +794,7 @@ mod tests {
         assert_eq!(lines[0], format!("public_key={}", "02".repeat(32)));
         assert_eq!(lines[1], "remove=true");
         assert_eq!(lines[2], format!("public_key={}", "01".repeat(32)));
+        assert_eq!(lines[3], "remove=false");
         assert!(lines.contains(&"persistent_keepalive_interval=25"));
         assert!(lines.contains(&"allowed_ip=10.200.0.0/24"));
     }
