@@ -111,6 +111,11 @@ enum Command {
         #[command(subcommand)]
         command: LocalCaCommand,
     },
+    /// WireGuard keys.
+    Wireguard {
+        #[command(subcommand)]
+        command: WireguardCommand,
+    },
     /// Print the config file's JSON Schema (what config/oqs-edge.schema.json holds).
     #[command(hide = true)]
     Schema,
@@ -157,6 +162,16 @@ enum LocalCaCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum WireguardCommand {
+    /// Write a new private key to FILE (mode 0600; an existing file is left alone) and print
+    /// its public key, for the concentrator's operator.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Text,
@@ -200,6 +215,22 @@ fn main() -> ExitCode {
         Command::LocalCa {
             command: LocalCaCommand::Export { config },
         } => local_ca_export(&config),
+        Command::Wireguard {
+            command: WireguardCommand::Keygen { out },
+        } => match oqs_edge::tunnel::wireguard::keygen(&out) {
+            Ok(public) => {
+                println!("{public}");
+                eprintln!(
+                    "wrote the private key to {} (mode 0600); give the public key above to the concentrator's operator",
+                    out.display()
+                );
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("oqs-edge wireguard keygen: {e}");
+                exit::FAILED
+            }
+        },
         Command::Schema => {
             print!("{}", config::json_schema());
             exit::OK

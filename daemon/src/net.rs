@@ -11,11 +11,12 @@ use std::path::PathBuf;
 
 use futures_util::TryStreamExt as _;
 use ipnet::IpNet;
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{LinkAttribute, State};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteVia,
 };
-use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
 use crate::plan::Route;
 
@@ -55,6 +56,17 @@ pub enum NetError {
     },
     #[error("cannot build the route {route}: {message}")]
     Build { route: String, message: String },
+    #[error("cannot bring up the interface {name}: {source}")]
+    Link {
+        name: String,
+        source: rtnetlink::Error,
+    },
+    #[error("cannot set the address {address} on {name}: {source}")]
+    Address {
+        name: String,
+        address: IpNet,
+        source: rtnetlink::Error,
+    },
 }
 
 /// Set each sysctl by writing its file under /proc/sys (the netns of the daemon is the one
@@ -125,6 +137,78 @@ impl Net {
             self.link(name).await?,
             Some((_, State::Up | State::Unknown))
         ))
+    }
+
+    /// A tunnel interface oqs-edge owns: up, with this MTU and `address` as its only address
+    /// (an address left from an earlier config is removed). Its routes come from
+    /// [`Net::sync_routes`].
+    pub async fn set_tunnel_link(
+        &self,
+        name: &str,
+        address: IpNet,
+        mtu: u32,
+    ) -> Result<(), NetError> {
+        let index = self
+            .link_index(name)
+            .await?
+            .ok_or_else(|| NetError::NoInterface(name.to_owned()))?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).up().build())
+            .execute()
+            .await
+            .map_err(|source| NetError::Link {
+                name: name.to_owned(),
+                source,
+            })?;
+        let mut present = false;
+        let mut addresses = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut stale = Vec::new();
+        while let Some(message) = addresses
+            .try_next()
+            .await
+            .map_err(|source| NetError::List {
+                what: "addresses",
+                source,
+            })?
+        {
+            let ip = message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            let same = ip.is_some_and(|ip| {
+                ip == address.addr() && message.header.prefix_len == address.prefix_len()
+            });
+            // IPv6 link-local addresses are the kernel's own.
+            let link_local = matches!(ip, Some(IpAddr::V6(v6)) if v6.is_unicast_link_local());
+            if same {
+                present = true;
+            } else if !link_local {
+                stale.push(message);
+            }
+        }
+        for message in stale {
+            let _ = self.handle.address().del(message).execute().await;
+        }
+        if !present {
+            self.handle
+                .address()
+                .add(index, address.addr(), address.prefix_len())
+                .replace()
+                .execute()
+                .await
+                .map_err(|source| NetError::Address {
+                    name: name.to_owned(),
+                    address,
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     async fn link(&self, name: &str) -> Result<Option<(u32, State)>, NetError> {

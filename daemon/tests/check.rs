@@ -584,10 +584,35 @@ fn secrets_must_exist_and_be_private() {
         Some(format!("run: chmod 600 {}", pass.display()).as_str())
     );
 
-    // After the fix, the same config is valid (the .p12 opens with its Japanese password).
+    // A key file that holds no key is found by `check`, naming the file and the fix.
     std::fs::write(&key, "k").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let found = errors();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0].key.as_deref(),
+        Some("tunnel.wireguard.private_key_file")
+    );
+    assert!(
+        found[0]
+            .message
+            .contains(&format!("{} is not a WireGuard private key", key.display())),
+        "{}",
+        found[0].message
+    );
+    assert!(
+        found[0]
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("oqs-edge wireguard keygen"),
+        "{:?}",
+        found[0].hint
+    );
+
+    // After the fix, the same config is valid (the .p12 opens with its Japanese password).
+    std::fs::write(&key, "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n").unwrap();
     assert_eq!(errors(), vec![]);
 
     // A wrong password is found by `check`, at the certificate's line, naming the file.

@@ -12,6 +12,7 @@ use std::sync::Once;
 pub mod ipsec;
 pub mod lab;
 pub mod pki;
+pub mod wireguard;
 
 pub use lab::{Capture, Lab, Outcome, Role};
 
@@ -47,6 +48,21 @@ pub fn sweep_leftovers() {
         let pid = rest.split('-').next().unwrap_or_default();
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+    // Files `ip netns exec` mounts into a namespace (see wireguard::EtcOverride).
+    for entry in std::fs::read_dir("/etc/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

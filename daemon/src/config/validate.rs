@@ -376,7 +376,32 @@ impl Checker<'_> {
             .filter(|_| kind == TunnelType::WireGuard)
         {
             self.tunnel_interface(config, &wg.interface, "tunnel.wireguard.interface");
-            self.secret_file(&wg.private_key_file, "tunnel.wireguard.private_key_file");
+            if self.secret_file(&wg.private_key_file, "tunnel.wireguard.private_key_file") {
+                let key = "tunnel.wireguard.private_key_file";
+                let path = &wg.private_key_file;
+                match std::fs::read_to_string(&path.value) {
+                    Ok(text) => {
+                        if let Err(why) = crate::tunnel::wireguard::parse_key(&text) {
+                            self.error(
+                                path.loc,
+                                key,
+                                format!("{} is not a WireGuard private key: {why}", path.display()),
+                            )
+                            .hint = Some(format!(
+                                "make one with `oqs-edge wireguard keygen --out {}`",
+                                path.display()
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        self.error(
+                            path.loc,
+                            key,
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                    }
+                }
+            }
             let addr = wg.address.value;
             let comparable = self.ok(&wg.address) && self.all_segment_addresses_ok(config);
             for (s, seg) in config.segments.iter().enumerate().filter(|_| comparable) {
