@@ -19,6 +19,8 @@ packages=(
     strongswan-swanctl strongswan-charon charon-systemd libcharon-extra-plugins
     # benchmark tools (same as a user has)
     iperf3 wrk hyperfine
+    # the proxy benchmark's third contender (netns-tests/bench/proxy.sh)
+    stunnel4
 )
 
 missing=()
@@ -34,7 +36,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # Debian starts these on install; the tests run their own instances inside namespaces.
-for unit in nginx strongswan charon-systemd; do
+for unit in nginx strongswan charon-systemd stunnel4 stunnel.target; do
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl disable --now "$unit" >/dev/null 2>&1 || true
     fi
