@@ -6,7 +6,8 @@
 #   sudo netns-tests/bench/proxy.sh [ROUNDS]        # default 3 rounds
 #
 # Environment: DURATION (s, default 10), CONNS (wrk connections, 32), THREADS (wrk threads, 2),
-# IDLE (idle LAN connections for the memory part, 1000).
+# IDLE (idle LAN connections for the memory part, 1000), OQS_EDGE_BIN (an oqs-edge binary to
+# measure instead of building this checkout's release build).
 #
 # Three throwaway namespaces, named with this script's pid:
 #
@@ -43,8 +44,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 for tool in nginx stunnel4 wrk openssl curl python3 ss; do
     command -v "$tool" > /dev/null || { echo "proxy.sh: $tool is missing (netns-tests/setup.sh)" >&2; exit 1; }
 done
-cargo build -q --release -p oqs-edge --manifest-path "$ROOT/Cargo.toml"
-BIN="$ROOT/target/release/oqs-edge"
+if [ -n "${OQS_EDGE_BIN:-}" ]; then
+    BIN=$OQS_EDGE_BIN
+else
+    cargo build -q --release -p oqs-edge --manifest-path "$ROOT/Cargo.toml"
+    BIN="$ROOT/target/release/oqs-edge"
+fi
 ulimit -n "$(ulimit -Hn)" # 1,000 held connections need more than 1024 descriptors
 
 P="pxb$$"
