@@ -6,7 +6,7 @@
 #   sudo netns-tests/bench/proxy.sh [ROUNDS]        # default 3 rounds
 #
 # Environment: DURATION (s, default 10), CONNS (wrk connections, 32), THREADS (wrk threads, 2),
-# IDLE (idle LAN connections for the memory part, 1000), OQS_EDGE_BIN (an oqs-edge binary to
+# IDLE (idle LAN connections for the memory part, 1000; 0 skips it), OQS_EDGE_BIN (an oqs-edge binary to
 # measure instead of building this checkout's release build).
 #
 # Three throwaway namespaces, named with this script's pid:
@@ -368,6 +368,7 @@ END {
 }' "$DIR/results"
 
 # --- memory with idle LAN connections ----------------------------------------------------------
+[ "$IDLE" -gt 0 ] || exit 0
 cat > "$DIR/hold.py" <<'EOF'
 # hold.py HOST PORT N MODE: open N connections and hold them. MODE bare: send nothing;
 # request: one GET on each (answer read whole), then keep the connection open and idle.
