@@ -23,6 +23,8 @@ packages=(
     # the Debian packages (packaging/build-deb.sh, packaging/test-deb.sh): the arm64 cross
     # build, a Debian 12 root to install into, qemu for the arm64 binary, systemd-analyze
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross debootstrap qemu-user-static systemd
+    # the proxy benchmark's third contender (netns-tests/bench/proxy.sh)
+    stunnel4
 )
 
 missing=()
@@ -38,7 +40,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # Debian starts these on install; the tests run their own instances inside namespaces.
-for unit in nginx strongswan charon-systemd; do
+for unit in nginx strongswan charon-systemd stunnel4 stunnel.target; do
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl disable --now "$unit" >/dev/null 2>&1 || true
     fi
