@@ -318,8 +318,8 @@ fn print_plan(path: &Path, files: FileChecks, json: bool) -> u8 {
 
 fn run(config_path: PathBuf, state_dir: PathBuf) -> u8 {
     oqs_edge::logging::install();
-    // The proxy serves LAN clients on every core; the supervisor itself is one task.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The supervisor is one task on one thread; the proxy runs on its own threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
