@@ -103,35 +103,42 @@ ip -n "$netns" link set lo up
 # The closed network's gateway (198.51.100.1) is on the WAN's subnet.
 ip -n "$netns" addr add 198.51.100.2/24 dev wan0
 
+# boot CONSOLE_LOG: boots the root; sets nspawn_pid, init (the container's PID 1 seen from
+# here) and state (is-system-running once it is running or degraded, or what it was at 60 s).
+boot() {
+    # --register=no/--keep-unit: no machined or system bus on a host whose PID 1 is not systemd.
+    # --network-namespace-path= does not give the container CAP_NET_ADMIN (--private-network
+    # would): without it every service in there gets EPERM from nft, so it is asked for, with
+    # CAP_NET_RAW (the unit's bounding set); the container's root holds them for its own
+    # namespace only.
+    systemd-nspawn --quiet --boot --directory="$root" --machine="$machine" --hostname=router \
+        --register=no --keep-unit --network-namespace-path="/run/netns/$netns" \
+        --capability=CAP_NET_ADMIN,CAP_NET_RAW \
+        --console=read-only > "$1" 2>&1 &
+    nspawn_pid=$!
+    local t=$SECONDS child
+    init=
+    state=
+    while [ $((SECONDS - t)) -lt 60 ]; do
+        kill -0 "$nspawn_pid" 2>/dev/null || break
+        if [ -z "$init" ]; then
+            for child in $(pgrep -P "$nspawn_pid" || true); do
+                [ "$(cat "/proc/$child/comm" 2>/dev/null)" = systemd ] && init=$child
+            done
+        fi
+        if [ -n "$init" ]; then
+            state=$(nsenter -t "$init" -m -u -i -n -p -r -w -- /usr/bin/systemctl is-system-running 2>/dev/null || true)
+            case "$state" in running | degraded) break ;; esac
+        fi
+        sleep 0.5
+    done
+    boot_seconds=$((SECONDS - t))
+}
+
 echo "== boot it with systemd-nspawn -b"
-# --register=no/--keep-unit: no machined or system bus on a host whose PID 1 is not systemd.
-# --network-namespace-path= does not give the container CAP_NET_ADMIN (--private-network
-# would): without it every service in there gets EPERM from nft, so it is asked for, with
-# CAP_NET_RAW (the unit's bounding set); the container's root holds them for its own
-# namespace only.
-systemd-nspawn --quiet --boot --directory="$root" --machine="$machine" --hostname=router \
-    --register=no --keep-unit --network-namespace-path="/run/netns/$netns" \
-    --capability=CAP_NET_ADMIN,CAP_NET_RAW \
-    --console=read-only > "$work/console.log" 2>&1 &
-nspawn_pid=$!
-t=$SECONDS
-init=
-state=
-while [ $((SECONDS - t)) -lt 60 ]; do
-    kill -0 "$nspawn_pid" 2>/dev/null || break
-    if [ -z "$init" ]; then
-        for child in $(pgrep -P "$nspawn_pid" || true); do
-            [ "$(cat "/proc/$child/comm" 2>/dev/null)" = systemd ] && init=$child
-        done
-    fi
-    if [ -n "$init" ]; then
-        state=$(nsenter -t "$init" -m -u -i -n -p -r -w -- /usr/bin/systemctl is-system-running 2>/dev/null || true)
-        case "$state" in running | degraded) break ;; esac
-    fi
-    sleep 0.5
-done
+boot "$work/console.log"
 case "$state" in
-running | degraded) ok "the container booted: PID 1 is systemd, system $state ($((SECONDS - t)) s)" ;;
+running | degraded) ok "the container booted: PID 1 is systemd, system $state ($boot_seconds s)" ;;
 *)
     echo "systemd-nspawn's console:" >&2
     tail -n 30 "$work/console.log" >&2
@@ -225,9 +232,34 @@ expect "the journal has OQS_EVENT=stopping" bash -c \
 expect "systemctl stop leaves table inet oqs_edge in the container's namespace (fail-closed)" \
     bash -c "ip netns exec $netns nft list table inet oqs_edge >/dev/null"
 show systemctl status --no-pager --lines=0 oqs-edge || true
+show journalctl -u oqs-edge --no-pager --no-hostname -n 5 || true
 
 stop_container
 expect "the container powered off" grep -q "Halting system\|Powering off" "$work/console.log"
+
+echo "== reboot: the early unit, then the daemon, at boot"
+# The table stays in the namespace across the container's power-off; take it away, so that
+# what the next boot finds is what the early unit loaded.
+ip netns exec "$netns" nft delete table inet oqs_edge
+boot "$work/console2.log"
+case "$state" in
+running | degraded) ok "the container booted again ($boot_seconds s)" ;;
+*) tail -n 30 "$work/console2.log" >&2; fail "the second boot (system state '${state:-none}')"; exit 1 ;;
+esac
+echo "# (the container rebooted)" >> "$transcript"
+show systemctl status --no-pager --lines=0 oqs-edge-early || true
+got=$(in_ct systemctl show -p ActiveState -p SubState -p Result --value oqs-edge-early | tr '\n' ' ')
+expect "oqs-edge-early ran at boot ($got)" test "$got" = "success active exited "   # systemctl show orders them its own way
+show journalctl -b --no-pager --no-hostname -u oqs-edge-early -u oqs-edge -o short-monotonic || true
+expect "the early unit loaded the last applied ruleset" \
+    grep -q "loaded the last applied ruleset from /var/lib/oqs-edge/ruleset.nft" "$work/out"
+got=$(in_ct systemctl show -p ActiveState -p SubState --value oqs-edge | tr '\n' ' ')
+expect "oqs-edge started at boot, after it ($got)" test "$got" = "active running "
+early_done=$(in_ct systemctl show -p ExecMainExitTimestampMonotonic --value oqs-edge-early)
+daemon_start=$(in_ct systemctl show -p ExecMainStartTimestampMonotonic --value oqs-edge)
+expect "…the early unit finished ($early_done µs) before the daemon started ($daemon_start µs)" \
+    test "${early_done:-0}" -gt 0 -a "${early_done:-0}" -le "${daemon_start:-0}"
+stop_container
 
 if [ -n "${OQS_EDGE_TRANSCRIPT:-}" ]; then
     cp "$transcript" "$OQS_EDGE_TRANSCRIPT"
