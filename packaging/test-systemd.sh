@@ -156,7 +156,9 @@ show() {
     local code=0
     echo "# $*" >> "$transcript"
     in_ct "$@" > "$work/out" 2>&1 || code=$?
-    sed 's/.*\r//' "$work/out" >> "$transcript"   # dpkg's progress: the last of each line
+    # dpkg's progress ("(Reading database ... 5%…"): only its last state
+    sed -E -e 's/\r//g' -e 's/\(Reading database \.\.\. [0-9]+%//g' \
+        -e 's/(\(Reading database \.\.\. )+/\1/' "$work/out" >> "$transcript"
     [ "$code" = 0 ] || echo "(exit $code)" >> "$transcript"
     return "$code"
 }
