@@ -23,6 +23,8 @@ packages=(
     # the Debian packages (packaging/build-deb.sh, packaging/test-deb.sh): the arm64 cross
     # build, a Debian 12 root to install into, qemu for the arm64 binary, systemd-analyze
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross debootstrap qemu-user-static systemd
+    # a Debian 12 container booted with systemd as PID 1 (packaging/test-systemd.sh)
+    systemd-container
     # the proxy benchmark's third contender (netns-tests/bench/proxy.sh)
     stunnel4
 )
