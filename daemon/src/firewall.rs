@@ -206,14 +206,7 @@ pub fn save(ruleset: &Ruleset, state_dir: &Path) -> Result<PathBuf, FirewallErro
         path: path.clone(),
         source,
     };
-    let tmp = state_dir.join(format!(".{SAVED_RULESET}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(save_error)?;
-    file.write_all(ruleset.to_nft_text().as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(save_error)?;
-    std::fs::rename(&tmp, &path).map_err(save_error)?;
-    std::fs::File::open(state_dir)
-        .and_then(|dir| dir.sync_all())
+    crate::files::write_atomically(&path, ruleset.to_nft_text().as_bytes(), 0o644)
         .map_err(save_error)?;
     Ok(path)
 }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod control;
+pub mod files;
 pub mod firewall;
 pub mod logging;
 pub mod net;

@@ -296,7 +296,7 @@ impl Daemon {
         };
         self.tunnel.watch().await;
         self.sync_routes().await;
-        self.proxy.watch(&self.plan).await;
+        self.proxy.apply(&self.plan).await;
         firewall
     }
 

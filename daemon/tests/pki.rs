@@ -453,21 +453,19 @@ fn cert_import_copies_a_checked_p12_into_the_state_directory_and_list_shows_it()
     let pass = ca.path("pass.txt");
     let p12_arg = p12.to_str().unwrap();
 
+    let args = [
+        "cert",
+        "import",
+        p12_arg,
+        "--name",
+        "oqs",
+        "--password-file",
+        pass.to_str().unwrap(),
+        "--state-dir",
+        state_dir,
+    ];
     std::fs::write(&pass, "wrong\n").unwrap();
-    let out = oqs_edge(
-        &[
-            "cert",
-            "import",
-            p12_arg,
-            "--name",
-            "oqs",
-            "--password-file",
-            pass.to_str().unwrap(),
-            "--state-dir",
-            state_dir,
-        ],
-        None,
-    );
+    let out = oqs_edge(&args, None);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -480,17 +478,6 @@ fn cert_import_copies_a_checked_p12_into_the_state_directory_and_list_shows_it()
     );
 
     std::fs::write(&pass, "正しいパスワード\n").unwrap();
-    let args = [
-        "cert",
-        "import",
-        p12_arg,
-        "--name",
-        "oqs",
-        "--password-file",
-        pass.to_str().unwrap(),
-        "--state-dir",
-        state_dir,
-    ];
     let out = oqs_edge(&args, None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

@@ -585,22 +585,7 @@ impl Lab {
     /// Returns once the firewall table and the closed-network route are in the router's kernel;
     /// panics with the daemon's log if it exits first.
     pub fn start_daemon(&self, config: &Path) -> u32 {
-        let bin = oqs_edge_bin();
-        let state = self.dir().join("state");
-        let log = self.next_file("oqs-edge", "log");
-        *self.daemon_log.lock().unwrap_or_else(|e| e.into_inner()) = Some(log.clone());
-        let pid = self.spawn_logged(
-            Role::Router,
-            &[
-                bin.to_str().expect("oqs-edge path is UTF-8"),
-                "run",
-                "-c",
-                config.to_str().expect("config path is UTF-8"),
-                "--state-dir",
-                state.to_str().expect("lab dir path is UTF-8"),
-            ],
-            &log,
-        );
+        let pid = self.spawn_daemon(config);
         let ready = wait_for(20, || {
             process_ended(pid) || (self.daemon_table_exists() && self.daemon_route_exists())
         });
@@ -620,6 +605,21 @@ impl Lab {
     /// Run the real daemon in the router, like [`Lab::start_daemon`], but ready when `ready`
     /// says so (a tunnel config adds no route of its own); panics with its log if it exits.
     pub fn start_daemon_when(&self, config: &Path, mut ready: impl FnMut() -> bool) -> u32 {
+        let pid = self.spawn_daemon(config);
+        let ok = wait_for(20, || {
+            process_ended(pid) || (self.daemon_table_exists() && ready())
+        });
+        assert!(
+            ok && !process_ended(pid),
+            "oqs-edge run exited or was not ready within 20 s:\n{}",
+            self.daemon_log()
+        );
+        pid
+    }
+
+    /// `oqs-edge run -c CONFIG --state-dir <dir>/state` in the router, logged to the file
+    /// [`Lab::daemon_log`] reads.
+    fn spawn_daemon(&self, config: &Path) -> u32 {
         let bin = oqs_edge_bin();
         let state = self.dir().join("state");
         let log = self.next_file("oqs-edge", "log");
@@ -635,14 +635,6 @@ impl Lab {
                 state.to_str().expect("lab dir path is UTF-8"),
             ],
             &log,
-        );
-        let ok = wait_for(20, || {
-            process_ended(pid) || (self.daemon_table_exists() && ready())
-        });
-        assert!(
-            ok && !process_ended(pid),
-            "oqs-edge run exited or was not ready within 20 s:\n{}",
-            self.daemon_log()
         );
         pid
     }

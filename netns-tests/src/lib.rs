@@ -145,6 +145,17 @@ pub fn listing_without_handles(json: &str) -> serde_json::Value {
 
 /// The real `oqs-edge` binary, built from this workspace (once per test process);
 /// `OQS_EDGE_BIN` names another.
+/// A child process (a daemon a test started outside a [`Lab`]), killed by its PID and reaped
+/// when the test ends, also when it panics.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn oqs_edge_bin() -> PathBuf {
     static BUILD: Once = Once::new();
     workspace_bin(&BUILD, "OQS_EDGE_BIN", "oqs-edge", "oqs-edge")

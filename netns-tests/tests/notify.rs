@@ -6,10 +6,12 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netns_tests::{oqs_edge_bin, process_ended, signal, skip_unless_root, wait_for, Netns};
+use netns_tests::{
+    oqs_edge_bin, process_ended, signal, skip_unless_root, wait_for, KillOnDrop as Daemon, Netns,
+};
 
 const CONFIG: &str = r#"version: 1
 site:
@@ -28,16 +30,6 @@ tunnel:
   ip_vpn:
     gateway: 198.51.100.1
 "#;
-
-/// The daemon, stopped by its PID if the test ends early.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Our end of NOTIFY_SOCKET: every datagram the daemon sent, in order.
 struct Listener {

@@ -4,9 +4,11 @@
 //! through `oqs-edge status` and `oqs-edge reload`.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use netns_tests::{oqs_edge_bin, process_ended, signal, skip_unless_root, wait_for, Netns};
+use netns_tests::{
+    oqs_edge_bin, process_ended, signal, skip_unless_root, wait_for, KillOnDrop as Daemon, Netns,
+};
 
 const CONFIG: &str = r#"version: 1
 site:
@@ -30,16 +32,6 @@ tunnel:
   ip_vpn:
     gateway: 198.51.100.1
 "#;
-
-/// The daemon, stopped by its PID if the test ends early.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn run_applies_reloads_and_leaves_the_firewall_on_exit() {

@@ -6,8 +6,7 @@
 //! address and the router's host name, and issued again when those change or when fewer than
 //! [`RENEW_BEFORE_DAYS`] days are left.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -252,20 +251,10 @@ fn current_server(
     }
 }
 
-/// Write through a temporary file and rename, so a crash never leaves half a key.
+/// Written whole or not at all, so a crash never leaves half a key.
 fn write_file(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<(), LocalCaError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|source| io(dir, format!("write {name}"), source))?;
-    file.write_all(data)
-        .and_then(|()| file.sync_all())
-        .map_err(|source| io(dir, format!("write {name}"), source))?;
-    std::fs::rename(&tmp, dir.join(name)).map_err(|source| io(dir, format!("write {name}"), source))
+    crate::files::write_atomically(&dir.join(name), data, mode)
+        .map_err(|source| io(dir, format!("write {name}"), source))
 }
 
 fn io(dir: &Path, action: String, source: std::io::Error) -> LocalCaError {

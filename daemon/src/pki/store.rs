@@ -2,8 +2,7 @@
 //! there (mode 0600, its password beside it) after opening it, so a wrong password or a wrong
 //! file is found at the desk, not at the first eligibility check.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use super::{load_pkcs12, ClientCertificate, PkiError};
@@ -109,18 +108,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), StoreError> {
             .create(dir)
             .map_err(err)?;
     }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(data)
-        .and_then(|()| file.sync_all())
-        .map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::files::write_atomically(path, data, 0o600).map_err(err)
 }
 
 #[cfg(test)]

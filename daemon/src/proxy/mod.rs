@@ -156,7 +156,9 @@ impl Proxy {
         proxy
     }
 
-    /// Bring the proxy to `plan`, changing only what changed (files included).
+    /// Bring the proxy to `plan`, changing only what changed (files included). The watch calls
+    /// it every few seconds: a certificate file replaced, a listener that could not open, a LAN
+    /// certificate near its end.
     pub async fn apply(&mut self, plan: &Plan) {
         self.load_certificates(&plan.certificates);
         self.ensure_lan_identity(plan);
@@ -165,12 +167,6 @@ impl Proxy {
         for route in &plan.proxy {
             self.apply_route(route).await;
         }
-    }
-
-    /// Every few seconds: a certificate file replaced, a listener that could not open, a
-    /// LAN certificate near its end.
-    pub async fn watch(&mut self, plan: &Plan) {
-        self.apply(plan).await;
     }
 
     fn load_certificates(&mut self, plans: &[CertificatePlan]) {
@@ -297,7 +293,12 @@ impl Proxy {
             .get(&plan.name)
             .map(|h| h.stats.clone())
             .unwrap_or_default();
-        let built = self.build_runtime(plan, &stats);
+        let current = self
+            .routes
+            .get(&plan.name)
+            .filter(|h| h.runtime.is_some())
+            .and_then(|h| h.inputs);
+        let built = self.build_runtime(plan, &stats, current);
         let handle = self
             .routes
             .entry(plan.name.clone())
@@ -317,8 +318,9 @@ impl Proxy {
         }
         handle.plan = plan.clone();
         match built {
-            Ok((inputs, _)) if handle.inputs == Some(inputs) && handle.runtime.is_some() => {}
-            Ok((inputs, runtime)) => {
+            // Unchanged: the route goes on as it is (a problem from an earlier tick is over).
+            Ok((_, None)) => handle.problem = None,
+            Ok((inputs, Some(runtime))) => {
                 let runtime = Arc::new(runtime);
                 match &handle.runtime {
                     Some(current) => {
@@ -388,12 +390,14 @@ impl Proxy {
     }
 
     /// The runtime for a route from the current certificates and files, with a digest of
-    /// everything it was built from.
+    /// everything it is built from; `None` (nothing built) when that digest is `current`'s, as
+    /// it is on almost every tick of the watch.
     fn build_runtime(
         &self,
         plan: &ProxyRoutePlan,
         stats: &Arc<RouteStats>,
-    ) -> Result<([u8; 32], RouteRuntime), String> {
+        current: Option<[u8; 32]>,
+    ) -> Result<([u8; 32], Option<RouteRuntime>), String> {
         let loaded = self
             .certificates
             .get(&plan.client_certificate)
@@ -432,6 +436,9 @@ impl Proxy {
             digest.update(identity.chain[0].as_ref());
         }
         let inputs: [u8; 32] = digest.finalize().into();
+        if current == Some(inputs) {
+            return Ok((inputs, None));
+        }
 
         let tls = upstream::client_config(&plan.server_ca, &cert)?;
         let server_name = ServerName::try_from(plan.upstream_host.clone())
@@ -485,7 +492,7 @@ impl Proxy {
         };
         Ok((
             inputs,
-            RouteRuntime {
+            Some(RouteRuntime {
                 name: plan.name.clone(),
                 allow: plan.allow.clone(),
                 lan_tls,
@@ -494,7 +501,7 @@ impl Proxy {
                 authority,
                 host_header,
                 stats: stats.clone(),
-            },
+            }),
         ))
     }
 

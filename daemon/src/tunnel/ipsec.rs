@@ -34,7 +34,6 @@ use log::{debug, error, info, warn};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use alerts::Context;
 pub use alerts::Failure;
 use vici::{Desired, IkeSa, Log, Reply, UpDown};
 
@@ -245,17 +244,7 @@ impl IpsecTunnel {
                 )
             }
             (_, _, _, Some(failure)) => {
-                let (local_ts, remote_ts) = (d.local_ts(), d.remote_ts());
-                let cx = Context {
-                    auth: &d.auth,
-                    remote_address: &d.remote_address,
-                    remote_id: &d.remote_id,
-                    ike_proposals: &d.ike_proposals,
-                    esp_proposals: &d.esp_proposals,
-                    local_ts: &local_ts,
-                    remote_ts: &remote_ts,
-                };
-                ("down", failure.describe(&cx))
+                ("down", d.describe(failure))
             }
             _ => (
                 "connecting",
@@ -639,17 +628,7 @@ impl Driver {
             return;
         }
         if o.failure.as_ref() != Some(&failure) {
-            let (local_ts, remote_ts) = (d.local_ts(), d.remote_ts());
-            let cx = Context {
-                auth: &d.auth,
-                remote_address: &d.remote_address,
-                remote_id: &d.remote_id,
-                ike_proposals: &d.ike_proposals,
-                esp_proposals: &d.esp_proposals,
-                local_ts: &local_ts,
-                remote_ts: &remote_ts,
-            };
-            warn!("IPsec: {} (charon: {msg})", failure.describe(&cx));
+            warn!("IPsec: {} (charon: {msg})", d.describe(&failure));
         }
         o.failure = Some(failure);
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::alerts::AuthKind;
+use super::alerts::{AuthKind, Context, Failure};
 use super::IpsecError;
 use crate::plan::{IpsecCredentials, TunnelPlan};
 
@@ -229,6 +229,20 @@ impl Desired {
             remote_id: remote_id.clone(),
             ike_proposals: ike_proposals.clone(),
             esp_proposals: esp_proposals.clone(),
+        })
+    }
+
+    /// `failure` in plain words, with this connection's settings it points at.
+    pub fn describe(&self, failure: &Failure) -> String {
+        let (local_ts, remote_ts) = (self.local_ts(), self.remote_ts());
+        failure.describe(&Context {
+            auth: &self.auth,
+            remote_address: &self.remote_address,
+            remote_id: &self.remote_id,
+            ike_proposals: &self.ike_proposals,
+            esp_proposals: &self.esp_proposals,
+            local_ts: &local_ts,
+            remote_ts: &remote_ts,
         })
     }
 
