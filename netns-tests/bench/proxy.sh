@@ -6,6 +6,7 @@
 #   sudo netns-tests/bench/proxy.sh [ROUNDS]        # default 3 rounds
 #
 # Environment: DURATION (s, default 10), CONNS (wrk connections, 32), THREADS (wrk threads, 2),
+# CONTENDERS (default "oqs-edge nginx stunnel"; ratios need oqs-edge and nginx),
 # IDLE (idle LAN connections for the memory part, 1000; 0 skips it), OQS_EDGE_BIN (an oqs-edge binary to
 # measure instead of building this checkout's release build).
 #
@@ -306,6 +307,13 @@ finish() { # stop the running contender, wait until the port is free
     done
     CUR_PID=""
 }
+cpu_ticks() { # PID: user + system clock ticks of the process and its children (nginx's workers)
+    t=0
+    for p in $1 $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        t=$((t + $(awk '{ print $14 + $15 }' /proc/"$p"/stat 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
 ms() { # a wrk time (850.00us, 1.20ms, 1.02s) in ms
     awk -v t="$1" 'BEGIN { v = t + 0; if (t ~ /us$/) v /= 1000; else if (t ~ /ms$/) v += 0; else if (t ~ /s$/) v *= 1000; printf "%.3f", v }'
 }
@@ -321,12 +329,20 @@ while [ "$round" -le "$ROUNDS" ]; do
     *) order="stunnel oqs-edge nginx" ;;
     esac
     for c in $order; do
+        case " ${CONTENDERS:-oqs-edge nginx stunnel} " in *" $c "*) ;; *) continue ;; esac
         start "$c"
         in_client wrk -t"$THREADS" -c"$CONNS" -d2s "$URL" > /dev/null
         sleep 1.2 # the upstream's access log flushes every second: start counting after that
         : > "$DIR/upstream-access.log"
+        cpu0=$(cpu_ticks "$CUR_PID")
         in_client $WRK > "$DIR/wrk-$c-$round.txt"
+        cpu1=$(cpu_ticks "$CUR_PID")
         rps=$(awk '/^Requests\/sec:/ { print $2 }' "$DIR/wrk-$c-$round.txt")
+        total=$(awk '/requests in/ { print $1 }' "$DIR/wrk-$c-$round.txt")
+        # CPU time the proxy spent per request (user + system, all threads and workers): a
+        # figure less swayed than req/s by what else runs on the cores
+        cpu_us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$total" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
         p99=$(ms "$(awk '$1 == "99%" { print $2 }' "$DIR/wrk-$c-$round.txt")")
         p50=$(ms "$(awk '$1 == "50%" { print $2 }' "$DIR/wrk-$c-$round.txt")")
         bad=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$DIR/wrk-$c-$round.txt")
@@ -334,9 +350,9 @@ while [ "$round" -le "$ROUNDS" ]; do
         sleep 1.2 # the upstream's access log flushes every second
         up_conns=$(awk '{ print $1 }' "$DIR/upstream-access.log" | sort -u | wc -l)
         tls=$(awk 'NR == 1 { print $2 "/" $3 }' "$DIR/upstream-access.log")
-        echo "$round $c $rps $p50 $p99 $bad $up_conns $tls" >> "$DIR/results"
-        printf 'round %d %-8s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  upstream conns %s  %s\n' \
-            "$round" "$c" "$rps" "$p50" "$p99" "$bad" "$up_conns" "$tls"
+        echo "$round $c $rps $p50 $p99 $bad $up_conns $tls $cpu_us" >> "$DIR/results"
+        printf 'round %d %-8s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU %5.1f us/req  errors %s  upstream conns %s  %s\n' \
+            "$round" "$c" "$rps" "$p50" "$p99" "$cpu_us" "$bad" "$up_conns" "$tls"
     done
     round=$((round + 1))
 done
@@ -344,25 +360,28 @@ done
 echo
 echo "wrk: $WRK (from client; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 awk '
+function ratio(x, y) { return y ? x / y : 0 } # 0 when a contender was left out
 function median(a, n,   i, j, t) {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-{ rps[$1, $2] = $3; p99[$1, $2] = $5; if ($1 > rounds) rounds = $1 }
+{ rps[$1, $2] = $3; p99[$1, $2] = $5; cpu[$1, $2] = $9; if ($1 > rounds) rounds = $1 }
 END {
-    printf "| round | oqs-edge req/s | nginx req/s | stunnel req/s | oqs-edge p99 | nginx p99 | stunnel p99 | req/s oqs-edge/nginx | p99 oqs-edge/nginx | req/s stunnel/nginx | p99 stunnel/nginx |\n"
-    printf "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    printf "| round | oqs-edge req/s | nginx req/s | stunnel req/s | oqs-edge p99 | nginx p99 | stunnel p99 | req/s oqs-edge/nginx | p99 oqs-edge/nginx | req/s stunnel/nginx | p99 stunnel/nginx | CPU/req oqs-edge | CPU/req nginx | CPU/req oqs-edge/nginx |\n"
+    printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     for (r = 1; r <= rounds; r++) {
-        a[r] = rps[r, "oqs-edge"] / rps[r, "nginx"]; b[r] = p99[r, "oqs-edge"] / p99[r, "nginx"]
-        c[r] = rps[r, "stunnel"] / rps[r, "nginx"]; d[r] = p99[r, "stunnel"] / p99[r, "nginx"]
+        a[r] = ratio(rps[r, "oqs-edge"], rps[r, "nginx"]); b[r] = ratio(p99[r, "oqs-edge"], p99[r, "nginx"])
+        c[r] = ratio(rps[r, "stunnel"], rps[r, "nginx"]); d[r] = ratio(p99[r, "stunnel"], p99[r, "nginx"])
         e[r] = rps[r, "oqs-edge"]; f[r] = rps[r, "nginx"]; g[r] = rps[r, "stunnel"]
         h[r] = p99[r, "oqs-edge"]; k[r] = p99[r, "nginx"]; l[r] = p99[r, "stunnel"]
-        printf "| %d | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f | %.2f | %.2f | %.2f |\n", r,
-            e[r], f[r], g[r], h[r], k[r], l[r], a[r], b[r], c[r], d[r]
+        m[r] = cpu[r, "oqs-edge"]; q[r] = cpu[r, "nginx"]; x[r] = ratio(m[r], q[r])
+        printf "| %d | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f | %.2f | %.2f | %.2f | %.1f µs | %.1f µs | %.2f |\n", r,
+            e[r], f[r], g[r], h[r], k[r], l[r], a[r], b[r], c[r], d[r], m[r], q[r], x[r]
     }
-    printf "| median | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | **%.2f** | **%.2f** | %.2f | %.2f |\n",
+    printf "| median | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | **%.2f** | **%.2f** | %.2f | %.2f | %.1f µs | %.1f µs | %.2f |\n",
         median(e, rounds), median(f, rounds), median(g, rounds), median(h, rounds), median(k, rounds),
-        median(l, rounds), median(a, rounds), median(b, rounds), median(c, rounds), median(d, rounds)
+        median(l, rounds), median(a, rounds), median(b, rounds), median(c, rounds), median(d, rounds),
+        median(m, rounds), median(q, rounds), median(x, rounds)
     printf "\ntargets: req/s oqs-edge/nginx >= 1: %s; p99 oqs-edge/nginx <= 1: %s\n",
         (median(a, rounds) >= 1) ? "met" : "NOT met", (median(b, rounds) <= 1) ? "met" : "NOT met"
 }' "$DIR/results"

@@ -41,13 +41,14 @@ pub async fn serve_connection<S>(
     io: S,
     peer: SocketAddr,
     route: Arc<RouteRuntime>,
+    worker: usize,
     activity: Activity,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
         let route = route.clone();
-        async move { Ok::<_, Infallible>(forward(req, peer, &route).await) }
+        async move { Ok::<_, Infallible>(forward(req, peer, &route, worker).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -81,6 +82,7 @@ async fn forward(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     route: &RouteRuntime,
+    worker: usize,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -109,7 +111,8 @@ async fn forward(
             "absolute-form requests are refused: send origin-form (GET /path) to this route; it forwards only to its configured upstream",
         );
     }
-    let Some(client) = &route.client else {
+    // This worker's own pool: the request and its upstream connection stay on one thread.
+    let Some(client) = route.clients.get(worker) else {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "not an http route");
     };
 

@@ -70,14 +70,30 @@ pub struct Admission {
     _client: ClientSlot,
 }
 
-/// Accept connections for one route until the task is aborted.
+/// A route's connection limits, shared by its listeners on every worker.
+pub struct Limits {
+    route: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            route: Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_ROUTE)),
+            per_client: Arc::default(),
+        }
+    }
+}
+
+/// Accept connections for one route on one worker until the task is aborted. Every worker
+/// accepts on the same socket; the connection is served by the worker that took it.
 pub async fn serve(
     listener: TcpListener,
+    worker: usize,
     runtime: Arc<ArcSwap<RouteRuntime>>,
     stats: Arc<RouteStats>,
+    limits: Arc<Limits>,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_ROUTE));
-    let per_client = Arc::new(PerClient::default());
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -99,7 +115,7 @@ pub async fn serve(
             );
             continue;
         }
-        let Ok(route_permit) = limit.clone().try_acquire_owned() else {
+        let Ok(route_permit) = limits.route.clone().try_acquire_owned() else {
             stats.over_limit.fetch_add(1, Ordering::Relaxed);
             warn!(
                 "proxy {}: refused {peer}: {MAX_CONNECTIONS_PER_ROUTE} connections already open",
@@ -107,7 +123,7 @@ pub async fn serve(
             );
             continue;
         };
-        let Some(client_slot) = per_client.take(peer.ip()) else {
+        let Some(client_slot) = limits.per_client.take(peer.ip()) else {
             stats.over_limit.fetch_add(1, Ordering::Relaxed);
             warn!(
                 "proxy {}: refused {peer}: it already holds {MAX_CONNECTIONS_PER_CLIENT} connections",
@@ -123,14 +139,20 @@ pub async fn serve(
         tokio::spawn(async move {
             stats.connections.fetch_add(1, Ordering::Relaxed);
             stats.open.fetch_add(1, Ordering::Relaxed);
-            handle(tcp, peer, route, &stats).await;
+            handle(tcp, peer, route, worker, &stats).await;
             stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(admission);
         });
     }
 }
 
-async fn handle(tcp: TcpStream, peer: SocketAddr, route: Arc<RouteRuntime>, stats: &RouteStats) {
+async fn handle(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    route: Arc<RouteRuntime>,
+    worker: usize,
+    stats: &RouteStats,
+) {
     let _ = tcp.set_nodelay(true);
     let activity = Activity::new();
     let tcp = Tracked::new(tcp, activity.clone());
@@ -148,9 +170,9 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, route: Arc<RouteRuntime>, stat
                     return;
                 }
             };
-            dispatch(tls, peer, route, stats, activity).await;
+            dispatch(tls, peer, route, worker, stats, activity).await;
         }
-        None => dispatch(tcp, peer, route, stats, activity).await,
+        None => dispatch(tcp, peer, route, worker, stats, activity).await,
     }
 }
 
@@ -158,13 +180,14 @@ async fn dispatch<S>(
     io: S,
     peer: SocketAddr,
     route: Arc<RouteRuntime>,
+    worker: usize,
     stats: &RouteStats,
     activity: Activity,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if route.client.is_some() {
-        http::serve_connection(io, peer, route, activity).await;
+    if route.is_http() {
+        http::serve_connection(io, peer, route, worker, activity).await;
     } else {
         tcp_mode(io, peer, route, stats, activity).await;
     }

@@ -70,8 +70,9 @@ pub struct RouteRuntime {
     pub allow: Vec<IpNet>,
     pub lan_tls: Option<TlsAcceptor>,
     pub upstream: Arc<Upstream>,
-    /// `mode: http`: the pool of upstream connections. `None` for `mode: tcp`.
-    pub client: Option<http::UpstreamClient>,
+    /// `mode: http`: one pool of upstream connections per worker (empty for `mode: tcp`), so
+    /// a request never waits on another thread's connection.
+    pub clients: Vec<http::UpstreamClient>,
     /// `host:port` of the upstream.
     pub authority: String,
     pub host_header: ::http::HeaderValue,
@@ -79,6 +80,10 @@ pub struct RouteRuntime {
 }
 
 impl RouteRuntime {
+    pub fn is_http(&self) -> bool {
+        !self.clients.is_empty()
+    }
+
     pub fn allowed(&self, ip: IpAddr) -> bool {
         // A v4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
         let ip = match ip {
@@ -104,15 +109,26 @@ struct RouteHandle {
     inputs: Option<[u8; 32]>,
     runtime: Option<Arc<ArcSwap<RouteRuntime>>>,
     stats: Arc<RouteStats>,
-    listener: Option<JoinHandle<()>>,
+    /// One accept loop per worker, all on the same socket.
+    listeners: Vec<JoinHandle<()>>,
     problem: Option<String>,
+}
+
+impl RouteHandle {
+    fn listening(&self) -> bool {
+        !self.listeners.is_empty() && self.listeners.iter().all(|t| !t.is_finished())
+    }
+
+    fn close_listeners(&mut self) {
+        for task in self.listeners.drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl Drop for RouteHandle {
     fn drop(&mut self) {
-        if let Some(task) = self.listener.take() {
-            task.abort();
-        }
+        self.close_listeners();
     }
 }
 
@@ -124,27 +140,51 @@ pub struct Proxy {
     routes: BTreeMap<String, RouteHandle>,
     /// The proxy's own threads, apart from the supervisor's: an nft run or a reload never
     /// stalls a request. Made when the first route starts.
-    runtime: Option<tokio::runtime::Runtime>,
+    workers: Option<Workers>,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.routes.clear();
-        if let Some(runtime) = self.runtime.take() {
-            // Dropping a runtime waits for its tasks; from async code it must not block.
-            runtime.shutdown_background();
-        }
     }
 }
 
-/// Threads for the proxy: every core but one, which is left to the supervisor, the kernel's
-/// forwarding and the tunnel. On a 2-core router that is one thread, and the benchmark showed
-/// one thread beat two there (no hand-offs between threads; 1.11× nginx's requests/s against
-/// 0.93× with two).
-fn proxy_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(1).max(1))
-        .unwrap_or(1)
+/// The proxy's event loops: one single-threaded runtime per core, like nginx's workers. All
+/// of them accept on a route's socket; a connection, its requests and the upstream connections
+/// they use stay on the worker that accepted it, so nothing is handed between threads and no
+/// thread steals another's work. (Measured against one multi-thread runtime, which costs more
+/// CPU per request for its cross-thread wake-ups; netns-tests/BENCHMARKS.md.)
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    /// Dropping these ends the workers' loops (and their tasks).
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Workers {
+    fn start() -> Result<Workers, String> {
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut workers = Workers {
+            handles: Vec::with_capacity(count),
+            _stop: Vec::with_capacity(count),
+        };
+        for i in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the proxy's threads: {e}"))?;
+            let handle = runtime.handle().clone();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("oqs-edge-proxy-{i}"))
+                .spawn(move || {
+                    let _ = runtime.block_on(stopped);
+                })
+                .map_err(|e| format!("cannot start the proxy's threads: {e}"))?;
+            workers.handles.push(handle);
+            workers._stop.push(stop);
+        }
+        Ok(workers)
+    }
 }
 
 impl Proxy {
@@ -269,25 +309,20 @@ impl Proxy {
         }
     }
 
-    /// The proxy runtime's handle, made on first use.
-    fn runtime(&mut self) -> Result<tokio::runtime::Handle, String> {
-        if self.runtime.is_none() {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(proxy_threads())
-                .thread_name("oqs-edge-proxy")
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot start the proxy's threads: {e}"))?;
-            self.runtime = Some(runtime);
+    /// The workers' runtime handles, the threads started on first use.
+    fn workers(&mut self) -> Result<Vec<tokio::runtime::Handle>, String> {
+        if self.workers.is_none() {
+            self.workers = Some(Workers::start()?);
         }
-        self.runtime
+        self.workers
             .as_ref()
-            .map(|r| r.handle().clone())
+            .map(|w| w.handles.clone())
             .ok_or_else(|| "the proxy's threads are not running".to_owned())
     }
 
     async fn apply_route(&mut self, plan: &ProxyRoutePlan) {
-        let runtime = self.runtime();
+        let workers = self.workers();
+        let worker_count = workers.as_ref().map_or(1, Vec::len);
         let stats = self
             .routes
             .get(&plan.name)
@@ -298,7 +333,7 @@ impl Proxy {
             .get(&plan.name)
             .filter(|h| h.runtime.is_some())
             .and_then(|h| h.inputs);
-        let built = self.build_runtime(plan, &stats, current);
+        let built = self.build_runtime(plan, &stats, current, worker_count);
         let handle = self
             .routes
             .entry(plan.name.clone())
@@ -307,14 +342,12 @@ impl Proxy {
                 inputs: None,
                 runtime: None,
                 stats: stats.clone(),
-                listener: None,
+                listeners: Vec::new(),
                 problem: None,
             });
         // A new listen address needs a new listener.
         if handle.plan.listen != plan.listen {
-            if let Some(task) = handle.listener.take() {
-                task.abort();
-            }
+            handle.close_listeners();
         }
         handle.plan = plan.clone();
         match built {
@@ -348,17 +381,13 @@ impl Proxy {
                 }
             }
         }
-        if handle.listener.as_ref().is_none_or(|t| t.is_finished()) {
+        if !handle.listening() {
+            handle.close_listeners();
             if let Some(route_runtime) = &handle.runtime {
-                let bound = runtime.and_then(|rt| {
-                    // Registered with the proxy runtime's reactor, and served there.
-                    let _enter = rt.enter();
+                let bound = workers.and_then(|workers| {
                     std::net::TcpListener::bind(plan.listen)
-                        .and_then(|l| {
-                            l.set_nonblocking(true)?;
-                            TcpListener::from_std(l)
-                        })
-                        .map(|l| (rt.clone(), l))
+                        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                        .map(|l| (workers, l))
                         .map_err(|e| {
                             format!(
                                 "cannot listen on {}: {e}; is the address on one of the router's interfaces?",
@@ -367,16 +396,33 @@ impl Proxy {
                         })
                 });
                 match bound {
-                    Ok((rt, listener)) => {
+                    Ok((workers, listener)) => {
+                        let limits = Arc::new(lan::Limits::default());
+                        for (worker, rt) in workers.iter().enumerate() {
+                            // Each worker's reactor watches its own descriptor of the socket.
+                            let _enter = rt.enter();
+                            let accepting = listener.try_clone().and_then(TcpListener::from_std);
+                            match accepting {
+                                Ok(accepting) => handle.listeners.push(rt.spawn(lan::serve(
+                                    accepting,
+                                    worker,
+                                    route_runtime.clone(),
+                                    handle.stats.clone(),
+                                    limits.clone(),
+                                ))),
+                                Err(e) => {
+                                    let why = format!("cannot listen on {}: {e}", plan.listen);
+                                    warn!("proxy {}: {why}; retrying", plan.name);
+                                    handle.problem = Some(why);
+                                    handle.close_listeners();
+                                    return;
+                                }
+                            }
+                        }
                         info!(
                             "proxy {}: listening on {} ({} {}) for {}",
                             plan.name, plan.listen, plan.mode, plan.lan_tls, plan.upstream
                         );
-                        handle.listener = Some(rt.spawn(lan::serve(
-                            listener,
-                            route_runtime.clone(),
-                            handle.stats.clone(),
-                        )));
                     }
                     Err(why) => {
                         if handle.problem.as_deref() != Some(why.as_str()) {
@@ -397,6 +443,7 @@ impl Proxy {
         plan: &ProxyRoutePlan,
         stats: &Arc<RouteStats>,
         current: Option<[u8; 32]>,
+        workers: usize,
     ) -> Result<([u8; 32], Option<RouteRuntime>), String> {
         let loaded = self
             .certificates
@@ -477,18 +524,24 @@ impl Proxy {
         };
         let host_header = ::http::HeaderValue::from_str(&host_header)
             .map_err(|e| format!("upstream host `{host_header}`: {e}"))?;
-        let client = match plan.mode.as_str() {
-            "http" => Some(
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        // The workers share the TLS settings (and so the session cache); each has its own pool,
+        // whose connections run on that worker.
+        let clients = match plan.mode.as_str() {
+            "http" => (0..workers)
+                .map(|_| {
+                    hyper_util::client::legacy::Client::builder(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
                     .pool_idle_timeout(POOL_IDLE_TIMEOUT)
                     .pool_max_idle_per_host(POOL_MAX_IDLE)
                     .pool_timer(hyper_util::rt::TokioTimer::new())
                     .build(upstream::Connector {
                         upstream: upstream.clone(),
                         stats: stats.clone(),
-                    }),
-            ),
-            _ => None,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
         };
         Ok((
             inputs,
@@ -497,7 +550,7 @@ impl Proxy {
                 allow: plan.allow.clone(),
                 lan_tls,
                 upstream,
-                client,
+                clients,
                 authority,
                 host_header,
                 stats: stats.clone(),
@@ -550,9 +603,7 @@ impl Proxy {
                     name: plan.name.clone(),
                     listen: plan.listen.to_string(),
                     upstream: plan.upstream.clone(),
-                    listening: handle
-                        .and_then(|h| h.listener.as_ref())
-                        .is_some_and(|t| !t.is_finished()),
+                    listening: handle.is_some_and(RouteHandle::listening),
                     problem: handle.and_then(|h| h.problem.clone()),
                     connections: n(|s| &s.connections),
                     open: n(|s| &s.open),
