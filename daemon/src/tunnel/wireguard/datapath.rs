@@ -305,7 +305,6 @@ pub(super) struct Datapath {
 struct Io {
     stop: Arc<EventFd>,
     threads: Vec<JoinHandle<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
     ipv6: bool,
 }
 
@@ -313,9 +312,6 @@ impl Drop for Io {
     fn drop(&mut self) {
         // The eventfd stays readable: every thread's poll returns and sees it.
         let _ = self.stop.write(1);
-        for task in &self.tasks {
-            task.abort();
-        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -363,30 +359,6 @@ impl Datapath {
             EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
         )?);
         let mut threads = Vec::new();
-        if std::env::var_os("OQS_EDGE_WG_TOKIO").is_some() {
-            let mut tasks = Vec::new();
-            tasks.push(tokio::spawn(async_loops::tun_to_udp(
-                Arc::clone(&self.tun),
-                Arc::clone(&udp),
-                Arc::clone(&self.shared),
-            )));
-            tasks.push(tokio::spawn(async_loops::udp_to_tun(
-                Arc::clone(&self.tun),
-                Arc::clone(&udp),
-                Arc::clone(&self.shared),
-            )));
-            tasks.push(tokio::spawn(async_loops::timers(
-                Arc::clone(&udp),
-                Arc::clone(&self.shared),
-            )));
-            self.io = Some(Io {
-                stop,
-                threads,
-                tasks,
-                ipv6: endpoint.is_ipv6(),
-            });
-            return Ok(());
-        }
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.to_owned()).spawn(f)
         };
@@ -433,7 +405,6 @@ impl Datapath {
         self.io = Some(Io {
             stop,
             threads,
-            tasks: Vec::new(),
             ipv6: endpoint.is_ipv6(),
         });
         Ok(())
@@ -770,273 +741,6 @@ fn timers(udp: &Udp, shared: &Shared, stop: &EventFd) {
         }
         if stopped(stop, tick) {
             return;
-        }
-    }
-}
-
-/// EXPERIMENT: the same loops as tokio tasks on the daemon's runtime.
-mod async_loops {
-    use super::*;
-    use std::os::fd::AsRawFd as _;
-    use tokio::io::unix::AsyncFd;
-    use tokio::io::Interest;
-
-    /// TUN → encrypt → UDP.
-    pub(super) async fn tun_to_udp(tun: Arc<SyncDevice>, udp: Arc<Udp>, shared: Arc<Shared>) {
-        let (tun, udp, shared) = (&*tun, &*udp, &*shared);
-        let Ok(afd) = AsyncFd::with_interest(tun.as_raw_fd(), Interest::READABLE) else {
-            return;
-        };
-        let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
-        // Built one by one: `vec![v; n]` clones, which writes (and makes resident) every byte.
-        let mut packets: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE)
-            .map(|_| vec![0u8; PACKET_MAX])
-            .collect();
-        let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
-        let mut outbox = Outbox::new();
-        let mut errors = Errors(0);
-        loop {
-            let n = match tun.recv_multiple(&mut original, &mut packets, &mut sizes, 0) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match afd.readable().await {
-                        Ok(mut g) => g.clear_ready(),
-                        Err(_) => return,
-                    }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // A packet tun-rs cannot split is dropped; a dead descriptor ends the thread.
-                    if errors.tolerate("reading the TUN device", &e, shared) {
-                        continue;
-                    }
-                    return;
-                }
-            };
-            errors.0 = 0;
-            let to = shared.route.load().endpoint;
-            let max_segments = udp.max_segments();
-            let mut send = |contents: &[u8], segment: usize| udp.send(to, contents, segment);
-            let mut sent = 0u64;
-            let mut data = false;
-            {
-                let mut tunn = shared.lock();
-                for (packet, &size) in packets.iter().zip(&sizes).take(n) {
-                    let slot = outbox.slot(max_segments, &mut send);
-                    if let TunnResult::WriteToNetwork(datagram) =
-                        tunn.encapsulate(&packet[..size], slot)
-                    {
-                        shared.note_sent(datagram);
-                        data |= !is_initiation(datagram);
-                        let len = datagram.len();
-                        sent += len as u64;
-                        outbox.commit(len, &mut send);
-                    }
-                }
-            }
-            outbox.flush(&mut send);
-            shared.tx_bytes.fetch_add(sent, Ordering::Relaxed);
-            if data {
-                let _ = shared.unanswered_since.compare_exchange(
-                    NEVER,
-                    shared.now(),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
-        }
-    }
-
-    /// UDP → decrypt → check the source against the allowed IPs → TUN.
-    pub(super) async fn udp_to_tun(tun: Arc<SyncDevice>, udp: Arc<Udp>, shared: Arc<Shared>) {
-        let (tun, udp, shared) = (&*tun, &*udp, &*shared);
-        let Ok(afd) = AsyncFd::with_interest(udp.socket.as_raw_fd(), Interest::READABLE) else {
-            return;
-        };
-        let batch = quinn_udp::BATCH_SIZE;
-        // With UDP GRO one buffer holds up to gro_segments() datagrams.
-        let buffer = udp.state.gro_segments().max(1) * (SLOT + 64);
-        // Zeroed pages stay unmapped until the kernel writes a datagram there.
-        let mut buffers: Vec<Vec<u8>> = (0..batch).map(|_| vec![0u8; buffer]).collect();
-        let mut metas = vec![RecvMeta::default(); batch];
-        let mut plain: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE)
-            .map(|_| Vec::with_capacity(VIRTIO_NET_HDR_LEN + SLOT))
-            .collect();
-        let mut gro = GROTable::default();
-        let mut reply = vec![0u8; SLOT];
-        let mut errors = Errors(0);
-        loop {
-            let mut would_block = false;
-            let n = {
-                let mut slices: Vec<IoSliceMut<'_>> =
-                    buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-                match udp
-                    .state
-                    .recv(UdpSockRef::from(&udp.socket), &mut slices, &mut metas)
-                {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        would_block = true;
-                        0
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        // ICMP errors (port unreachable while the peer is down) land here.
-                        if errors.tolerate("reading the UDP socket", &e, shared) {
-                            continue;
-                        }
-                        return;
-                    }
-                }
-            };
-            if would_block {
-                match afd.readable().await {
-                    Ok(mut g) => g.clear_ready(),
-                    Err(_) => return,
-                }
-                continue;
-            }
-            errors.0 = 0;
-            let route = shared.route.load_full();
-            let mut count = 0;
-            let mut received = 0u64;
-            let mut heard = false;
-            let mut data_from = None;
-            {
-                let mut tunn = shared.lock();
-                for (buffer, meta) in buffers.iter().zip(&metas).take(n) {
-                    received += meta.len as u64;
-                    let stride = if meta.stride == 0 {
-                        meta.len
-                    } else {
-                        meta.stride
-                    };
-                    for datagram in buffer[..meta.len].chunks(stride.max(1)) {
-                        if datagram.len() > SLOT {
-                            continue;
-                        }
-                        if count == plain.len() {
-                            write_tun(tun, &mut gro, &mut plain[..count]);
-                            count = 0;
-                        }
-                        let out = &mut plain[count];
-                        out.resize(VIRTIO_NET_HDR_LEN + SLOT, 0);
-                        let (len, source) = match tunn.decapsulate(
-                            Some(meta.addr.ip()),
-                            datagram,
-                            &mut out[VIRTIO_NET_HDR_LEN..],
-                        ) {
-                            TunnResult::WriteToTunnelV4(p, s) => (p.len(), IpAddr::V4(s)),
-                            TunnResult::WriteToTunnelV6(p, s) => (p.len(), IpAddr::V6(s)),
-                            TunnResult::WriteToNetwork(answer) => {
-                                // A handshake answer or a cookie goes back to whoever asked.
-                                heard = true;
-                                shared.note_sent(answer);
-                                udp.send(meta.addr, answer, answer.len());
-                                // Packets queued while there was no session can go now.
-                                while let TunnResult::WriteToNetwork(queued) =
-                                    tunn.decapsulate(None, &[], &mut reply)
-                                {
-                                    shared.note_sent(queued);
-                                    udp.send(route.endpoint, queued, queued.len());
-                                }
-                                continue;
-                            }
-                            TunnResult::Done => {
-                                heard = true;
-                                continue;
-                            }
-                            TunnResult::Err(e) => {
-                                debug!("WireGuard: a datagram from {} refused: {e:?}", meta.addr);
-                                continue;
-                            }
-                        };
-                        heard = true;
-                        data_from = Some(meta.addr);
-                        if route.allows(source) {
-                            out.truncate(VIRTIO_NET_HDR_LEN + len);
-                            count += 1;
-                        } else {
-                            debug!(
-                                "WireGuard: dropped a packet from {source}: not in the allowed IPs"
-                            );
-                        }
-                    }
-                }
-            }
-            write_tun(tun, &mut gro, &mut plain[..count]);
-            shared.rx_bytes.fetch_add(received, Ordering::Relaxed);
-            if heard {
-                shared.unanswered_since.store(NEVER, Ordering::Relaxed);
-            }
-            // Authenticated data from a new address: the peer moved (WireGuard's roaming).
-            if let Some(from) = data_from.filter(|from| *from != route.endpoint) {
-                if from.is_ipv6() == route.endpoint.is_ipv6() {
-                    info!(
-                        "WireGuard: the peer now sends from {from} (was {}); answering there",
-                        route.endpoint
-                    );
-                    shared.route.store(Arc::new(Route {
-                        endpoint: from,
-                        allowed_ips: route.allowed_ips.clone(),
-                    }));
-                }
-            }
-        }
-    }
-
-    /// boringtun's timers every TICK, the first handshake at once, an early handshake when data
-    /// goes unanswered, and the handshake time for `status`.
-    pub(super) async fn timers(udp: Arc<Udp>, shared: Arc<Shared>) {
-        let (udp, shared) = (&*udp, &*shared);
-        let mut buf = vec![0u8; SLOT];
-        let answer_within = u64::try_from(ANSWER_WITHIN.as_millis()).unwrap_or(u64::MAX);
-        let rekey_timeout = u64::try_from(REKEY_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
-        let tick = PollTimeout::try_from(TICK).unwrap_or(PollTimeout::from(100u16));
-        loop {
-            let to = shared.route.load().endpoint;
-            let now = shared.now();
-            {
-                let mut tunn = shared.lock();
-                if shared.initiate.swap(false, Ordering::Relaxed) {
-                    if let TunnResult::WriteToNetwork(init) =
-                        tunn.format_handshake_initiation(&mut buf, false)
-                    {
-                        shared.note_sent(init);
-                        udp.send(to, init, init.len());
-                    }
-                }
-                match tunn.update_timers(&mut buf) {
-                    TunnResult::WriteToNetwork(datagram) => {
-                        shared.note_sent(datagram);
-                        udp.send(to, datagram, datagram.len());
-                    }
-                    TunnResult::Err(e) => debug!("WireGuard timers: {e:?}"),
-                    _ => {}
-                }
-                let since = shared.unanswered_since.load(Ordering::Relaxed);
-                let initiated = shared.initiated_at.load(Ordering::Relaxed);
-                if since != NEVER
-                    && now.saturating_sub(since) >= answer_within
-                    && (initiated == NEVER || now.saturating_sub(initiated) >= rekey_timeout)
-                {
-                    debug!("WireGuard: data unanswered for {ANSWER_WITHIN:?}; a new handshake");
-                    if let TunnResult::WriteToNetwork(init) =
-                        tunn.format_handshake_initiation(&mut buf, true)
-                    {
-                        shared.note_sent(init);
-                        udp.send(to, init, init.len());
-                    }
-                }
-                let at = tunn.time_since_last_handshake().map_or(NEVER, |age| {
-                    now.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
-                        .max(1)
-                });
-                shared.handshake_at.store(at, Ordering::Relaxed);
-            }
-            let _ = tick;
-            tokio::time::sleep(TICK).await;
         }
     }
 }
