@@ -215,11 +215,36 @@ impl Udp {
     }
 }
 
+/// Asks a set of threads to stop: the flag for threads busy with traffic (checked once per
+/// batch), the eventfd for threads waiting in poll (it stays readable once written).
+struct Stop {
+    flag: AtomicBool,
+    fd: EventFd,
+}
+
+impl Stop {
+    fn new() -> io::Result<Stop> {
+        Ok(Stop {
+            flag: AtomicBool::new(false),
+            fd: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
+        })
+    }
+
+    fn ask(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        let _ = self.fd.write(1);
+    }
+
+    fn asked(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+}
+
 /// Waits until `fd` is readable (false) or a stop is asked (true).
-fn wait(fd: BorrowedFd<'_>, stop: &EventFd, timeout: PollTimeout) -> bool {
+fn wait(fd: BorrowedFd<'_>, stop: &Stop, timeout: PollTimeout) -> bool {
     let mut fds = [
         PollFd::new(fd, PollFlags::POLLIN),
-        PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN),
     ];
     let _ = nix::poll::poll(&mut fds, timeout);
     fds[1]
@@ -228,8 +253,8 @@ fn wait(fd: BorrowedFd<'_>, stop: &EventFd, timeout: PollTimeout) -> bool {
 }
 
 /// Sleeps up to `timeout`; true when a stop is asked.
-fn stopped(stop: &EventFd, timeout: PollTimeout) -> bool {
-    let mut fds = [PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
+fn stopped(stop: &Stop, timeout: PollTimeout) -> bool {
+    let mut fds = [PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN)];
     let _ = nix::poll::poll(&mut fds, timeout);
     fds[0]
         .revents()
@@ -303,15 +328,14 @@ pub(super) struct Datapath {
 
 /// The socket and the threads using it; dropping it stops them.
 struct Io {
-    stop: Arc<EventFd>,
+    stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
     ipv6: bool,
 }
 
 impl Drop for Io {
     fn drop(&mut self) {
-        // The eventfd stays readable: every thread's poll returns and sees it.
-        let _ = self.stop.write(1);
+        self.stop.ask();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -350,63 +374,69 @@ impl Datapath {
         Ok(datapath)
     }
 
-    /// (Re)bind the socket for the endpoint's address family and start the threads.
+    /// (Re)bind the socket for the endpoint's address family and start the threads. A failure
+    /// is also kept for `failure()`, so the applier rebuilds the device.
     fn restart_io(&mut self) -> io::Result<()> {
         self.io = None;
+        let result = self.start_io();
+        match &result {
+            Ok(()) => {
+                *self
+                    .shared
+                    .failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+            }
+            Err(e) => self
+                .shared
+                .fail(format!("cannot start the UDP socket or threads: {e}")),
+        }
+        result
+    }
+
+    fn start_io(&mut self) -> io::Result<()> {
         let endpoint = self.shared.route.load().endpoint;
         let udp = Arc::new(Udp::bind(endpoint, self.listen_port)?);
-        let stop = Arc::new(EventFd::from_flags(
-            EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
-        )?);
-        let mut threads = Vec::new();
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new().name(name.to_owned()).spawn(f)
-        };
-        {
-            let (tun, udp, shared, stop) = (
-                Arc::clone(&self.tun),
-                Arc::clone(&udp),
-                Arc::clone(&self.shared),
-                Arc::clone(&stop),
-            );
-            threads.push(spawn(
-                "wg-tun-to-udp",
-                Box::new(move || tun_to_udp(&tun, &udp, &shared, &stop)),
-            )?);
-        }
-        {
-            let (tun, udp, shared, stop) = (
-                Arc::clone(&self.tun),
-                Arc::clone(&udp),
-                Arc::clone(&self.shared),
-                Arc::clone(&stop),
-            );
-            threads.push(spawn(
-                "wg-udp-to-tun",
-                Box::new(move || udp_to_tun(&tun, &udp, &shared, &stop)),
-            )?);
-        }
-        {
-            let (udp, shared, stop) = (
-                Arc::clone(&udp),
-                Arc::clone(&self.shared),
-                Arc::clone(&stop),
-            );
-            threads.push(spawn(
-                "wg-timers",
-                Box::new(move || timers(&udp, &shared, &stop)),
-            )?);
-        }
-        *self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-        self.io = Some(Io {
-            stop,
-            threads,
+        // In place before the first spawn: if a later spawn fails, dropping it stops the rest.
+        let io = self.io.insert(Io {
+            stop: Arc::new(Stop::new()?),
+            threads: Vec::new(),
             ipv6: endpoint.is_ipv6(),
         });
+        let spawn = |io: &mut Io, name: &str, f: Box<dyn FnOnce(&Stop) + Send>| {
+            let stop = Arc::clone(&io.stop);
+            let thread = std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || f(&stop))?;
+            io.threads.push(thread);
+            Ok::<(), io::Error>(())
+        };
+        let (tun, u, shared) = (
+            Arc::clone(&self.tun),
+            Arc::clone(&udp),
+            Arc::clone(&self.shared),
+        );
+        spawn(
+            io,
+            "wg-tun-to-udp",
+            Box::new(move |stop| tun_to_udp(&tun, &u, &shared, stop)),
+        )?;
+        let (tun, u, shared) = (
+            Arc::clone(&self.tun),
+            Arc::clone(&udp),
+            Arc::clone(&self.shared),
+        );
+        spawn(
+            io,
+            "wg-udp-to-tun",
+            Box::new(move |stop| udp_to_tun(&tun, &u, &shared, stop)),
+        )?;
+        let shared = Arc::clone(&self.shared);
+        spawn(
+            io,
+            "wg-timers",
+            Box::new(move |stop| timers(&udp, &shared, stop)),
+        )?;
         Ok(())
     }
 
@@ -495,7 +525,7 @@ mod libc_errno {
 }
 
 /// TUN → encrypt → UDP.
-fn tun_to_udp(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &EventFd) {
+fn tun_to_udp(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &Stop) {
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
     // Built one by one: `vec![v; n]` clones, which writes (and makes resident) every byte.
     let mut packets: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE)
@@ -504,7 +534,7 @@ fn tun_to_udp(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &EventFd) {
     let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
     let mut outbox = Outbox::new();
     let mut errors = Errors(0);
-    loop {
+    while !stop.asked() {
         let n = match tun.recv_multiple(&mut original, &mut packets, &mut sizes, 0) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -557,7 +587,7 @@ fn tun_to_udp(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &EventFd) {
 }
 
 /// UDP → decrypt → check the source against the allowed IPs → TUN.
-fn udp_to_tun(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &EventFd) {
+fn udp_to_tun(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &Stop) {
     let batch = quinn_udp::BATCH_SIZE;
     // With UDP GRO one buffer holds up to gro_segments() datagrams.
     let buffer = udp.state.gro_segments().max(1) * (SLOT + 64);
@@ -570,7 +600,7 @@ fn udp_to_tun(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &EventFd) {
     let mut gro = GROTable::default();
     let mut reply = vec![0u8; SLOT];
     let mut errors = Errors(0);
-    loop {
+    while !stop.asked() {
         let n = {
             let mut slices: Vec<IoSliceMut<'_>> =
                 buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
@@ -691,12 +721,19 @@ fn write_tun(tun: &SyncDevice, gro: &mut GROTable, packets: &mut [Vec<u8>]) {
     }
 }
 
+/// Data has gone unanswered for ANSWER_WITHIN and no initiation left in the last
+/// REKEY_TIMEOUT (times as kept in `Shared`, milliseconds; NEVER = 0).
+fn early_handshake_due(now: u64, unanswered_since: u64, initiated_at: u64) -> bool {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    unanswered_since != NEVER
+        && now.saturating_sub(unanswered_since) >= ms(ANSWER_WITHIN)
+        && (initiated_at == NEVER || now.saturating_sub(initiated_at) >= ms(REKEY_TIMEOUT))
+}
+
 /// boringtun's timers every TICK, the first handshake at once, an early handshake when data
 /// goes unanswered, and the handshake time for `status`.
-fn timers(udp: &Udp, shared: &Shared, stop: &EventFd) {
+fn timers(udp: &Udp, shared: &Shared, stop: &Stop) {
     let mut buf = vec![0u8; SLOT];
-    let answer_within = u64::try_from(ANSWER_WITHIN.as_millis()).unwrap_or(u64::MAX);
-    let rekey_timeout = u64::try_from(REKEY_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
     let tick = PollTimeout::try_from(TICK).unwrap_or(PollTimeout::from(100u16));
     loop {
         let to = shared.route.load().endpoint;
@@ -719,12 +756,11 @@ fn timers(udp: &Udp, shared: &Shared, stop: &EventFd) {
                 TunnResult::Err(e) => debug!("WireGuard timers: {e:?}"),
                 _ => {}
             }
-            let since = shared.unanswered_since.load(Ordering::Relaxed);
-            let initiated = shared.initiated_at.load(Ordering::Relaxed);
-            if since != NEVER
-                && now.saturating_sub(since) >= answer_within
-                && (initiated == NEVER || now.saturating_sub(initiated) >= rekey_timeout)
-            {
+            if early_handshake_due(
+                now,
+                shared.unanswered_since.load(Ordering::Relaxed),
+                shared.initiated_at.load(Ordering::Relaxed),
+            ) {
                 debug!("WireGuard: data unanswered for {ANSWER_WITHIN:?}; a new handshake");
                 if let TunnResult::WriteToNetwork(init) =
                     tunn.format_handshake_initiation(&mut buf, true)
@@ -769,6 +805,18 @@ mod tests {
         data[0] = 4;
         assert!(!is_initiation(&data));
         assert!(!is_initiation(&init[..92]));
+    }
+
+    #[test]
+    fn an_early_handshake_waits_for_silence_and_the_rekey_timeout() {
+        // Nothing sent unanswered: no handshake.
+        assert!(!early_handshake_due(60_000, NEVER, NEVER));
+        // Unanswered for 1.9 s: not yet; for 2 s: yes.
+        assert!(!early_handshake_due(11_900, 10_000, NEVER));
+        assert!(early_handshake_due(12_000, 10_000, NEVER));
+        // An initiation 4.9 s ago (by any path): wait; 5 s ago: go.
+        assert!(!early_handshake_due(12_000, 10_000, 7_100));
+        assert!(early_handshake_due(12_000, 10_000, 7_000));
     }
 
     /// Push datagrams of these sizes through an Outbox; the trains it sends (sizes, segment).
