@@ -233,6 +233,36 @@ fn wireguard_tunnel_reaches_the_closed_network_recovers_and_never_leaks() {
         lab.daemon_log()
     );
 
+    // A changed listen port: a new socket under the same interface and session; the
+    // concentrator follows the new source port (roaming).
+    lab.write_config(
+        &yaml
+            .replace("persistent_keepalive: 25s", "persistent_keepalive: 15s")
+            .replace("listen_port: 51820", "listen_port: 51821"),
+    );
+    let reload = oqs_edge(&lab, &["reload", "-c", config.to_str().unwrap()]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stdout)
+    );
+    assert!(
+        wait_for(10, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
+            == Outcome::Connected),
+        "pc → closed did not work after the listen port changed:\n{}",
+        lab.daemon_log()
+    );
+    assert_eq!(
+        ifindex(&lab, "oqs-wg0"),
+        index,
+        "the interface was recreated"
+    );
+    let sockets = lab.ok(Role::Router, &["ss", "-uanp"]);
+    assert!(
+        sockets.contains(":51821") && !sockets.contains(":51820 "),
+        "{sockets}"
+    );
+
     // The peer dies: traffic to the closed network stops, and none of it leaves in cleartext.
     let clear = cleartext(&lab, &mac);
     concentrator.stop(&lab);
