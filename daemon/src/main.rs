@@ -15,11 +15,6 @@ use oqs_edge::control;
 use oqs_edge::pki;
 use oqs_edge::plan;
 
-/// mimalloc instead of glibc's malloc: the proxy allocates and frees small buffers on every
-/// request on every worker thread (measured in netns-tests/BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod cli_docs;
 
 /// Exit codes an operator's scripts can rely on.

@@ -20,7 +20,7 @@
 # 192.168.60.1:8445 (plain HTTP on the LAN), presenting the client certificate upstream and
 # verifying the server against the server CA and the name hweb-api.oqs.example:
 #   oqs-edge   `oqs-edge run` (release build), a `lan_tls: off`, `mode: http` route; the
-#              proxy runs on tokio's multi-thread runtime, one worker per core (2 here)
+#              proxy runs one single-threaded event loop per core (2 here)
 #   nginx      reverse proxy, worker_processes 2, upstream keepalive 32, proxy_http_version 1.1,
 #              proxy_ssl_verify on, proxy_ssl_name/server_name, client cert from PEM
 #   stunnel    stunnel4 `client = yes`, verifyChain + checkHost, client cert from PEM; one

@@ -152,8 +152,8 @@ impl Drop for Proxy {
 /// The proxy's event loops: one single-threaded runtime per core, like nginx's workers. All
 /// of them accept on a route's socket; a connection, its requests and the upstream connections
 /// they use stay on the worker that accepted it, so nothing is handed between threads and no
-/// thread steals another's work. (Measured against one multi-thread runtime, which costs more
-/// CPU per request for its cross-thread wake-ups; netns-tests/BENCHMARKS.md.)
+/// thread steals another's work. The design before, one multi-thread runtime on all cores but
+/// one, served ~0.9× nginx's requests/s on a 2-core router (netns-tests/BENCHMARKS.md).
 struct Workers {
     handles: Vec<tokio::runtime::Handle>,
     /// Dropping these ends the workers' loops (and their tasks).
