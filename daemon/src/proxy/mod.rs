@@ -384,40 +384,39 @@ impl Proxy {
         if !handle.listening() {
             handle.close_listeners();
             if let Some(route_runtime) = &handle.runtime {
+                // One bind; each worker's reactor watches its own descriptor of the socket.
                 let bound = workers.and_then(|workers| {
-                    std::net::TcpListener::bind(plan.listen)
+                    let listen = |e: std::io::Error| {
+                        format!(
+                            "cannot listen on {}: {e}; is the address on one of the router's interfaces?",
+                            plan.listen
+                        )
+                    };
+                    let socket = std::net::TcpListener::bind(plan.listen)
                         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                        .map(|l| (workers, l))
-                        .map_err(|e| {
-                            format!(
-                                "cannot listen on {}: {e}; is the address on one of the router's interfaces?",
-                                plan.listen
-                            )
+                        .map_err(listen)?;
+                    workers
+                        .into_iter()
+                        .map(|rt| {
+                            let accepting = {
+                                let _enter = rt.enter();
+                                socket.try_clone().and_then(TcpListener::from_std)
+                            };
+                            accepting.map(|l| (rt, l)).map_err(listen)
                         })
+                        .collect::<Result<Vec<_>, String>>()
                 });
                 match bound {
-                    Ok((workers, listener)) => {
+                    Ok(listeners) => {
                         let limits = Arc::new(lan::Limits::default());
-                        for (worker, rt) in workers.iter().enumerate() {
-                            // Each worker's reactor watches its own descriptor of the socket.
-                            let _enter = rt.enter();
-                            let accepting = listener.try_clone().and_then(TcpListener::from_std);
-                            match accepting {
-                                Ok(accepting) => handle.listeners.push(rt.spawn(lan::serve(
-                                    accepting,
-                                    worker,
-                                    route_runtime.clone(),
-                                    handle.stats.clone(),
-                                    limits.clone(),
-                                ))),
-                                Err(e) => {
-                                    let why = format!("cannot listen on {}: {e}", plan.listen);
-                                    warn!("proxy {}: {why}; retrying", plan.name);
-                                    handle.problem = Some(why);
-                                    handle.close_listeners();
-                                    return;
-                                }
-                            }
+                        for (worker, (rt, listener)) in listeners.into_iter().enumerate() {
+                            handle.listeners.push(rt.spawn(lan::serve(
+                                listener,
+                                worker,
+                                route_runtime.clone(),
+                                handle.stats.clone(),
+                                limits.clone(),
+                            )));
                         }
                         info!(
                             "proxy {}: listening on {} ({} {}) for {}",

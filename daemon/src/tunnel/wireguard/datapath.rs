@@ -22,6 +22,7 @@ use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ipnet::IpNet;
 use log::{debug, info, warn};
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
@@ -240,21 +241,14 @@ impl Stop {
     }
 }
 
-/// Waits until `fd` is readable (false) or a stop is asked (true).
-fn wait(fd: BorrowedFd<'_>, stop: &Stop, timeout: PollTimeout) -> bool {
+/// Waits up to `timeout` until `fd` (if any) is readable (false) or a stop is asked (true).
+fn wait(fd: Option<BorrowedFd<'_>>, stop: &Stop, timeout: PollTimeout) -> bool {
+    let stop_fd = stop.fd.as_fd();
+    // Without an fd the stop's own descriptor stands in for it (no allocation per wait).
     let mut fds = [
-        PollFd::new(fd, PollFlags::POLLIN),
-        PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN),
+        PollFd::new(stop_fd, PollFlags::POLLIN),
+        PollFd::new(fd.unwrap_or(stop_fd), PollFlags::POLLIN),
     ];
-    let _ = nix::poll::poll(&mut fds, timeout);
-    fds[1]
-        .revents()
-        .is_some_and(|r| r.contains(PollFlags::POLLIN))
-}
-
-/// Sleeps up to `timeout`; true when a stop is asked.
-fn stopped(stop: &Stop, timeout: PollTimeout) -> bool {
-    let mut fds = [PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN)];
     let _ = nix::poll::poll(&mut fds, timeout);
     fds[0]
         .revents()
@@ -503,25 +497,32 @@ impl Datapath {
 struct Errors(u32);
 
 impl Errors {
-    /// False when the thread should stop.
-    fn tolerate(&mut self, what: &str, e: &io::Error, shared: &Shared) -> bool {
+    /// After a batch read from `fd` failed: wait for it to be readable, retry, or (false) end
+    /// the thread, the reason kept for `failure()`.
+    fn keep_going(
+        &mut self,
+        what: &str,
+        e: &io::Error,
+        fd: BorrowedFd<'_>,
+        shared: &Shared,
+        stop: &Stop,
+    ) -> bool {
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return !wait(Some(fd), stop, PollTimeout::NONE),
+            io::ErrorKind::Interrupted => return true,
+            _ => {}
+        }
         self.0 += 1;
-        if self.0 >= ERRORS_IN_A_ROW
-            || matches!(
-                e.raw_os_error(),
-                Some(libc_errno::EBADF | libc_errno::EBADFD)
-            )
-        {
+        let bad_fd = matches!(
+            e.raw_os_error().map(Errno::from_raw),
+            Some(Errno::EBADF | Errno::EBADFD)
+        );
+        if self.0 >= ERRORS_IN_A_ROW || bad_fd {
             shared.fail(format!("{what}: {e}"));
             return false;
         }
         true
     }
-}
-
-mod libc_errno {
-    pub const EBADF: i32 = nix::errno::Errno::EBADF as i32;
-    pub const EBADFD: i32 = nix::errno::Errno::EBADFD as i32;
 }
 
 /// TUN → encrypt → UDP.
@@ -537,20 +538,13 @@ fn tun_to_udp(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &Stop) {
     while !stop.asked() {
         let n = match tun.recv_multiple(&mut original, &mut packets, &mut sizes, 0) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if wait(tun.as_fd(), stop, PollTimeout::NONE) {
-                    return;
-                }
-                continue;
+            // A packet tun-rs cannot split is dropped; a dead descriptor ends the thread.
+            Err(e)
+                if errors.keep_going("reading the TUN device", &e, tun.as_fd(), shared, stop) =>
+            {
+                continue
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // A packet tun-rs cannot split is dropped; a dead descriptor ends the thread.
-                if errors.tolerate("reading the TUN device", &e, shared) {
-                    continue;
-                }
-                return;
-            }
+            Err(_) => return,
         };
         errors.0 = 0;
         let to = shared.route.load().endpoint;
@@ -609,20 +603,19 @@ fn udp_to_tun(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &Stop) {
                 .recv(UdpSockRef::from(&udp.socket), &mut slices, &mut metas)
             {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if wait(udp.socket.as_fd(), stop, PollTimeout::NONE) {
-                        return;
-                    }
-                    continue;
+                // ICMP errors (port unreachable while the peer is down) land here.
+                Err(e)
+                    if errors.keep_going(
+                        "reading the UDP socket",
+                        &e,
+                        udp.socket.as_fd(),
+                        shared,
+                        stop,
+                    ) =>
+                {
+                    continue
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // ICMP errors (port unreachable while the peer is down) land here.
-                    if errors.tolerate("reading the UDP socket", &e, shared) {
-                        continue;
-                    }
-                    return;
-                }
+                Err(_) => return,
             }
         };
         errors.0 = 0;
@@ -775,7 +768,7 @@ fn timers(udp: &Udp, shared: &Shared, stop: &Stop) {
             });
             shared.handshake_at.store(at, Ordering::Relaxed);
         }
-        if stopped(stop, tick) {
+        if wait(None, stop, tick) {
             return;
         }
     }
