@@ -90,14 +90,22 @@ impl Nft {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(spawn_error)?;
+        let mut cut_short = false;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(input.as_bytes()).map_err(spawn_error)?;
+            match stdin.write_all(input.as_bytes()) {
+                // nft stopped reading (it refused the input early): its stderr says why.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => cut_short = true,
+                written => written.map_err(spawn_error)?,
+            }
         }
         let out = child.wait_with_output().map_err(spawn_error)?;
-        if out.status.success() {
+        if out.status.success() && !cut_short {
             return Ok(());
         }
-        let message = String::from_utf8_lossy(&out.stderr).trim_end().to_owned();
+        let mut message = String::from_utf8_lossy(&out.stderr).trim_end().to_owned();
+        if message.is_empty() && cut_short {
+            message = "nft stopped reading the ruleset before its end".to_owned();
+        }
         Err(FirewallError::Refused {
             rule: blamed_line(&message, input),
             message,
