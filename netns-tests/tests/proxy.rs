@@ -327,6 +327,43 @@ fn a_thousand_lan_connections_cost_few_upstream_handshakes() {
 }
 
 #[test]
+fn an_upstream_restart_does_not_fail_the_next_requests() {
+    if skip_unless_root("an_upstream_restart_does_not_fail_the_next_requests") {
+        return;
+    }
+    let Setup { lab, config, nginx } = setup("pxrestart", "ca/oqs-server");
+    // Fill the pools: requests in parallel leave several kept-alive upstream connections.
+    let parallel = |n: usize| {
+        let urls = format!("http://192.168.60.1:8445/p[1-{n}]");
+        let out = curl(&lab, Role::Clinic, &["-Z", "--parallel-max", "8", &urls]);
+        let ok = stdout(&out).matches("code=200\n").count();
+        assert_eq!(ok, n, "{}\n{}", stdout(&out), lab.daemon_log());
+    };
+    parallel(40);
+    let before = route(&status(&lab, &config), "plain-http")["upstream_handshakes"].as_u64();
+    assert!(before >= Some(2), "{:#}", status(&lab, &config));
+
+    // The upstream restarts (maintenance at the endpoint): every pooled connection is closed
+    // by the other side. The next requests are served on new connections, none gets a 502.
+    lab.stop(nginx.pid);
+    let nginx = lab.start_nginx("ca/oqs-server");
+    let out = curl(&lab, Role::Clinic, &["http://192.168.60.1:8445/after"]);
+    assert_eq!(
+        stdout(&out),
+        format!("{UPSTREAM_ANSWER}\ncode=200\n"),
+        "{}",
+        lab.daemon_log()
+    );
+    parallel(40);
+    assert_eq!(nginx.requests().len(), 41);
+    let st = status(&lab, &config);
+    assert!(
+        route(&st, "plain-http")["upstream_handshakes"].as_u64() > before,
+        "{st:#}"
+    );
+}
+
+#[test]
 fn idle_and_slow_clients_do_not_stop_others_being_served() {
     if skip_unless_root("idle_and_slow_clients_do_not_stop_others_being_served") {
         return;

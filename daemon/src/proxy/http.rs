@@ -23,7 +23,7 @@ use log::{info, warn};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::lan::{Activity, IDLE_TIMEOUT};
-use super::upstream::ConnectionUse;
+use super::pool::{Lent, Pool};
 use super::RouteRuntime;
 use crate::logging::event;
 
@@ -33,8 +33,6 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
-pub type UpstreamClient =
-    hyper_util::client::legacy::Client<super::upstream::Connector, Counted<Incoming>>;
 
 /// Serve HTTP/1.1 on one LAN connection until it closes or sits idle.
 pub async fn serve_connection<S>(
@@ -112,25 +110,12 @@ async fn forward(
         );
     }
     // This worker's own pool: the request and its upstream connection stay on one thread.
-    let Some(client) = route.clients.get(worker) else {
+    let Some(pool) = route.pools.get(worker) else {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "not an http route");
     };
 
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
-    let uri = match http::Uri::builder()
-        .scheme("https")
-        .authority(route.authority.as_str())
-        .path_and_query(path_and_query)
-        .build()
-    {
-        Ok(uri) => uri,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("bad request target: {e}")),
-    };
-    *req.uri_mut() = uri;
+    // The request target stays in origin-form (`/path?query`); the Host header names the
+    // upstream, whatever the LAN client sent.
     let headers = req.headers_mut();
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
@@ -150,13 +135,8 @@ async fn forward(
 
     let sent = Arc::new(AtomicU64::new(0));
     let req = req.map(|body| Counted::new(body, sent.clone()));
-    match client.request(req).await {
-        Ok(res) => {
-            let reused = res
-                .extensions()
-                .get::<ConnectionUse>()
-                .map(ConnectionUse::reused)
-                .unwrap_or(false);
+    match pool.send(req).await {
+        Ok((res, lent, reused)) => {
             let log = RequestLog {
                 route: route.name.clone(),
                 peer,
@@ -172,6 +152,8 @@ async fn forward(
             res.map(|body| {
                 LoggedBody {
                     inner: Counted::new(body, received),
+                    connection: Some((pool.clone(), lent)),
+                    ended: false,
                     _log: log,
                 }
                 .boxed()
@@ -282,10 +264,24 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
     }
 }
 
-/// The response body; the request's log line goes out when it is dropped.
+/// The response body; the request's log line goes out when it is dropped, and its upstream
+/// connection goes back to the pool if the response was read to the end.
 struct LoggedBody {
     inner: Counted<Incoming>,
+    connection: Option<(Arc<Pool>, Lent)>,
+    /// The upstream said the body ended (a chunked body never shows this in `is_end_stream`).
+    ended: bool,
     _log: RequestLog,
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some((pool, lent)) = self.connection.take() {
+            if self.ended || self.inner.is_end_stream() {
+                pool.give_back(lent);
+            }
+        }
+    }
 }
 
 impl Body for LoggedBody {
@@ -296,7 +292,11 @@ impl Body for LoggedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -143,6 +143,9 @@ pub async fn serve(
             stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(admission);
         });
+        // One connection at a time: the other workers, woken by the same burst of
+        // connections, take their share instead of this one draining the backlog alone.
+        tokio::task::yield_now().await;
     }
 }
 

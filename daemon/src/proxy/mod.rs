@@ -14,6 +14,7 @@
 
 mod http;
 mod lan;
+mod pool;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
@@ -37,10 +38,6 @@ use crate::logging::event;
 use crate::pki::{self, local_ca, ClientCertificate};
 use crate::plan::{CertificatePlan, CertificateSource, Plan, ProxyRoutePlan};
 use upstream::Upstream;
-
-/// Idle upstream connections are kept this long for the next request.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-const POOL_MAX_IDLE: usize = 32;
 
 /// Counters for one route, kept across reloads.
 #[derive(Default)]
@@ -72,7 +69,7 @@ pub struct RouteRuntime {
     pub upstream: Arc<Upstream>,
     /// `mode: http`: one pool of upstream connections per worker (empty for `mode: tcp`), so
     /// a request never waits on another thread's connection.
-    pub clients: Vec<http::UpstreamClient>,
+    pub pools: Vec<Arc<pool::Pool>>,
     /// `host:port` of the upstream.
     pub authority: String,
     pub host_header: ::http::HeaderValue,
@@ -81,7 +78,7 @@ pub struct RouteRuntime {
 
 impl RouteRuntime {
     pub fn is_http(&self) -> bool {
-        !self.clients.is_empty()
+        !self.pools.is_empty()
     }
 
     pub fn allowed(&self, ip: IpAddr) -> bool {
@@ -525,20 +522,9 @@ impl Proxy {
             .map_err(|e| format!("upstream host `{host_header}`: {e}"))?;
         // The workers share the TLS settings (and so the session cache); each has its own pool,
         // whose connections run on that worker.
-        let clients = match plan.mode.as_str() {
+        let pools = match plan.mode.as_str() {
             "http" => (0..workers)
-                .map(|_| {
-                    hyper_util::client::legacy::Client::builder(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                    .pool_max_idle_per_host(POOL_MAX_IDLE)
-                    .pool_timer(hyper_util::rt::TokioTimer::new())
-                    .build(upstream::Connector {
-                        upstream: upstream.clone(),
-                        stats: stats.clone(),
-                    })
-                })
+                .map(|_| pool::Pool::new(upstream.clone(), stats.clone()))
                 .collect(),
             _ => Vec::new(),
         };
@@ -549,7 +535,7 @@ impl Proxy {
                 allow: plan.allow.clone(),
                 lan_tls,
                 upstream,
-                clients,
+                pools,
                 authority,
                 host_header,
                 stats: stats.clone(),

@@ -2,18 +2,12 @@
 //! `server_ca` as the only trust anchor, SNI and verification against the configured host
 //! name, and the clinic's client certificate. There is no way to switch verification off.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
@@ -173,84 +167,5 @@ impl Upstream {
             ),
             other => other.to_string(),
         }
-    }
-}
-
-/// One upstream connection's use count: the response says whether its connection was reused.
-#[derive(Clone, Default)]
-pub struct ConnectionUse(Arc<AtomicU64>);
-
-impl ConnectionUse {
-    /// Count one more request; true when the connection carried one before.
-    pub fn reused(&self) -> bool {
-        self.0.fetch_add(1, Ordering::Relaxed) > 0
-    }
-}
-
-/// The connector hyper's pool calls when it has no idle connection: it always dials the
-/// route's own upstream, whatever the request says.
-#[derive(Clone)]
-pub struct Connector {
-    pub upstream: Arc<Upstream>,
-    pub stats: Arc<RouteStats>,
-}
-
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = UpstreamStream;
-    type Error = UpstreamError;
-    type Future = Pin<Box<dyn Future<Output = Result<UpstreamStream, UpstreamError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        let (upstream, stats) = (self.upstream.clone(), self.stats.clone());
-        Box::pin(async move {
-            let tls = upstream.connect(&stats).await?;
-            Ok(UpstreamStream {
-                io: TokioIo::new(tls),
-                uses: ConnectionUse::default(),
-            })
-        })
-    }
-}
-
-pub struct UpstreamStream {
-    io: TokioIo<TlsStream<TcpStream>>,
-    uses: ConnectionUse,
-}
-
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        Connected::new().extra(self.uses.clone())
-    }
-}
-
-impl Read for UpstreamStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl Write for UpstreamStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
