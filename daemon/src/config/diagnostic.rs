@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
+use unicode_width::{UnicodeWidthChar as _, UnicodeWidthStr as _};
 
 use super::scalar::Loc;
 
@@ -149,12 +150,16 @@ fn render_snippet(out: &mut String, loc: Loc, text: &str) {
         .skip(start)
         .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}' | '#'))
         .collect();
-    let width = token.trim_end_matches(':').chars().count().max(1);
+    // Columns as a terminal shows them: a Japanese character takes two.
+    let width = token.trim_end_matches(':').width().max(1);
     // Keep tabs as tabs so the caret lines up under them.
     let pad: String = text
         .chars()
         .take(start)
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .map(|c| match c {
+            '\t' => "\t".to_owned(),
+            c => " ".repeat(c.width().unwrap_or(0)),
+        })
         .collect();
     let _ = writeln!(out, " {number} | {text}");
     let _ = writeln!(out, " {gutter} | {pad}{}", "^".repeat(width));
@@ -163,6 +168,22 @@ fn render_snippet(out: &mut String, loc: Loc, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caret_spans_wide_characters() {
+        let report = Report::new(
+            Path::new("c.yaml"),
+            vec![Diagnostic::error(Loc { line: 1, column: 8 }, "bad")],
+        );
+        // 薬局 (the 8th character) is four terminal columns wide, and so is the caret under
+        // it; 名前 before it pads as four columns.
+        let text = report.render("名前: x  薬局\n");
+        let caret = format!("   | {}^^^^\n", " ".repeat(9));
+        assert!(
+            text.contains(&format!(" 1 | 名前: x  薬局\n{caret}")),
+            "{text}"
+        );
+    }
 
     #[test]
     fn caret_underlines_the_token() {
