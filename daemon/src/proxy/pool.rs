@@ -127,8 +127,11 @@ impl Pool {
         }
         idle.connections.push_back((lent.sender, Instant::now()));
         if !idle.sweeper {
-            idle.sweeper = true;
-            tokio::spawn(sweep(Arc::downgrade(self)));
+            // (A body dropped while its worker shuts down has no runtime to sweep with.)
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                idle.sweeper = true;
+                runtime.spawn(sweep(Arc::downgrade(self)));
+            }
         }
     }
 
