@@ -155,6 +155,22 @@ fn each_mode_reaches_the_upstream_with_the_client_certificate() {
     // Plain HTTP on the LAN, the eligibility PC as the client.
     let out = curl(&lab, Role::Pc, &["http://192.168.60.1:8445/x"]);
     assert_eq!(stdout(&out), format!("{UPSTREAM_ANSWER}\ncode=200\n"));
+    // An old HTTP/1.0 client is answered too; upstream the request is HTTP/1.1, on a pooled
+    // connection.
+    let out = curl(
+        &lab,
+        Role::Pc,
+        &["--http1.0", "http://192.168.60.1:8445/old"],
+    );
+    assert_eq!(stdout(&out), format!("{UPSTREAM_ANSWER}\ncode=200\n"));
+    assert!(
+        nginx
+            .requests()
+            .iter()
+            .any(|l| l.contains("\"GET /old HTTP/1.1\" 200")),
+        "{:#?}",
+        nginx.requests()
+    );
 
     // TCP mode: bytes copied; the client speaks HTTP itself (Host as it likes).
     let out = curl(
@@ -173,7 +189,7 @@ fn each_mode_reaches_the_upstream_with_the_client_certificate() {
 
     // nginx saw the clinic's certificate on every request.
     let logged = nginx.requests();
-    assert_eq!(logged.len(), 3, "{logged:#?}");
+    assert_eq!(logged.len(), 4, "{logged:#?}");
     assert!(
         logged
             .iter()
@@ -214,7 +230,7 @@ fn each_mode_reaches_the_upstream_with_the_client_certificate() {
     assert!(stdout(&out).ends_with("code=431\n"), "{}", stdout(&out));
     assert_eq!(
         nginx.requests().len(),
-        3,
+        logged.len(),
         "refused requests never reach the upstream"
     );
 
@@ -231,7 +247,7 @@ fn each_mode_reaches_the_upstream_with_the_client_certificate() {
         ],
     );
     assert!(!out.status.success(), "{}", stdout(&out));
-    assert_eq!(nginx.requests().len(), 3);
+    assert_eq!(nginx.requests().len(), logged.len());
 
     // The request log: route, client, method, path without the query, status, reuse.
     let log = lab.daemon_log();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -115,7 +115,9 @@ async fn forward(
     };
 
     // The request target stays in origin-form (`/path?query`); the Host header names the
-    // upstream, whatever the LAN client sent.
+    // upstream, whatever the LAN client sent. Upstream it is HTTP/1.1 (kept alive) even for an
+    // HTTP/1.0 client, as nginx's `proxy_http_version 1.1` does.
+    *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
