@@ -97,9 +97,9 @@ impl Pool {
 
     fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle();
-        while let Some((sender, since)) = idle.connections.pop_back() {
-            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(sender);
+        while let Some(entry) = idle.connections.pop_back() {
+            if usable(&entry) {
+                return Some(entry.0);
             }
         }
         None
@@ -138,11 +138,7 @@ impl Pool {
     /// Close the connections idle for longer than [`IDLE_TIMEOUT`]; true when none is left.
     fn close_expired(&self) -> bool {
         let mut idle = self.idle();
-        while idle
-            .connections
-            .front()
-            .is_some_and(|(sender, since)| sender.is_closed() || since.elapsed() >= IDLE_TIMEOUT)
-        {
+        while idle.connections.front().is_some_and(|e| !usable(e)) {
             idle.connections.pop_front();
         }
         let empty = idle.connections.is_empty();
@@ -151,6 +147,11 @@ impl Pool {
         }
         empty
     }
+}
+
+/// An idle connection still open and not idle for too long.
+fn usable((sender, since): &(SendRequest<RequestBody>, Instant)) -> bool {
+    !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT
 }
 
 /// While a pool has idle connections, close those unused for too long, so an upstream is not
