@@ -11,9 +11,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use oqs_edge::config::{self, FileChecks};
-use oqs_edge::control;
+use oqs_edge::operator::control;
 use oqs_edge::pki;
 use oqs_edge::plan;
+use oqs_edge::status;
 
 mod cli_docs;
 
@@ -217,7 +218,7 @@ fn main() -> ExitCode {
         } => local_ca_export(&config),
         Command::Wireguard {
             command: WireguardCommand::Keygen { out },
-        } => match oqs_edge::tunnel::wireguard::keygen(&out) {
+        } => match oqs_edge::apply::tunnel::wireguard::keygen(&out) {
             Ok(public) => {
                 println!("{public}");
                 eprintln!(
@@ -332,7 +333,7 @@ fn run(config_path: PathBuf, state_dir: PathBuf) -> u8 {
     let options = oqs_edge::supervisor::RunOptions {
         config_path,
         state_dir,
-        nft: oqs_edge::firewall::Nft::default(),
+        nft: oqs_edge::apply::firewall::Nft::default(),
     };
     match runtime.block_on(oqs_edge::supervisor::run(options)) {
         Ok(()) => exit::OK,
@@ -371,7 +372,7 @@ fn ask<T: for<'de> serde::Deserialize<'de>>(
 
 fn status(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
     let socket = control_socket(config_path, socket);
-    match ask::<control::Status>(&socket, control::Request::Status, Duration::from_secs(10)) {
+    match ask::<status::Status>(&socket, control::Request::Status, Duration::from_secs(10)) {
         Ok(status) => {
             if json {
                 println!(
@@ -382,8 +383,8 @@ fn status(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
                 print!("{}", status.to_text());
             }
             match status.health {
-                control::Health::Healthy => exit::OK,
-                control::Health::Degraded => exit::DEGRADED,
+                status::Health::Healthy => exit::OK,
+                status::Health::Degraded => exit::DEGRADED,
             }
         }
         Err(e @ control::ControlError::NotRunning { .. }) => {
@@ -447,7 +448,7 @@ fn reload(config_path: &Path, socket: Option<PathBuf>) -> u8 {
 }
 
 fn boot_firewall(state_dir: &Path) -> u8 {
-    use oqs_edge::firewall::{load_at_boot, BootLoad, Nft};
+    use oqs_edge::apply::firewall::{load_at_boot, BootLoad, Nft};
     match load_at_boot(&Nft::default(), state_dir) {
         Ok(BootLoad::Saved(path)) => {
             println!("loaded the last applied ruleset from {}", path.display());
@@ -528,22 +529,24 @@ fn cert_list(path: &Path, json: bool) -> u8 {
     let rows: Vec<serde_json::Value> = plan::plan(&config)
         .certificates
         .iter()
-        .map(|c| match oqs_edge::proxy::load_certificate(&c.source) {
-            Ok(cert) => serde_json::json!({
-                "name": c.name,
-                "subject_cn": cert.subject_cn,
-                "issuer": cert.issuer,
-                "not_before": humantime::format_rfc3339_seconds(cert.not_before).to_string(),
-                "not_after": humantime::format_rfc3339_seconds(cert.not_after).to_string(),
-                "days_left": cert.days_left(now),
-                "fingerprint_sha256": cert.fingerprint_sha256,
-                "file": cert.path,
-            }),
-            Err(e) => {
-                failed = true;
-                serde_json::json!({ "name": c.name, "problem": e })
-            }
-        })
+        .map(
+            |c| match oqs_edge::apply::proxy::load_certificate(&c.source) {
+                Ok(cert) => serde_json::json!({
+                    "name": c.name,
+                    "subject_cn": cert.subject_cn,
+                    "issuer": cert.issuer,
+                    "not_before": humantime::format_rfc3339_seconds(cert.not_before).to_string(),
+                    "not_after": humantime::format_rfc3339_seconds(cert.not_after).to_string(),
+                    "days_left": cert.days_left(now),
+                    "fingerprint_sha256": cert.fingerprint_sha256,
+                    "file": cert.path,
+                }),
+                Err(e) => {
+                    failed = true;
+                    serde_json::json!({ "name": c.name, "problem": e })
+                }
+            },
+        )
         .collect();
     if json {
         println!(

@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::apply::firewall::{self, FirewallError, Nft};
+use crate::apply::net::{self, Net, NetError};
+use crate::apply::proxy::Proxy;
+use crate::apply::tunnel::Tunnel;
 use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
-use crate::control::{self, Health, Pending, Request, Status};
-use crate::firewall::{self, FirewallError, Nft};
 use crate::logging::event;
-use crate::net::{self, Net, NetError};
-use crate::notify;
+use crate::operator::control::{self, Pending, Request};
+use crate::operator::notify;
 use crate::plan::{self, Plan, Route};
-use crate::proxy::Proxy;
-use crate::tunnel::Tunnel;
+use crate::status::{self, Health, Status};
 
 /// How often the watch checks the table and the routes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -351,22 +352,22 @@ impl Daemon {
                 Health::Degraded
             },
             problems,
-            daemon: control::DaemonInfo {
+            daemon: status::DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 pid: std::process::id(),
                 uptime_secs: self.started.elapsed().as_secs(),
             },
-            config: control::ConfigInfo {
+            config: status::ConfigInfo {
                 path: self.config.path().to_owned(),
                 digest: self.config.digest().to_owned(),
                 file_changed: self.config.file_changed(),
-                last_reload: self.last_reload.as_ref().map(|r| control::ReloadOutcome {
+                last_reload: self.last_reload.as_ref().map(|r| status::ReloadOutcome {
                     result: r.result.as_str().to_owned(),
                     message: r.message.clone(),
                     secs_ago: r.at.elapsed().as_secs(),
                 }),
             },
-            firewall: control::FirewallInfo {
+            firewall: status::FirewallInfo {
                 applied: counters.is_some(),
                 table: format!("inet {}", firewall::TABLE),
                 saved_to: self.options.state_dir.join(firewall::SAVED_RULESET),
@@ -382,7 +383,7 @@ impl Daemon {
                         .iter()
                         .find(|(r, _)| r == route)
                         .map(|(_, why)| why.clone());
-                    control::RouteInfo {
+                    status::RouteInfo {
                         route: route.to_string(),
                         installed: problem.is_none(),
                         problem,
@@ -391,7 +392,7 @@ impl Daemon {
                 .collect(),
             tunnel,
             certificates: self.proxy.certificate_info(std::time::SystemTime::now()),
-            proxy: control::ProxyInfo {
+            proxy: status::ProxyInfo {
                 routes: self.proxy.route_info(&self.plan.proxy),
             },
         }
@@ -399,7 +400,7 @@ impl Daemon {
 
     /// The tunnel's state. On an IP-VPN line the line is the tunnel: up when the WAN link is
     /// up and the closed-network routes are in place.
-    async fn tunnel_state(&self) -> control::TunnelInfo {
+    async fn tunnel_state(&self) -> status::TunnelInfo {
         if let Some(info) = self.tunnel.info().await {
             return info;
         }
@@ -421,14 +422,14 @@ impl Daemon {
                         format!("closed network via {} on {wan}", vpn.gateway.value),
                     ),
                 };
-                control::TunnelInfo {
+                status::TunnelInfo {
                     kind: "ip-vpn".to_owned(),
                     state: state.to_owned(),
                     detail,
                 }
             }
             // `tunnel.info()` answered for these above.
-            TunnelSection::WireGuard(_) | TunnelSection::Ipsec(_) => control::TunnelInfo {
+            TunnelSection::WireGuard(_) | TunnelSection::Ipsec(_) => status::TunnelInfo {
                 kind: "unknown".to_owned(),
                 state: "down".to_owned(),
                 detail: "the tunnel does not match the config in force".to_owned(),

@@ -89,7 +89,7 @@ fn replacing_the_table_leaves_other_tables_alone() {
 /// carries nft's own message and the rule it blamed.
 #[test]
 fn a_refused_ruleset_changes_nothing_and_says_why() {
-    use oqs_edge::firewall::{FirewallError, Nft};
+    use oqs_edge::apply::firewall::{FirewallError, Nft};
     use oqs_edge::plan::nft::{Match, Names, Op, Rule, Verdict};
 
     if skip_unless_root("a_refused_ruleset_changes_nothing_and_says_why") {

@@ -462,6 +462,18 @@ impl Scalar for HostPort {
     }
 }
 
+/// A WireGuard key from its base64 text (`wg genkey` / `wg pubkey` output).
+pub fn parse_wg_key(text: &str) -> Result<[u8; 32], String> {
+    let text = text.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| "the file does not hold base64 text".to_owned())?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("a key is 32 bytes of base64, this is {} bytes", bytes.len()))
+}
+
 /// A WireGuard public key: 32 bytes in base64.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WgKey(pub [u8; 32]);
@@ -572,6 +584,19 @@ pub(crate) use keyword_enum;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_32_bytes_of_base64() {
+        assert!(parse_wg_key("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n").is_ok());
+        assert_eq!(
+            parse_wg_key("not base64!").unwrap_err(),
+            "the file does not hold base64 text"
+        );
+        assert_eq!(
+            parse_wg_key("AAAA").unwrap_err(),
+            "a key is 32 bytes of base64, this is 3 bytes"
+        );
+    }
 
     #[test]
     fn prefix_without_length_gets_a_hint() {

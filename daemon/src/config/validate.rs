@@ -381,7 +381,7 @@ impl Checker<'_> {
                 let path = &wg.private_key_file;
                 match std::fs::read_to_string(&path.value) {
                     Ok(text) => {
-                        if let Err(why) = crate::tunnel::wireguard::parse_key(&text) {
+                        if let Err(why) = super::scalar::parse_wg_key(&text) {
                             self.error(
                                 path.loc,
                                 key,

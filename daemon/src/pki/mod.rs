@@ -23,7 +23,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest as _, Sha256};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
-use crate::config::Severity;
+use crate::severity::Severity;
 
 /// Warn this many days before a certificate expires: renewal by the issuer takes weeks.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;

@@ -14,8 +14,8 @@ use log::warn;
 use sd_notify::NotifyState;
 
 use crate::config::{TunnelSection, ValidConfig};
-use crate::control::{Health, Status};
 use crate::logging::event;
+use crate::status::{Health, Status};
 
 fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -165,7 +165,7 @@ pub fn summary(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{CertificateInfo, RouteInfo, TunnelInfo};
+    use crate::status::{CertificateInfo, RouteInfo, TunnelInfo};
 
     fn healthy() -> Status {
         let mut status = Status {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::plan::nft::Ruleset;
+pub use crate::status::CounterValue;
 
 /// File name of the last applied ruleset in the state directory.
 pub const SAVED_RULESET: &str = "ruleset.nft";
@@ -141,12 +142,6 @@ impl Nft {
 
 /// The table oqs-edge owns (family inet).
 pub const TABLE: &str = "oqs_edge";
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CounterValue {
-    pub packets: u64,
-    pub bytes: u64,
-}
 
 /// Counters from `nft -j list counters`. Parsed here rather than with the `nftables` crate's
 /// schema, whose counter fields are u32 and would fail past 4 GiB.

@@ -13,8 +13,8 @@
 pub mod ipsec;
 pub mod wireguard;
 
-use crate::control::TunnelInfo;
 use crate::plan::TunnelPlan;
+use crate::status::TunnelInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TunnelError {

@@ -45,9 +45,10 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 use ipnet::IpNet;
 use log::{info, warn};
 
-use crate::control::TunnelInfo;
-use crate::net::{Net, NetError};
+use crate::apply::net::{Net, NetError};
+use crate::config::scalar::parse_wg_key;
 use crate::plan::TunnelPlan;
+use crate::status::TunnelInfo;
 use datapath::{Datapath, PeerConfig};
 
 /// WireGuard's own MTU on a 1500-byte link: 1500 - 80 bytes of IPv6 + UDP + WireGuard header.
@@ -143,18 +144,6 @@ impl Spec {
     }
 }
 
-/// A WireGuard key from its base64 text (`wg genkey` / `wg pubkey` output).
-pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
-    let text = text.trim();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|_| "the file does not hold base64 text".to_owned())?;
-    bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("a key is 32 bytes of base64, this is {} bytes", bytes.len()))
-}
-
 /// Read a private key file: mode 0600 (or stricter), base64 of 32 bytes.
 pub fn read_private_key(path: &Path) -> Result<StaticSecret, WireGuardError> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -171,7 +160,7 @@ pub fn read_private_key(path: &Path) -> Result<StaticSecret, WireGuardError> {
         });
     }
     let text = std::fs::read_to_string(path).map_err(read_error)?;
-    let bytes = parse_key(&text).map_err(|why| WireGuardError::KeyFormat {
+    let bytes = parse_wg_key(&text).map_err(|why| WireGuardError::KeyFormat {
         path: path.to_owned(),
         why,
     })?;
@@ -351,7 +340,7 @@ impl WireGuardTunnel {
     async fn try_bring_up(&mut self) -> Result<(), WireGuardError> {
         let spec = (*self.spec).clone();
         let secret = read_private_key(&spec.private_key_file)?;
-        let peer_key = parse_key(&spec.peer.public_key).map_err(WireGuardError::PeerKey)?;
+        let peer_key = parse_wg_key(&spec.peer.public_key).map_err(WireGuardError::PeerKey)?;
         let endpoint = resolve(&spec.peer.endpoint).await;
         self.resolved_at = Some(Instant::now());
         let endpoint = endpoint?;
@@ -401,7 +390,7 @@ impl WireGuardTunnel {
             return Ok(());
         };
         read_private_key(&spec.private_key_file)?;
-        parse_key(&spec.peer.public_key).map_err(WireGuardError::PeerKey)?;
+        parse_wg_key(&spec.peer.public_key).map_err(WireGuardError::PeerKey)?;
         resolve(&spec.peer.endpoint).await?;
         Ok(())
     }
@@ -428,7 +417,7 @@ impl WireGuardTunnel {
             self.bring_up().await;
             return Ok(());
         }
-        let peer_key = parse_key(&next.peer.public_key).map_err(WireGuardError::PeerKey)?;
+        let peer_key = parse_wg_key(&next.peer.public_key).map_err(WireGuardError::PeerKey)?;
         let endpoint = resolve(&next.peer.endpoint).await?;
         let peer_changed = next.peer != self.spec.peer || key_changed;
         if let Some(device) = &mut self.device {
@@ -623,19 +612,6 @@ fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_32_bytes_of_base64() {
-        assert!(parse_key("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n").is_ok());
-        assert_eq!(
-            parse_key("not base64!").unwrap_err(),
-            "the file does not hold base64 text"
-        );
-        assert_eq!(
-            parse_key("AAAA").unwrap_err(),
-            "a key is 32 bytes of base64, this is 3 bytes"
-        );
-    }
 
     #[test]
     fn state_follows_the_handshake_age() {

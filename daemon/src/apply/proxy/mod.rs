@@ -33,10 +33,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::control::{CertificateInfo, ProxyRouteInfo};
 use crate::logging::event;
 use crate::pki::{self, local_ca, ClientCertificate};
 use crate::plan::{CertificatePlan, CertificateSource, Plan, ProxyRoutePlan};
+use crate::status::{CertificateInfo, ProxyRouteInfo};
 use upstream::Upstream;
 
 /// Counters for one route, kept across reloads.

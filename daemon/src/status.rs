@@ -1,63 +1,13 @@
-//! The control socket behind `oqs-edge status` and `oqs-edge reload`.
+//! The daemon's state as the operator sees it: the appliers fill it in, the readers (the
+//! control socket's `status`, sd_notify's STATUS= line) read it.
 //!
-//! One request per connection: the client writes a command word and a newline (`status` or
-//! `reload`), the daemon answers with one JSON document and closes. The socket is mode 0660, so
-//! the operators' group can read the state without being root.
+//! It stands below the appliers and the operator's side, so an applier reports its state
+//! without knowing who asks, and a new reader needs nothing but this module.
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-
-use crate::firewall::CounterValue;
-
-/// How long a client may take to send its command, and the daemon to answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("another oqs-edge is already running (it answers on {0})")]
-    AlreadyRunning(PathBuf),
-    #[error("cannot create the control socket {path}: {source}")]
-    Bind {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("oqs-edge is not running (nothing answers on {path}: {source})")]
-    NotRunning {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the daemon on {path} did not answer properly: {message}")]
-    BadAnswer { path: PathBuf, message: String },
-}
-
-/// What a client may ask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request {
-    Status,
-    Reload,
-}
-
-impl Request {
-    fn word(self) -> &'static str {
-        match self {
-            Request::Status => "status",
-            Request::Reload => "reload",
-        }
-    }
-
-    fn parse(word: &str) -> Option<Self> {
-        match word.trim() {
-            "status" => Some(Request::Status),
-            "reload" => Some(Request::Reload),
-            _ => None,
-        }
-    }
-}
 
 /// The daemon's state as `status --json` prints it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -194,107 +144,11 @@ pub struct ProxyRouteInfo {
     pub last_upstream_error: Option<String>,
 }
 
-/// The daemon's side: a listening socket.
-pub struct Server {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-/// A client connection whose command has been read; answer it with [`Pending::answer`].
-pub struct Pending {
-    pub request: Request,
-    stream: UnixStream,
-}
-
-impl Server {
-    /// Listen on `path`, replacing a stale socket file but never a live daemon's.
-    pub async fn bind(path: &Path) -> Result<Self, ControlError> {
-        let bind_error = |source| ControlError::Bind {
-            path: path.to_owned(),
-            source,
-        };
-        if path.exists() {
-            if UnixStream::connect(path).await.is_ok() {
-                return Err(ControlError::AlreadyRunning(path.to_owned()));
-            }
-            std::fs::remove_file(path).map_err(bind_error)?;
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(bind_error)?;
-        }
-        let listener = UnixListener::bind(path).map_err(bind_error)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .map_err(bind_error)?;
-        Ok(Server {
-            listener,
-            path: path.to_owned(),
-        })
-    }
-
-    /// The next well-formed request. Malformed or slow clients are dropped here.
-    pub async fn next(&self) -> Pending {
-        loop {
-            let Ok((stream, _)) = self.listener.accept().await else {
-                continue;
-            };
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            let read =
-                tokio::time::timeout(IO_TIMEOUT, (&mut reader).take(64).read_line(&mut line)).await;
-            let mut stream = reader.into_inner();
-            match (read, Request::parse(&line)) {
-                (Ok(Ok(_)), Some(request)) => return Pending { request, stream },
-                _ => {
-                    let _ = stream.write_all(b"{\"error\":\"unknown request\"}\n").await;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // `status` then says "not running" instead of finding a dead socket.
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Pending {
-    pub async fn answer<T: Serialize>(mut self, answer: &T) {
-        let mut body = serde_json::to_vec(answer).unwrap_or_default();
-        body.push(b'\n');
-        let _ = tokio::time::timeout(IO_TIMEOUT, self.stream.write_all(&body)).await;
-    }
-}
-
-/// The client's side: send one request and read the JSON answer.
-pub async fn ask<T: for<'de> Deserialize<'de>>(
-    path: &Path,
-    request: Request,
-    timeout: Duration,
-) -> Result<T, ControlError> {
-    let not_running = |source| ControlError::NotRunning {
-        path: path.to_owned(),
-        source,
-    };
-    let bad = |message: String| ControlError::BadAnswer {
-        path: path.to_owned(),
-        message,
-    };
-    let mut stream = UnixStream::connect(path).await.map_err(not_running)?;
-    let exchange = async {
-        stream
-            .write_all(format!("{}\n", request.word()).as_bytes())
-            .await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    let answer = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| bad(format!("no answer within {}s", timeout.as_secs())))?
-        .map_err(|e| bad(e.to_string()))?;
-    serde_json::from_slice(&answer).map_err(|e| bad(e.to_string()))
+/// A firewall counter's value, read from the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterValue {
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 impl Status {

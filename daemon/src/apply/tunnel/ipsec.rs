@@ -37,8 +37,8 @@ use tokio::task::JoinHandle;
 pub use alerts::Failure;
 use vici::{Desired, IkeSa, Log, Reply, UpDown};
 
-use crate::control::TunnelInfo;
 use crate::plan::TunnelPlan;
+use crate::status::TunnelInfo;
 
 /// How often the task asks charon for the SAs (and retries an initiation that is due).
 const TICK: Duration = Duration::from_secs(2);

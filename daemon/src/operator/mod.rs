@@ -1,0 +1,7 @@
+//! The operator's side: how the daemon answers and tells what it is doing.
+//!
+//! [`control`] is the socket behind `status` and `reload`; [`notify`] is systemd's STATUS= line
+//! and watchdog. Both read [`crate::status`]; neither changes the system.
+
+pub mod control;
+pub mod notify;
