@@ -1,6 +1,7 @@
 //! The desired state, computed from a checked config by pure functions: no I/O, same config in,
 //! same plan out. `oqs-edge plan` prints it; the appliers make the system match it.
 
+pub mod diff;
 pub mod firewall;
 pub mod nft;
 
