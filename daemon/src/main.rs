@@ -87,8 +87,56 @@ enum Command {
         json: bool,
     },
     /// Check the config (files included), then ask the daemon to apply it (exit 0 applied or
-    /// unchanged, 1 the daemon could not apply it, 2 invalid, 3 not running).
+    /// unchanged, 1 the daemon could not apply it or a --confirm change is pending, 2 invalid,
+    /// 3 not running).
     Reload {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Ask this socket instead of the config's `control.socket`.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Roll back to the config in force now unless `oqs-edge confirm` comes within
+        /// DURATION (30s to 1h, e.g. `5m`); the pending change survives a crash or reboot.
+        #[arg(long, value_name = "DURATION", value_parser = parse_confirm_window)]
+        confirm: Option<Duration>,
+    },
+    /// What applying FILE would change against what the daemon runs now, per part: firewall
+    /// lines, routes, kernel settings, tunnel, proxy routes, certificates (exit 0 no change,
+    /// 1 changes, 2 invalid, 3 not running).
+    Diff {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Ask this socket instead of the config's `control.socket`.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep the change applied with `reload --confirm` (exit 0 confirmed, 1 nothing pending,
+    /// 3 not running).
+    Confirm {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Ask this socket instead of the config's `control.socket`.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// The applied configs, newest first (the last 20): id, time, sha256, how, uid, running.
+    History {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Ask this socket instead of the config's `control.socket`.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put an earlier config from the history back at the config path and apply it (default:
+    /// the one before the running one; with a change pending, the one it replaced). The file
+    /// replaced is kept as `<config>.rejected-<time>`.
+    Rollback {
+        /// The history entry (`oqs-edge history` lists them).
+        id: Option<u64>,
         #[arg(short, long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
         /// Ask this socket instead of the config's `control.socket`.
@@ -198,7 +246,23 @@ fn main() -> ExitCode {
             socket,
             json,
         } => status(&config, socket, json),
-        Command::Reload { config, socket } => reload(&config, socket),
+        Command::Reload {
+            config,
+            socket,
+            confirm,
+        } => reload(&config, socket, confirm),
+        Command::Diff {
+            config,
+            socket,
+            json,
+        } => diff(&config, socket, json),
+        Command::Confirm { config, socket } => confirm(&config, socket),
+        Command::History {
+            config,
+            socket,
+            json,
+        } => history(&config, socket, json),
+        Command::Rollback { id, config, socket } => rollback(&config, socket, id),
         Command::BootFirewall { state_dir } => boot_firewall(&state_dir),
         Command::Cert {
             command:
@@ -405,7 +469,7 @@ fn status(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
     }
 }
 
-fn reload(config_path: &Path, socket: Option<PathBuf>) -> u8 {
+fn reload(config_path: &Path, socket: Option<PathBuf>, confirm: Option<Duration>) -> u8 {
     // The same checks `run` makes, here, so the operator sees the errors at once.
     match load(config_path, FileChecks::On, Format::Text) {
         Ok(checked) if checked.report.valid => {}
@@ -418,7 +482,17 @@ fn reload(config_path: &Path, socket: Option<PathBuf>) -> u8 {
         }
     }
     let socket = control_socket(config_path, socket);
-    match ask::<serde_json::Value>(&socket, control::Request::Reload, Duration::from_secs(60)) {
+    let request = match confirm {
+        Some(window) => control::Request::ReloadConfirm(window.as_secs()),
+        None => control::Request::Reload,
+    };
+    answer_of_change("reload", &socket, request)
+}
+
+/// Ask for a change (reload, rollback) and say how it ended: exit 0 applied or unchanged,
+/// 1 not applied, 2 refused as invalid, 3 not running.
+fn answer_of_change(command: &str, socket: &Path, request: control::Request) -> u8 {
+    match ask::<serde_json::Value>(socket, request, Duration::from_secs(60)) {
         Ok(answer) => {
             let message = answer["message"].as_str().unwrap_or_default();
             match answer["result"].as_str() {
@@ -437,14 +511,166 @@ fn reload(config_path: &Path, socket: Option<PathBuf>) -> u8 {
             }
         }
         Err(e @ control::ControlError::NotRunning { .. }) => {
-            eprintln!("oqs-edge reload: {e}");
+            eprintln!("oqs-edge {command}: {e}");
             exit::NOT_RUNNING
         }
         Err(e) => {
-            eprintln!("oqs-edge reload: {e}");
+            eprintln!("oqs-edge {command}: {e}");
             exit::FAILED
         }
     }
+}
+
+/// `--confirm`'s DURATION: humantime (`90s`, `5m`), within the daemon's window.
+fn parse_confirm_window(text: &str) -> Result<Duration, String> {
+    use oqs_edge::supervisor::history::{CONFIRM_MAX, CONFIRM_MIN};
+    let window = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 90s, 5m)"))?;
+    if (CONFIRM_MIN..=CONFIRM_MAX).contains(&window) && window.subsec_nanos() == 0 {
+        Ok(window)
+    } else {
+        Err(format!(
+            "between {} and {} in whole seconds",
+            humantime::format_duration(CONFIRM_MIN),
+            humantime::format_duration(CONFIRM_MAX)
+        ))
+    }
+}
+
+/// A request whose answer is only a result word and a message.
+fn ask_simple(
+    command: &str,
+    socket: &Path,
+    request: control::Request,
+) -> Result<serde_json::Value, u8> {
+    ask::<serde_json::Value>(socket, request, Duration::from_secs(30)).map_err(|e| {
+        eprintln!("oqs-edge {command}: {e}");
+        match e {
+            control::ControlError::NotRunning { .. } => exit::NOT_RUNNING,
+            _ => exit::FAILED,
+        }
+    })
+}
+
+fn diff(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
+    let (checked, source) = match config::check_file(config_path, FileChecks::On) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("{}: cannot read the config: {e}", config_path.display());
+            return exit::INVALID;
+        }
+    };
+    let Some(next) = checked.config else {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "result": "invalid", "check": checked.report })
+            );
+        } else {
+            eprint!("{}", checked.report.render(&source));
+            eprintln!(
+                "{}: invalid; a reload would be refused",
+                config_path.display()
+            );
+        }
+        return exit::INVALID;
+    };
+    let socket = control_socket(config_path, socket);
+    let running = match ask_simple("diff", &socket, control::Request::Running) {
+        Ok(answer) if answer["result"] == "ok" => answer,
+        Ok(answer) => {
+            eprintln!(
+                "oqs-edge diff: the daemon did not hand over its running config: {}",
+                answer["message"].as_str().unwrap_or_default()
+            );
+            return exit::FAILED;
+        }
+        Err(code) => return code,
+    };
+    let running_path = PathBuf::from(running["path"].as_str().unwrap_or_default());
+    let running_source = running["source"].as_str().unwrap_or_default();
+    // The running config passed every check when it was applied; its files are not reread.
+    let Some(current) = config::check_source(&running_path, running_source, FileChecks::Off).config
+    else {
+        eprintln!("oqs-edge diff: the running config the daemon handed over does not parse");
+        return exit::FAILED;
+    };
+    let changes = plan::diff::diff(&plan::plan(&current), &plan::plan(&next));
+    let short = |d: &str| d.get(..12).unwrap_or_default().to_owned();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "result": if changes.is_empty() { "no-changes" } else { "changes" },
+                "running": { "path": running_path, "digest": current.digest() },
+                "file": { "path": config_path, "digest": next.digest() },
+                "changes": changes,
+            }))
+            .unwrap_or_default()
+        );
+    } else {
+        println!(
+            "running {} ({}) → {} ({})\n",
+            running_path.display(),
+            short(current.digest()),
+            config_path.display(),
+            short(next.digest())
+        );
+        print!("{}", changes.to_text());
+    }
+    if changes.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}
+
+fn confirm(config_path: &Path, socket: Option<PathBuf>) -> u8 {
+    let socket = control_socket(config_path, socket);
+    match ask_simple("confirm", &socket, control::Request::Confirm) {
+        Ok(answer) => {
+            let message = answer["message"].as_str().unwrap_or_default();
+            if answer["result"] == "confirmed" {
+                println!("{message}");
+                exit::OK
+            } else {
+                eprintln!("{message}");
+                exit::FAILED
+            }
+        }
+        Err(code) => code,
+    }
+}
+
+fn history(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
+    use oqs_edge::supervisor::history;
+    let socket = control_socket(config_path, socket);
+    let answer = match ask_simple("history", &socket, control::Request::History) {
+        Ok(answer) if answer["result"] == "ok" => answer,
+        Ok(answer) => {
+            eprintln!(
+                "oqs-edge history: {}",
+                answer["message"].as_str().unwrap_or_default()
+            );
+            return exit::FAILED;
+        }
+        Err(code) => return code,
+    };
+    let entries: Vec<history::Entry> =
+        serde_json::from_value(answer["entries"].clone()).unwrap_or_default();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).unwrap_or_default()
+        );
+    } else {
+        print!("{}", history::to_text(&entries));
+    }
+    exit::OK
+}
+
+fn rollback(config_path: &Path, socket: Option<PathBuf>, id: Option<u64>) -> u8 {
+    let socket = control_socket(config_path, socket);
+    answer_of_change("rollback", &socket, control::Request::Rollback(id))
 }
 
 fn boot_firewall(state_dir: &Path) -> u8 {

@@ -23,6 +23,34 @@ pub struct Status {
     pub tunnel: TunnelInfo,
     pub certificates: Vec<CertificateInfo>,
     pub proxy: ProxyInfo,
+    /// A `reload --confirm` change that is rolled back unless confirmed (shown first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingInfo>,
+}
+
+/// A change applied with `reload --confirm`, waiting for `oqs-edge confirm`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PendingInfo {
+    /// When it is rolled back, RFC 3339.
+    pub deadline: String,
+    pub secs_left: u64,
+    /// sha256 of the config it goes back to.
+    pub previous_digest: String,
+    /// Who applied it (the control socket's peer uid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+}
+
+impl PendingInfo {
+    /// One line, for `status` and sd_notify's STATUS=.
+    pub fn line(&self) -> String {
+        format!(
+            "PENDING CHANGE: rolls back to {} at {} ({}s left) unless `oqs-edge confirm`",
+            self.previous_digest.get(..12).unwrap_or_default(),
+            self.deadline,
+            self.secs_left
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +184,9 @@ impl Status {
     pub fn to_text(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
+        if let Some(pending) = &self.pending {
+            let _ = writeln!(out, "{}\n", pending.line());
+        }
         match self.health {
             Health::Healthy => out.push_str("oqs-edge: healthy\n"),
             Health::Degraded => {

@@ -7,6 +7,9 @@
 //! nothing. Every few seconds the watch puts back what someone else removed (the table, our
 //! routes) and retries routes that could not be added (an interface that was not there yet).
 
+mod confirm;
+pub mod history;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,8 +61,8 @@ pub enum RunError {
     Signals(std::io::Error),
 }
 
-/// Read and check the config, logging every problem found.
-fn load(path: &Path) -> Result<ValidConfig, RunError> {
+/// Read and check the config, logging every problem found; the config with the file's text.
+fn load(path: &Path) -> Result<(ValidConfig, String), RunError> {
     let (checked, source) =
         config::check_file(path, FileChecks::On).map_err(|source| RunError::Read {
             path: path.to_owned(),
@@ -76,6 +79,7 @@ fn load(path: &Path) -> Result<ValidConfig, RunError> {
     }
     checked
         .config
+        .map(|config| (config, source))
         .ok_or_else(|| RunError::Invalid(path.to_owned()))
 }
 
@@ -88,6 +92,8 @@ enum ReloadResult {
     Refused,
     /// nft refused the new ruleset: the previous rules stay.
     Failed,
+    /// A `reload --confirm` change is pending: confirm or roll it back first.
+    Pending,
 }
 
 impl ReloadResult {
@@ -97,6 +103,7 @@ impl ReloadResult {
             ReloadResult::Unchanged => "unchanged",
             ReloadResult::Refused => "refused",
             ReloadResult::Failed => "failed",
+            ReloadResult::Pending => "refused-pending",
         }
     }
 
@@ -128,6 +135,8 @@ struct Daemon {
     /// Planned routes that are not installed, with the reason.
     route_problems: Vec<(Route, String)>,
     last_reload: Option<Reloaded>,
+    /// A `reload --confirm` change waiting for `oqs-edge confirm` (also on disk).
+    pending: Option<history::PendingChange>,
 }
 
 impl Daemon {
@@ -212,13 +221,28 @@ impl Daemon {
         };
     }
 
-    async fn reload(&mut self) -> (ReloadResult, String) {
+    /// SIGHUP or `oqs-edge reload`: refused while a `--confirm` change is pending.
+    async fn reload(&mut self, uid: Option<u32>) -> (ReloadResult, String) {
+        if let Some(why) = self.refused_while_pending() {
+            error!(oqs_event = event::RELOAD, oqs_result = ReloadResult::Pending.as_str(); "{why}");
+            return (ReloadResult::Pending, why);
+        }
+        let (result, message, source) = self.apply_file().await;
+        if let Some(source) = source {
+            self.record("reload", &source, uid);
+        }
+        (result, message)
+    }
+
+    /// Read the config file and apply it. The file's text comes back when it was applied.
+    async fn apply_file(&mut self) -> (ReloadResult, String, Option<String>) {
         let path = self.options.config_path.clone();
         let since = Instant::now();
         notify::reloading();
         info!("reload requested: reading {}", path.display());
+        let mut applied = None;
         let (result, message) = match load(&path) {
-            Ok(next) if next.digest() == self.config.digest() => {
+            Ok((next, _)) if next.digest() == self.config.digest() => {
                 // A file the config names (a renewed certificate, the IPsec PSK, a key) may
                 // have changed under it: the tunnel and the proxy read their files again and
                 // change only what differs.
@@ -229,7 +253,7 @@ impl Daemon {
                     "the config is unchanged; the files it names were read again".to_owned(),
                 )
             }
-            Ok(next) => {
+            Ok((next, source)) => {
                 let next_plan = plan::plan(&next);
                 if let Err(e) = Tunnel::check(&next_plan.tunnel).await {
                     (
@@ -244,6 +268,7 @@ impl Daemon {
                             self.apply_tunnel().await;
                             self.apply_net().await;
                             self.proxy.apply(&self.plan).await;
+                            applied = Some(source);
                             (ReloadResult::Applied, format!("applied {}", path.display()))
                         }
                         Err(e) => (
@@ -269,7 +294,7 @@ impl Daemon {
             result,
             message: message.clone(),
         });
-        (result, message)
+        (result, message, applied)
     }
 
     /// Put back what was taken away: the table (someone ran `nft flush ruleset`), our routes.
@@ -395,6 +420,7 @@ impl Daemon {
             proxy: status::ProxyInfo {
                 routes: self.proxy.route_info(&self.plan.proxy),
             },
+            pending: self.pending_info(),
         }
     }
 
@@ -444,11 +470,16 @@ impl Daemon {
                 pending.answer(&status).await;
             }
             Request::Reload => {
-                let (result, message) = self.reload().await;
+                let (result, message) = self.reload(pending.peer_uid).await;
                 pending
                     .answer(&serde_json::json!({ "result": result.as_str(), "message": message }))
                     .await;
             }
+            Request::ReloadConfirm(_)
+            | Request::Confirm
+            | Request::History
+            | Request::Rollback(_)
+            | Request::Running => self.serve_change(pending).await,
         }
     }
 }
@@ -464,8 +495,11 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
     let since = Instant::now();
+    // A `reload --confirm` change whose deadline passed while the daemon was down is undone
+    // before anything is read.
+    let rolled_back = confirm::roll_back_expired_at_start(&options.state_dir);
     notify::status("reading the config and applying the firewall");
-    let config = load(&options.config_path)?;
+    let (config, source) = load(&options.config_path)?;
     let control = control::Server::bind(&config.control_socket()).await?;
     let plan = plan::plan(&config);
     let mut daemon = Daemon {
@@ -480,6 +514,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         sysctl_problem: None,
         route_problems: Vec::new(),
         last_reload: None,
+        pending: None,
     };
     daemon.apply_firewall(&daemon.plan, &daemon.config, since)?;
     daemon.tunnel = Tunnel::start(&daemon.plan.tunnel).await;
@@ -490,16 +525,19 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         daemon.options.config_path.display(),
         daemon.config.control_socket().display()
     );
+    daemon.started_history(&source, rolled_back);
     let mut report = notify::Report::default();
     notify::ready(&report.status(&daemon.status().await, &daemon.config));
 
     let mut tick = tokio::time::interval(notify::loop_interval(WATCH_INTERVAL));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let deadline = confirm::until(daemon.pending_left());
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => { daemon.reload().await; }
+            _ = hangup.recv() => { daemon.reload(None).await; }
+            _ = deadline => daemon.roll_back_pending().await,
             _ = tick.tick() => {
                 let firewall = daemon.watch().await;
                 report.tick(firewall, &daemon.status().await, &daemon.config);

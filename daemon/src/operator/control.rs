@@ -1,8 +1,11 @@
-//! The control socket behind `oqs-edge status` and `oqs-edge reload`.
+//! The control socket behind `oqs-edge status`, `reload`, `diff`, `confirm`, `history` and
+//! `rollback`.
 //!
-//! One request per connection: the client writes a command word and a newline (`status` or
-//! `reload`), the daemon answers with one JSON document and closes. The socket is mode 0660, so
-//! the operators' group can read the state without being root.
+//! One request per connection: the client writes a command word (with its argument, if any)
+//! and a newline (`status`, `reload`, `reload-confirm 300`, `rollback 7`, ...), the daemon
+//! answers with one JSON document and closes. The socket is mode 0660, so the operators' group
+//! can read the state without being root; the peer's uid is taken from the socket (SO_PEERCRED)
+//! for the history and the log.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -38,20 +41,48 @@ pub enum ControlError {
 pub enum Request {
     Status,
     Reload,
+    /// Reload, and roll back unless confirmed within this many seconds.
+    ReloadConfirm(u64),
+    /// Keep the pending change.
+    Confirm,
+    /// The applied configs.
+    History,
+    /// Apply an earlier config from the history (the one before the running one if `None`).
+    Rollback(Option<u64>),
+    /// The running config's path and text, for `oqs-edge diff`.
+    Running,
 }
 
 impl Request {
-    fn word(self) -> &'static str {
+    fn word(self) -> String {
         match self {
-            Request::Status => "status",
-            Request::Reload => "reload",
+            Request::Status => "status".to_owned(),
+            Request::Reload => "reload".to_owned(),
+            Request::ReloadConfirm(secs) => format!("reload-confirm {secs}"),
+            Request::Confirm => "confirm".to_owned(),
+            Request::History => "history".to_owned(),
+            Request::Rollback(None) => "rollback".to_owned(),
+            Request::Rollback(Some(id)) => format!("rollback {id}"),
+            Request::Running => "running".to_owned(),
         }
     }
 
-    fn parse(word: &str) -> Option<Self> {
-        match word.trim() {
-            "status" => Some(Request::Status),
-            "reload" => Some(Request::Reload),
+    fn parse(line: &str) -> Option<Self> {
+        let mut words = line.split_whitespace();
+        let word = words.next()?;
+        let arg = words.next().map(str::parse::<u64>);
+        if words.next().is_some() {
+            return None;
+        }
+        match (word, arg) {
+            ("status", None) => Some(Request::Status),
+            ("reload", None) => Some(Request::Reload),
+            ("reload-confirm", Some(Ok(secs))) => Some(Request::ReloadConfirm(secs)),
+            ("confirm", None) => Some(Request::Confirm),
+            ("history", None) => Some(Request::History),
+            ("rollback", None) => Some(Request::Rollback(None)),
+            ("rollback", Some(Ok(id))) => Some(Request::Rollback(Some(id))),
+            ("running", None) => Some(Request::Running),
             _ => None,
         }
     }
@@ -66,6 +97,8 @@ pub struct Server {
 /// A client connection whose command has been read; answer it with [`Pending::answer`].
 pub struct Pending {
     pub request: Request,
+    /// The uid of the process that asked (SO_PEERCRED), when the kernel says.
+    pub peer_uid: Option<u32>,
     stream: UnixStream,
 }
 
@@ -106,7 +139,14 @@ impl Server {
                 tokio::time::timeout(IO_TIMEOUT, (&mut reader).take(64).read_line(&mut line)).await;
             let mut stream = reader.into_inner();
             match (read, Request::parse(&line)) {
-                (Ok(Ok(_)), Some(request)) => return Pending { request, stream },
+                (Ok(Ok(_)), Some(request)) => {
+                    let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
+                    return Pending {
+                        request,
+                        peer_uid,
+                        stream,
+                    };
+                }
                 _ => {
                     let _ = stream.write_all(b"{\"error\":\"unknown request\"}\n").await;
                 }
@@ -158,4 +198,38 @@ pub async fn ask<T: for<'de> Deserialize<'de>>(
         .map_err(|_| bad(format!("no answer within {}s", timeout.as_secs())))?
         .map_err(|e| bad(e.to_string()))?;
     serde_json::from_slice(&answer).map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_their_words() {
+        for request in [
+            Request::Status,
+            Request::Reload,
+            Request::ReloadConfirm(300),
+            Request::Confirm,
+            Request::History,
+            Request::Rollback(None),
+            Request::Rollback(Some(7)),
+            Request::Running,
+        ] {
+            assert_eq!(
+                Request::parse(&format!("{}\n", request.word())),
+                Some(request)
+            );
+        }
+        for bad in [
+            "",
+            "reload 5",
+            "reload-confirm",
+            "reload-confirm x",
+            "rollback 1 2",
+            "nope",
+        ] {
+            assert_eq!(Request::parse(bad), None, "{bad:?}");
+        }
+    }
 }

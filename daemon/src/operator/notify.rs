@@ -132,6 +132,13 @@ pub fn peer(config: &ValidConfig) -> String {
 
 /// The one line `systemctl status` shows: what is wrong first, else what is up.
 pub fn summary(status: &Status) -> String {
+    if let Some(pending) = &status.pending {
+        let rest = summary(&Status {
+            pending: None,
+            ..status.clone()
+        });
+        return format!("{}; {rest}", pending.line());
+    }
     if let (Health::Degraded, Some(first)) = (status.health, status.problems.first()) {
         let more = status.problems.len() - 1;
         return if more > 0 {
