@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// Where the last applied ruleset is kept for the early-boot unit.
     pub state_dir: PathBuf,
     pub nft: Nft,
+    /// The shortest `reload --confirm` window accepted.
+    pub confirm_min: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -184,6 +184,15 @@ const CARRIER_LAN_ROUTES: &[&str] = &[
 /// The protocol number oqs-edge marks its routes with (`proto 79` in `ip route`).
 pub const DAEMON_ROUTE_PROTO: &str = "79";
 
+/// A tcpdump filter for what the router (WAN MAC `mac`) sends the carrier that is not for the
+/// closed network (ARP, IPv6 link-local and multicast housekeeping aside): a leak.
+pub fn leak_filter(mac: &str) -> String {
+    format!(
+        "ether src {mac} and ((ip and not dst net 10.200.0.0/24) or \
+         (ip6 and not src net fe80::/10 and not dst net ff00::/8))"
+    )
+}
+
 /// A process the lab started; stopped by PID when the lab drops.
 struct Proc {
     what: String,
@@ -585,7 +594,12 @@ impl Lab {
     /// Returns once the firewall table and the closed-network route are in the router's kernel;
     /// panics with the daemon's log if it exits first.
     pub fn start_daemon(&self, config: &Path) -> u32 {
-        let pid = self.spawn_daemon(config);
+        self.start_daemon_with(config, &[])
+    }
+
+    /// [`Lab::start_daemon`] with more arguments for `oqs-edge run`.
+    pub fn start_daemon_with(&self, config: &Path, extra: &[&str]) -> u32 {
+        let pid = self.spawn_daemon(config, extra);
         let ready = wait_for(20, || {
             process_ended(pid) || (self.daemon_table_exists() && self.daemon_route_exists())
         });
@@ -605,7 +619,7 @@ impl Lab {
     /// Run the real daemon in the router, like [`Lab::start_daemon`], but ready when `ready`
     /// says so (a tunnel config adds no route of its own); panics with its log if it exits.
     pub fn start_daemon_when(&self, config: &Path, mut ready: impl FnMut() -> bool) -> u32 {
-        let pid = self.spawn_daemon(config);
+        let pid = self.spawn_daemon(config, &[]);
         let ok = wait_for(20, || {
             process_ended(pid) || (self.daemon_table_exists() && ready())
         });
@@ -619,24 +633,31 @@ impl Lab {
 
     /// `oqs-edge run -c CONFIG --state-dir <dir>/state` in the router, logged to the file
     /// [`Lab::daemon_log`] reads.
-    fn spawn_daemon(&self, config: &Path) -> u32 {
+    fn spawn_daemon(&self, config: &Path, extra: &[&str]) -> u32 {
         let bin = oqs_edge_bin();
         let state = self.dir().join("state");
         let log = self.next_file("oqs-edge", "log");
         *self.daemon_log.lock().unwrap_or_else(|e| e.into_inner()) = Some(log.clone());
-        let pid = self.spawn_logged(
-            Role::Router,
-            &[
-                bin.to_str().expect("oqs-edge path is UTF-8"),
-                "run",
-                "-c",
-                config.to_str().expect("config path is UTF-8"),
-                "--state-dir",
-                state.to_str().expect("lab dir path is UTF-8"),
-            ],
-            &log,
-        );
-        pid
+        let mut args = vec![
+            bin.to_str().expect("oqs-edge path is UTF-8"),
+            "run",
+            "-c",
+            config.to_str().expect("config path is UTF-8"),
+            "--state-dir",
+            state.to_str().expect("lab dir path is UTF-8"),
+        ];
+        args.extend_from_slice(extra);
+        self.spawn_logged(Role::Router, &args, &log)
+    }
+
+    /// The router's WAN MAC: a capture in `inet` counts only what the router sent.
+    pub fn router_wan_mac(&self) -> String {
+        let json = self.ok(Role::Router, &["ip", "-j", "link", "show", "wan0"]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output is JSON");
+        v[0]["address"]
+            .as_str()
+            .expect("wan0 has a MAC address")
+            .to_owned()
     }
 
     fn daemon_table_exists(&self) -> bool {

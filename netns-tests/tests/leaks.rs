@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use netns_tests::lab::{Capture, Lab, Outcome, Role};
+use netns_tests::lab::{leak_filter, Capture, Lab, Outcome, Role};
 use netns_tests::{process_ended, signal, skip_unless_root, wait_for};
 
 const CLOSED_SERVER: &str = "10.200.0.10:80";
@@ -19,22 +19,6 @@ const INTERNET: &[&str] = &["192.0.2.80:80", "198.51.100.1:80", "[2001:db8:ffff:
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
-}
-
-/// The router's WAN MAC: the capture counts only what the router sent to the carrier.
-fn router_wan_mac(lab: &Lab) -> String {
-    let json = lab.ok(Role::Router, &["ip", "-j", "link", "show", "wan0"]);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    v[0]["address"].as_str().unwrap().to_owned()
-}
-
-/// What the router sends the carrier that is not for the closed network (ARP, IPv6 link-local
-/// and multicast housekeeping aside).
-fn leak_filter(mac: &str) -> String {
-    format!(
-        "ether src {mac} and ((ip and not dst net 10.200.0.0/24) or \
-         (ip6 and not src net fe80::/10 and not dst net ff00::/8))"
-    )
 }
 
 /// Cleartext to the closed network, as the carrier sees it.
@@ -92,7 +76,7 @@ fn nothing_leaks_while_running_without_its_route_on_a_broken_reload_or_after_sig
     let yaml = lab.config_from_lab_yaml();
     let config = lab.write_config(&yaml);
     let pid = lab.start_daemon(&config);
-    let mac = router_wan_mac(&lab);
+    let mac = lab.router_wan_mac();
 
     // The positive control: the capture does see what the router sends the carrier.
     let closed = lab.capture(Role::Inet, "eth0", &closed_filter(&mac));
@@ -153,7 +137,7 @@ fn run_again_over_the_old_table_loses_no_packet_of_an_open_connection() {
     let lab = Lab::build("restart");
     let config = lab.write_config(&lab.config_from_lab_yaml());
     let first = lab.start_daemon(&config);
-    let mac = router_wan_mac(&lab);
+    let mac = lab.router_wan_mac();
 
     lab.spawn(Role::Closed, &["iperf3", "-s", "-B", "10.200.0.10"]);
     assert!(

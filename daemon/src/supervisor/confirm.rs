@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use log::{error, info, warn};
 use serde_json::json;
 
-use super::history::{self, PendingChange, Store, CONFIRM_MAX, CONFIRM_MIN};
+use super::history::{self, PendingChange, Store, CONFIRM_MAX};
 use super::{Daemon, ReloadResult};
 use crate::config::{self, FileChecks};
 use crate::operator::control::{Pending, Request};
@@ -203,10 +203,11 @@ impl Daemon {
     async fn reload_confirm(&mut self, secs: u64, uid: Option<u32>) -> serde_json::Value {
         let refuse = |message: String| json!({ "result": "refused", "message": message });
         let window = Duration::from_secs(secs);
-        if !(CONFIRM_MIN..=CONFIRM_MAX).contains(&window) {
+        let min = self.options.confirm_min;
+        if !(min..=CONFIRM_MAX).contains(&window) {
             return refuse(format!(
                 "reload refused, nothing was changed: --confirm must be between {} and {}",
-                humantime::format_duration(CONFIRM_MIN),
+                humantime::format_duration(min),
                 humantime::format_duration(CONFIRM_MAX)
             ));
         }
