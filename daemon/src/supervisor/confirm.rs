@@ -6,7 +6,6 @@
 //! deadline has passed, or keeps waiting until it. A rollback puts the previous file back at the
 //! config path (the rejected one kept beside it) and applies it like a reload.
 
-use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{error, info, warn};
@@ -25,12 +24,10 @@ const EVENT_CONFIRMED: &str = "change-confirmed";
 const EVENT_ROLLBACK: &str = "rollback";
 
 /// Resolves when the pending change's time is up; never when nothing is pending.
-pub(super) fn until(left: Option<Duration>) -> impl Future<Output = ()> {
-    async move {
-        match left {
-            Some(left) => tokio::time::sleep(left).await,
-            None => std::future::pending().await,
-        }
+pub(super) async fn until(left: Option<Duration>) {
+    match left {
+        Some(left) => tokio::time::sleep(left).await,
+        None => std::future::pending().await,
     }
 }
 
