@@ -73,7 +73,7 @@ impl std::fmt::Display for Route {
 }
 
 /// The tunnel, with secrets named by file, never by content.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum TunnelPlan {
     Wireguard {

@@ -47,6 +47,7 @@ use log::{info, warn};
 
 use crate::apply::net::{Net, NetError};
 use crate::config::scalar::parse_wg_key;
+use crate::plan::diff::{tunnel_change, TunnelChange};
 use crate::plan::TunnelPlan;
 use crate::status::TunnelInfo;
 use datapath::{Datapath, PeerConfig};
@@ -271,6 +272,9 @@ impl State {
 pub struct WireGuardTunnel {
     // Boxed: the supervisor's `Tunnel` enum stays small.
     spec: Box<Spec>,
+    /// The plan in force: a reload decides against it with `plan::diff::tunnel_change`, the
+    /// decision `oqs-edge diff` shows.
+    planned: Box<TunnelPlan>,
     device: Option<Datapath>,
     /// Why the device is not running (or not configured), when it is not.
     problem: Option<String>,
@@ -300,6 +304,7 @@ impl WireGuardTunnel {
         }));
         let mut tunnel = WireGuardTunnel {
             spec,
+            planned: Box::new(plan.clone()),
             device: None,
             problem: None,
             net: None,
@@ -403,23 +408,25 @@ impl WireGuardTunnel {
         };
         let secret = read_private_key(&next.private_key_file)?;
         let key_changed = self.own_public.as_deref() != Some(public_of(&secret).as_str());
-        if next == *self.spec && !key_changed && self.device.is_some() {
+        let decision = tunnel_change(&self.planned, plan);
+        if decision == TunnelChange::Untouched && !key_changed && self.device.is_some() {
             return Ok(());
         }
-        if next.interface != self.spec.interface || self.device.is_none() {
+        if matches!(decision, TunnelChange::Recreated { .. }) || self.device.is_none() {
             info!(
                 "WireGuard: (re)creating interface {} for the reloaded config",
                 next.interface
             );
             self.device = None;
             *self.spec = next;
+            *self.planned = plan.clone();
             self.logged = None;
             self.bring_up().await;
             return Ok(());
         }
         let peer_key = parse_wg_key(&next.peer.public_key).map_err(WireGuardError::PeerKey)?;
         let endpoint = resolve(&next.peer.endpoint).await?;
-        let peer_changed = next.peer != self.spec.peer || key_changed;
+        let peer_changed = matches!(decision, TunnelChange::PeerReplaced { .. }) || key_changed;
         if let Some(device) = &mut self.device {
             let failed = |e: std::io::Error| WireGuardError::Device {
                 interface: next.interface.clone(),
@@ -465,6 +472,7 @@ impl WireGuardTunnel {
         }
         self.own_public = Some(public_of(&secret));
         *self.spec = next;
+        *self.planned = plan.clone();
         Ok(())
     }
 
