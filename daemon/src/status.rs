@@ -308,4 +308,25 @@ mod tests {
         assert!(text.contains("       3  eligibility PC tried the internet (rejected)"));
         assert!(text.contains("firewall  NOT APPLIED"));
     }
+
+    #[test]
+    fn a_pending_change_comes_before_everything_else() {
+        let status = Status {
+            pending: Some(PendingInfo {
+                deadline: "2026-12-03T10:30:00Z".into(),
+                secs_left: 42,
+                previous_digest: "57ad6a22c183aaaa".into(),
+                uid: Some(1000),
+            }),
+            ..Status::default()
+        };
+        let text = status.to_text();
+        assert_eq!(
+            text.lines().next(),
+            Some(
+                "PENDING CHANGE: rolls back to 57ad6a22c183 at 2026-12-03T10:30:00Z (42s left) \
+                 unless `oqs-edge confirm`"
+            )
+        );
+    }
 }

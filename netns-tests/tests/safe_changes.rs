@@ -257,6 +257,29 @@ fn a_confirmed_change_stays_after_the_deadline() {
     );
     assert!(wait_for(5, || ssh(&lab) == Outcome::Connected));
     assert_eq!(history(&config)[0]["how"], "rollback");
+
+    // `rollback ID` goes to an entry of the history; an unknown one changes nothing.
+    let unknown = oqs(&config, &["rollback", "999"]);
+    assert_eq!(unknown.code, Some(2), "{}", unknown.stdout);
+    assert!(
+        unknown.stderr.contains("no entry 999"),
+        "{}",
+        unknown.stderr
+    );
+    assert_eq!(
+        ssh(&lab),
+        Outcome::Connected,
+        "a refused rollback changed something"
+    );
+    let confirmed = entries[0]["id"].to_string();
+    let back = oqs(&config, &["rollback", &confirmed]);
+    assert_eq!(back.code, Some(0), "{}{}", back.stdout, back.stderr);
+    assert_eq!(
+        ssh(&lab),
+        Outcome::Timeout,
+        "rollback {confirmed} did not apply it"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), without);
 }
 
 #[test]

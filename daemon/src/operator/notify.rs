@@ -212,6 +212,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_change_leads_the_summary() {
+        let mut status = healthy();
+        status.pending = Some(crate::status::PendingInfo {
+            deadline: "2026-12-03T10:30:00Z".into(),
+            secs_left: 42,
+            previous_digest: "57ad6a22c183aaaa".into(),
+            uid: None,
+        });
+        assert_eq!(
+            summary(&status),
+            "PENDING CHANGE: rolls back to 57ad6a22c183 at 2026-12-03T10:30:00Z (42s left) \
+             unless `oqs-edge confirm`; tunnel ip-vpn up, firewall applied, 2 routes, \
+             certificate oqs 412 days left"
+        );
+    }
+
+    #[test]
     fn a_degraded_summary_puts_the_problem_first() {
         let mut status = healthy();
         status.health = Health::Degraded;

@@ -32,7 +32,7 @@ pub(super) async fn until(left: Option<Duration>) {
 }
 
 /// At start, before the config is read: a pending change whose deadline has passed is undone
-/// (the previous file put back). Whether that happened.
+/// (the previous file put back). Whether it was put back.
 pub(super) fn roll_back_expired_at_start(state_dir: &std::path::Path) -> bool {
     let store = Store::new(state_dir);
     let now = SystemTime::now();
@@ -47,6 +47,7 @@ pub(super) fn roll_back_expired_at_start(state_dir: &std::path::Path) -> bool {
     let restored = store
         .source(&pending.previous_sha256)
         .and_then(|previous| history::restore_file(&pending.config_path, &previous, now));
+    let rolled_back = restored.is_ok();
     match restored {
         Ok(rejected) => {
             warn!(
@@ -66,7 +67,7 @@ pub(super) fn roll_back_expired_at_start(state_dir: &std::path::Path) -> bool {
     if let Err(e) = store.clear_pending() {
         error!(oqs_event = EVENT_ROLLBACK; "{e}");
     }
-    true
+    rolled_back
 }
 
 fn short(sha256: &str) -> &str {
