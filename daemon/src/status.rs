@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::pki::expiry::Expiry;
+
 /// The daemon's state as `status --json` prints it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -107,6 +109,106 @@ pub struct CertificateInfo {
     /// Why it cannot be used, when it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What it is: `client` (電子証明書), `ipsec`, `ipsec-ca`, `server-ca`, `local-ca`,
+    /// `lan-server`.
+    #[serde(default)]
+    pub kind: String,
+    /// The file it is read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Its validity, in seconds since 1970.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_unix: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after_unix: Option<i64>,
+    /// How near its end: `ok`, `notice` (31–90 days), `renew` (30 or fewer), `expired`,
+    /// `not-yet-valid`.
+    #[serde(default)]
+    pub expiry: Expiry,
+    /// What to do, when `expiry` is not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+}
+
+/// The facts of a certificate with dates, from which `status` and the expiry watch work.
+pub struct Dated<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub file: &'a std::path::Path,
+    pub subject_cn: Option<String>,
+    pub not_before: std::time::SystemTime,
+    pub not_after: std::time::SystemTime,
+    pub fingerprint_sha256: String,
+}
+
+impl CertificateInfo {
+    /// A certificate's line at `now`: days left, how near its end, what to do.
+    pub fn dated(cert: Dated<'_>, now: std::time::SystemTime) -> CertificateInfo {
+        use crate::pki::{self, expiry};
+        let days_left = pki::days_until(cert.not_after, now);
+        let level = Expiry::of(days_left, now >= cert.not_before);
+        let file = cert.file.display().to_string();
+        CertificateInfo {
+            name: cert.name.to_owned(),
+            days_left: Some(days_left),
+            subject_cn: cert.subject_cn,
+            not_after: Some(pki::show_time(cert.not_after)),
+            fingerprint_sha256: Some(cert.fingerprint_sha256),
+            problem: None,
+            kind: cert.kind.to_owned(),
+            file: Some(cert.file.to_owned()),
+            not_before_unix: Some(pki::unix_seconds(cert.not_before)),
+            not_after_unix: Some(pki::unix_seconds(cert.not_after)),
+            expiry: level,
+            advice: (level != Expiry::Ok).then(|| expiry::advice(cert.kind, &file)),
+        }
+    }
+
+    /// The `status` problem for a certificate 30 days or fewer from its end (or past it, or
+    /// not yet started), with what to do.
+    pub fn expiry_problem(&self) -> Option<String> {
+        if !self.expiry.is_problem() {
+            return None;
+        }
+        let what = self.describe();
+        let when = self.not_after.as_deref().unwrap_or("?");
+        let advice = self.advice.as_deref().unwrap_or("replace it");
+        Some(match (self.expiry, self.days_left) {
+            (Expiry::Expired, _) => format!("{what} expired on {when}: {advice}"),
+            (Expiry::NotYetValid, _) => {
+                format!("{what} is not valid yet: check the router's clock, or {advice}")
+            }
+            (_, Some(days)) => format!("{what} expires in {days} days, on {when}: {advice}"),
+            (_, None) => format!("{what} expires on {when}: {advice}"),
+        })
+    }
+
+    /// `certificate `oqs` (/var/lib/…/oqs.p12)`, for messages.
+    pub fn describe(&self) -> String {
+        let kind = match self.kind.as_str() {
+            "client" | "" => "client certificate",
+            "ipsec" => "IPsec certificate",
+            "ipsec-ca" => "IPsec CA",
+            "server-ca" => "server CA",
+            "local-ca" => "local CA",
+            "lan-server" => "LAN server certificate",
+            other => other,
+        };
+        match &self.file {
+            Some(file) => format!("{kind} `{}` ({})", self.name, file.display()),
+            None => format!("{kind} `{}`", self.name),
+        }
+    }
+}
+
+impl Status {
+    /// The certificate that ends first, among those that have dates.
+    pub fn nearest_expiry(&self) -> Option<&CertificateInfo> {
+        self.certificates
+            .iter()
+            .filter(|c| c.days_left.is_some())
+            .min_by_key(|c| c.days_left)
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -227,7 +329,25 @@ impl Status {
                 ),
                 (None, None) => "not loaded".to_owned(),
             };
-            let _ = writeln!(out, "{label:<9} {} {state}", c.name);
+            let name = match c.kind.as_str() {
+                "client" | "" => c.name.clone(),
+                kind => format!("{kind} {}", c.name),
+            };
+            let _ = writeln!(out, "{label:<9} {name} {state}");
+            match (c.expiry, &c.advice) {
+                (Expiry::Notice, Some(advice)) => {
+                    let _ = writeln!(
+                        out,
+                        "{:<9}   renew within {} days: {advice}",
+                        "",
+                        c.days_left.unwrap_or(0)
+                    );
+                }
+                (Expiry::Renew | Expiry::Expired | Expiry::NotYetValid, Some(advice)) => {
+                    let _ = writeln!(out, "{:<9}   RENEW NOW: {advice}", "");
+                }
+                _ => {}
+            }
         }
         let d = &self.daemon;
         let _ = writeln!(

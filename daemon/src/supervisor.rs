@@ -19,6 +19,7 @@ use crate::apply::proxy::Proxy;
 use crate::apply::tunnel::Tunnel;
 use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
 use crate::logging::event;
+use crate::operator::certificates::{self, Schedule};
 use crate::operator::control::{self, Pending, Request};
 use crate::operator::notify;
 use crate::plan::{self, Plan, Route};
@@ -128,6 +129,8 @@ struct Daemon {
     /// Planned routes that are not installed, with the reason.
     route_problems: Vec<(Route, String)>,
     last_reload: Option<Reloaded>,
+    /// The certificate expiry warnings already logged.
+    schedule: Schedule,
 }
 
 impl Daemon {
@@ -263,7 +266,10 @@ impl Daemon {
         } else {
             error!(oqs_event = event::RELOAD, oqs_result = result.as_str(); "{message}");
         }
-        notify::ready(&notify::summary(&self.status().await));
+        let status = self.status().await;
+        self.schedule
+            .log_due(&status.certificates, std::time::SystemTime::now());
+        notify::ready(&notify::summary(&status));
         self.last_reload = Some(Reloaded {
             at: Instant::now(),
             result,
@@ -302,7 +308,14 @@ impl Daemon {
     }
 
     async fn status(&self) -> Status {
-        let mut problems = Vec::new();
+        let now = std::time::SystemTime::now();
+        let mut certificates = self.proxy.certificate_info(now);
+        certificates.extend(certificates::files_info(&self.plan, now));
+        // A certificate near its end comes first: it stops every eligibility check when it goes.
+        let mut problems: Vec<String> = certificates
+            .iter()
+            .filter_map(|c| c.expiry_problem())
+            .collect();
         let counters = match self.options.nft.counters() {
             Ok(Some(counters)) => Some(counters),
             Ok(None) => {
@@ -391,7 +404,7 @@ impl Daemon {
                 })
                 .collect(),
             tunnel,
-            certificates: self.proxy.certificate_info(std::time::SystemTime::now()),
+            certificates,
             proxy: status::ProxyInfo {
                 routes: self.proxy.route_info(&self.plan.proxy),
             },
@@ -468,6 +481,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let config = load(&options.config_path)?;
     let control = control::Server::bind(&config.control_socket()).await?;
     let plan = plan::plan(&config);
+    let state_dir = options.state_dir.clone();
     let mut daemon = Daemon {
         net: Net::connect()?,
         options,
@@ -480,6 +494,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         sysctl_problem: None,
         route_problems: Vec::new(),
         last_reload: None,
+        schedule: Schedule::open(&state_dir),
     };
     daemon.apply_firewall(&daemon.plan, &daemon.config, since)?;
     daemon.tunnel = Tunnel::start(&daemon.plan.tunnel).await;
@@ -491,7 +506,11 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         daemon.config.control_socket().display()
     );
     let mut report = notify::Report::default();
-    notify::ready(&report.status(&daemon.status().await, &daemon.config));
+    let status = daemon.status().await;
+    daemon
+        .schedule
+        .log_due(&status.certificates, std::time::SystemTime::now());
+    notify::ready(&report.status(&status, &daemon.config));
 
     let mut tick = tokio::time::interval(notify::loop_interval(WATCH_INTERVAL));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -502,7 +521,9 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             _ = hangup.recv() => { daemon.reload().await; }
             _ = tick.tick() => {
                 let firewall = daemon.watch().await;
-                report.tick(firewall, &daemon.status().await, &daemon.config);
+                let status = daemon.status().await;
+                daemon.schedule.log_due(&status.certificates, std::time::SystemTime::now());
+                report.tick(firewall, &status, &daemon.config);
             }
             pending = control.next() => daemon.serve(pending).await,
         }

@@ -166,6 +166,72 @@ pub fn plan(config: &ValidConfig) -> Plan {
     }
 }
 
+/// A certificate file (PEM) the router depends on besides the client certificates: the
+/// expiry watch reads each one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateFile {
+    /// `ipsec`, `ipsec-ca`, `server-ca`, `local-ca` or `lan-server`.
+    pub kind: &'static str,
+    /// What status calls it: the route names for a server CA.
+    pub name: String,
+    pub file: PathBuf,
+}
+
+/// Every PEM certificate the plan depends on, each file once: the IPsec certificate and CA,
+/// each route's `server_ca`, and the local CA with its LAN server certificate.
+pub fn certificate_files(plan: &Plan) -> Vec<CertificateFile> {
+    let mut files = Vec::new();
+    if let TunnelPlan::Ipsec {
+        credentials: IpsecCredentials::Certificate { cert, ca, .. },
+        ..
+    } = &plan.tunnel
+    {
+        files.push(CertificateFile {
+            kind: "ipsec",
+            name: "ipsec".to_owned(),
+            file: cert.clone(),
+        });
+        files.push(CertificateFile {
+            kind: "ipsec-ca",
+            name: "ipsec-ca".to_owned(),
+            file: ca.clone(),
+        });
+    }
+    for route in &plan.proxy {
+        match files
+            .iter_mut()
+            .find(|f: &&mut CertificateFile| f.kind == "server-ca" && f.file == route.server_ca)
+        {
+            Some(known) => {
+                known.name.push(',');
+                known.name.push_str(&route.name);
+            }
+            None => files.push(CertificateFile {
+                kind: "server-ca",
+                name: route.name.clone(),
+                file: route.server_ca.clone(),
+            }),
+        }
+    }
+    if let Some(dir) = plan
+        .local_ca_dir
+        .as_ref()
+        .filter(|_| plan.proxy.iter().any(|r| r.lan_tls == "local-ca"))
+    {
+        files.push(CertificateFile {
+            kind: "local-ca",
+            name: "local-ca".to_owned(),
+            file: dir.join(crate::pki::local_ca::CA_CERT),
+        });
+        files.push(CertificateFile {
+            kind: "lan-server",
+            name: "lan-server".to_owned(),
+            file: dir.join(crate::pki::local_ca::SERVER_CERT),
+        });
+    }
+    files
+}
+
 fn certificates(config: &ValidConfig) -> Vec<CertificatePlan> {
     config
         .client_certificates

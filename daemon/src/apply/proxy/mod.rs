@@ -36,7 +36,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::logging::event;
 use crate::pki::{self, local_ca, ClientCertificate};
 use crate::plan::{CertificatePlan, CertificateSource, Plan, ProxyRoutePlan};
-use crate::status::{CertificateInfo, ProxyRouteInfo};
+use crate::status::{CertificateInfo, Dated, ProxyRouteInfo};
 use upstream::Upstream;
 
 /// Counters for one route, kept across reloads.
@@ -562,16 +562,33 @@ impl Proxy {
     pub fn certificate_info(&self, now: SystemTime) -> Vec<CertificateInfo> {
         self.certificates
             .iter()
-            .map(|(name, c)| CertificateInfo {
-                name: name.clone(),
-                days_left: c.cert.as_ref().map(|c| c.days_left(now)),
-                subject_cn: c.cert.as_ref().and_then(|c| c.subject_cn.clone()),
-                not_after: c
-                    .cert
-                    .as_ref()
-                    .map(|c| humantime::format_rfc3339_seconds(c.not_after).to_string()),
-                fingerprint_sha256: c.cert.as_ref().map(|c| c.fingerprint_sha256.clone()),
-                problem: c.problem.clone(),
+            .map(|(name, c)| {
+                let file = match &c.plan.source {
+                    CertificateSource::Pkcs12 { pkcs12, .. } => pkcs12,
+                    CertificateSource::Pem { cert, .. } => cert,
+                };
+                let mut info = match &c.cert {
+                    Some(cert) => CertificateInfo::dated(
+                        Dated {
+                            name,
+                            kind: "client",
+                            file,
+                            subject_cn: cert.subject_cn.clone(),
+                            not_before: cert.not_before,
+                            not_after: cert.not_after,
+                            fingerprint_sha256: cert.fingerprint_sha256.clone(),
+                        },
+                        now,
+                    ),
+                    None => CertificateInfo {
+                        name: name.clone(),
+                        kind: "client".to_owned(),
+                        file: Some(file.clone()),
+                        ..CertificateInfo::default()
+                    },
+                };
+                info.problem.clone_from(&c.problem);
+                info
             })
             .collect()
     }

@@ -1,0 +1,142 @@
+//! Certificates on a schedule, with the real `oqs-edge run` in the lab: a client certificate
+//! 20 days from its end is a problem `status` lists first (exit 1) with what to do, and the
+//! journal (here the daemon's stderr) gets the 30-day warning once, not again after a restart
+//! the same day; one 45 days from its end is a note under a healthy status (exit 0).
+
+use std::path::Path;
+use std::process::Output;
+
+use netns_tests::{oqs_edge_bin, pki, skip_unless_root, wait_for, Lab, Role};
+
+fn cli(lab: &Lab, config: &Path, args: &[&str]) -> Output {
+    let bin = oqs_edge_bin();
+    let mut full = vec![bin.to_str().unwrap()];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-c", config.to_str().unwrap()]);
+    lab.exec(Role::Router, &full)
+}
+
+fn status_json(lab: &Lab, config: &Path) -> serde_json::Value {
+    serde_json::from_slice(&cli(lab, config, &["status", "--json"]).stdout).unwrap_or_default()
+}
+
+/// config/lab.yaml with the client certificate `oqs` read from `p12`.
+fn config_with(lab: &Lab, p12: &Path) -> std::path::PathBuf {
+    let yaml = lab.config_from_lab_yaml();
+    let default = lab.dir().join("certs/oqs.p12");
+    let yaml = yaml.replace(default.to_str().unwrap(), p12.to_str().unwrap());
+    lab.write_config(&yaml)
+}
+
+fn client_days(lab: &Lab, config: &Path) -> Option<i64> {
+    status_json(lab, config)["certificates"]
+        .as_array()?
+        .iter()
+        .find(|c| c["kind"] == "client")?["days_left"]
+        .as_i64()
+}
+
+const WARNING_30: &str = "(30-day warning)";
+
+#[test]
+fn twenty_days_left_is_a_problem_warned_once_a_day_and_forty_five_a_note() {
+    if skip_unless_root("twenty_days_left_is_a_problem_warned_once_a_day_and_forty_five_a_note") {
+        return;
+    }
+    let lab = Lab::build("certexp");
+    lab.config_from_lab_yaml();
+    let (p12, _) = pki::client_p12_valid(lab.dir(), "oqs-20d", -10, 20);
+    let config = config_with(&lab, &p12);
+    let pid = lab.start_daemon(&config);
+    assert!(
+        wait_for(15, || client_days(&lab, &config) == Some(20)),
+        "{:#}\n{}",
+        status_json(&lab, &config),
+        lab.daemon_log()
+    );
+
+    let out = cli(&lab, &config, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "degraded:\n{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "oqs-edge: DEGRADED", "{text}");
+    assert!(
+        lines[1].starts_with("  ✗ client certificate `oqs` (")
+            && lines[1].contains("oqs-20d.p12) expires in 20 days, on ")
+            && lines[1].contains("apply for a new certificate at the portal")
+            && lines[1].contains("`oqs-edge cert import --replace`"),
+        "the certificate is the first problem, with what to do:\n{text}"
+    );
+    let json = status_json(&lab, &config);
+    let cert = json["certificates"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["kind"] == "client"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cert["expiry"], "renew", "{json:#}");
+    assert!(cert["not_after_unix"].as_i64().is_some(), "{json:#}");
+    // The other certificates the router depends on are watched too.
+    for kind in ["server-ca", "local-ca", "lan-server"] {
+        assert!(
+            json["certificates"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["kind"] == kind && c["expiry"] == "ok")),
+            "{kind} in status:\n{json:#}"
+        );
+    }
+
+    let log = lab.daemon_log();
+    assert_eq!(
+        log.matches(WARNING_30).count(),
+        1,
+        "the 30-day warning once:\n{log}"
+    );
+    assert!(
+        log.contains("warn: client certificate `oqs`") && log.contains("expires in 20 days"),
+        "{log}"
+    );
+    // A few rounds of the watch later, still once.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(lab.daemon_log().matches(WARNING_30).count(), 1);
+
+    // A restart the same day does not say it again.
+    lab.stop(pid);
+    let pid = lab.start_daemon(&config);
+    assert!(wait_for(15, || client_days(&lab, &config) == Some(20)));
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let log = lab.daemon_log();
+    assert!(log.contains("running;"), "the second run's log:\n{log}");
+    assert_eq!(
+        log.matches(WARNING_30).count(),
+        0,
+        "a restart the same day repeats no warning:\n{log}"
+    );
+    assert!(lab.dir().join("state/certificate-warnings.json").exists());
+
+    // 45 days left: healthy, with a note in the certificate section.
+    let (p12, _) = pki::client_p12_valid(lab.dir(), "oqs-45d", -10, 45);
+    let config = config_with(&lab, &p12);
+    let reload = cli(&lab, &config, &["reload"]);
+    assert_eq!(reload.status.code(), Some(0), "{reload:?}");
+    assert!(
+        wait_for(15, || client_days(&lab, &config) == Some(45)),
+        "{:#}",
+        status_json(&lab, &config)
+    );
+    let out = cli(&lab, &config, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "healthy:\n{text}");
+    assert!(text.starts_with("oqs-edge: healthy"), "{text}");
+    assert!(
+        text.contains("(45 days left)")
+            && text.contains("renew within 45 days: apply for a new certificate at the portal"),
+        "the note in the certificate section:\n{text}"
+    );
+    let warned = wait_for(10, || lab.daemon_log().contains("(60-day warning)"));
+    let log = lab.daemon_log();
+    assert!(
+        warned && log.contains("expires in 45 days"),
+        "the new certificate gets its own warning:\n{log}"
+    );
+    lab.stop(pid);
+}
