@@ -38,6 +38,12 @@ pub enum Health {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DaemonInfo {
     pub version: String,
+    /// The git commit it was built from, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// When the daemon started (seconds since 1970).
+    #[serde(default)]
+    pub started_unix: i64,
     pub pid: u32,
     pub uptime_secs: u64,
 }
@@ -54,6 +60,9 @@ pub struct ConfigInfo {
     /// The last reload, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reload: Option<ReloadOutcome>,
+    /// Reloads since start, by result (`applied`, `unchanged`, `refused`, `failed`).
+    #[serde(default)]
+    pub reloads: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -92,6 +101,24 @@ pub struct TunnelInfo {
     pub state: String,
     /// What the state rests on, in plain words.
     pub detail: String,
+    /// When the state became what it is (seconds since 1970).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_unix: Option<i64>,
+    /// WireGuard: when the last handshake completed (seconds since 1970).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handshake_unix: Option<i64>,
+    /// Traffic through the tunnel interface, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<LinkCounters>,
+}
+
+/// An interface's traffic counters, as the kernel keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -244,6 +271,21 @@ pub struct ProxyRouteInfo {
     pub upstream_resumed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_upstream_error: Option<String>,
+    /// `mode: http`: responses to the LAN by status class (`2xx`, `4xx`, …).
+    #[serde(default)]
+    pub responses: std::collections::BTreeMap<String, u64>,
+    /// `mode: http`: how long requests took until the response head, as a histogram.
+    #[serde(default)]
+    pub duration: DurationHistogram,
+}
+
+/// Request durations: cumulative counts per upper bound, as Prometheus' histograms are.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DurationHistogram {
+    /// (upper bound in seconds, requests that took at most that long).
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
 }
 
 /// A firewall counter's value, read from the kernel.

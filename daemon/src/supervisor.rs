@@ -21,6 +21,7 @@ use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
 use crate::logging::event;
 use crate::operator::certificates::{self, Schedule};
 use crate::operator::control::{self, Pending, Request};
+use crate::operator::metrics;
 use crate::operator::notify;
 use crate::plan::{self, Plan, Route};
 use crate::status::{self, Health, Status};
@@ -131,6 +132,13 @@ struct Daemon {
     last_reload: Option<Reloaded>,
     /// The certificate expiry warnings already logged.
     schedule: Schedule,
+    started_at: std::time::SystemTime,
+    /// Reloads since start, by result.
+    reloads: std::collections::BTreeMap<String, u64>,
+    /// The tunnel's state as last seen, and since when (seconds since 1970).
+    tunnel_since: std::sync::Mutex<Option<(String, i64)>>,
+    /// Why the metrics endpoint is not serving, when it is not.
+    metrics_problem: Option<String>,
 }
 
 impl Daemon {
@@ -261,6 +269,7 @@ impl Daemon {
                 format!("reload refused, nothing was changed: {e}"),
             ),
         };
+        *self.reloads.entry(result.as_str().to_owned()).or_default() += 1;
         if result.succeeded() {
             info!(oqs_event = event::RELOAD, oqs_result = result.as_str(); "{message}");
         } else {
@@ -342,7 +351,12 @@ impl Daemon {
             ));
         }
         problems.extend(self.proxy.problems());
-        let tunnel = self.tunnel_state().await;
+        problems.extend(self.metrics_problem.clone());
+        let mut tunnel = self.tunnel_state().await;
+        tunnel.since_unix = Some(self.tunnel_since(&tunnel.state, now));
+        if let plan::firewall::Egress::Interface(name) = plan::firewall::egress(&self.config) {
+            tunnel.counters = net::link_counters(&name);
+        }
         if tunnel.state != "up" {
             problems.push(format!(
                 "tunnel ({}) is {}: {}",
@@ -367,6 +381,10 @@ impl Daemon {
             problems,
             daemon: status::DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
+                commit: option_env!("OQS_EDGE_COMMIT_ID")
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned),
+                started_unix: crate::pki::unix_seconds(self.started_at),
                 pid: std::process::id(),
                 uptime_secs: self.started.elapsed().as_secs(),
             },
@@ -374,6 +392,7 @@ impl Daemon {
                 path: self.config.path().to_owned(),
                 digest: self.config.digest().to_owned(),
                 file_changed: self.config.file_changed(),
+                reloads: self.reloads.clone(),
                 last_reload: self.last_reload.as_ref().map(|r| status::ReloadOutcome {
                     result: r.result.as_str().to_owned(),
                     message: r.message.clone(),
@@ -411,6 +430,20 @@ impl Daemon {
         }
     }
 
+    /// Since when the tunnel has been in `state` (seconds since 1970): the first time a state
+    /// is seen after a change.
+    fn tunnel_since(&self, state: &str, now: std::time::SystemTime) -> i64 {
+        let mut since = self.tunnel_since.lock().unwrap_or_else(|e| e.into_inner());
+        match since.as_ref() {
+            Some((known, at)) if known == state => *at,
+            _ => {
+                let at = crate::pki::unix_seconds(now);
+                *since = Some((state.to_owned(), at));
+                at
+            }
+        }
+    }
+
     /// The tunnel's state. On an IP-VPN line the line is the tunnel: up when the WAN link is
     /// up and the closed-network routes are in place.
     async fn tunnel_state(&self) -> status::TunnelInfo {
@@ -439,6 +472,7 @@ impl Daemon {
                     kind: "ip-vpn".to_owned(),
                     state: state.to_owned(),
                     detail,
+                    ..status::TunnelInfo::default()
                 }
             }
             // `tunnel.info()` answered for these above.
@@ -446,8 +480,19 @@ impl Daemon {
                 kind: "unknown".to_owned(),
                 state: "down".to_owned(),
                 detail: "the tunnel does not match the config in force".to_owned(),
+                ..status::TunnelInfo::default()
             },
         }
+    }
+
+    /// The metrics endpoint to the plan in force (a listener that failed is retried).
+    async fn apply_metrics(&mut self, endpoint: &mut metrics::Endpoint) {
+        let settings = self.plan.metrics.as_ref().map(|m| metrics::Settings {
+            listen: m.listen,
+            allow: m.allow.clone(),
+        });
+        endpoint.apply(settings).await;
+        self.metrics_problem = endpoint.problem();
     }
 
     async fn serve(&mut self, pending: Pending) {
@@ -495,11 +540,17 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         route_problems: Vec::new(),
         last_reload: None,
         schedule: Schedule::open(&state_dir),
+        started_at: std::time::SystemTime::now(),
+        reloads: Default::default(),
+        tunnel_since: Default::default(),
+        metrics_problem: None,
     };
     daemon.apply_firewall(&daemon.plan, &daemon.config, since)?;
     daemon.tunnel = Tunnel::start(&daemon.plan.tunnel).await;
     daemon.apply_net().await;
     daemon.proxy = Proxy::start(&daemon.plan).await;
+    let mut metrics = metrics::Endpoint::default();
+    daemon.apply_metrics(&mut metrics).await;
     info!(
         "running; SIGHUP or `oqs-edge reload` re-reads {}, `oqs-edge status` on {}",
         daemon.options.config_path.display(),
@@ -518,14 +569,25 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => { daemon.reload().await; }
+            _ = hangup.recv() => {
+                daemon.reload().await;
+                daemon.apply_metrics(&mut metrics).await;
+            }
             _ = tick.tick() => {
                 let firewall = daemon.watch().await;
+                daemon.apply_metrics(&mut metrics).await;
                 let status = daemon.status().await;
                 daemon.schedule.log_due(&status.certificates, std::time::SystemTime::now());
                 report.tick(firewall, &status, &daemon.config);
             }
-            pending = control.next() => daemon.serve(pending).await,
+            pending = control.next() => {
+                daemon.serve(pending).await;
+                daemon.apply_metrics(&mut metrics).await;
+            }
+            ask = metrics.next() => {
+                // A scrape: the state as `status` shows it now.
+                let _ = ask.send(daemon.status().await);
+            }
         }
     }
     notify::stopping();

@@ -16,10 +16,6 @@ fn cli(lab: &Lab, config: &Path, args: &[&str]) -> Output {
     lab.exec(Role::Router, &full)
 }
 
-fn status_json(lab: &Lab, config: &Path) -> serde_json::Value {
-    serde_json::from_slice(&cli(lab, config, &["status", "--json"]).stdout).unwrap_or_default()
-}
-
 /// config/lab.yaml with the client certificate `oqs` read from `p12`.
 fn config_with(lab: &Lab, p12: &Path) -> std::path::PathBuf {
     let yaml = lab.config_from_lab_yaml();
@@ -29,7 +25,7 @@ fn config_with(lab: &Lab, p12: &Path) -> std::path::PathBuf {
 }
 
 fn client_days(lab: &Lab, config: &Path) -> Option<i64> {
-    status_json(lab, config)["certificates"]
+    lab.status_json(config)["certificates"]
         .as_array()?
         .iter()
         .find(|c| c["kind"] == "client")?["days_left"]
@@ -51,7 +47,7 @@ fn twenty_days_left_is_a_problem_warned_once_a_day_and_forty_five_a_note() {
     assert!(
         wait_for(15, || client_days(&lab, &config) == Some(20)),
         "{:#}\n{}",
-        status_json(&lab, &config),
+        lab.status_json(&config),
         lab.daemon_log()
     );
 
@@ -67,7 +63,7 @@ fn twenty_days_left_is_a_problem_warned_once_a_day_and_forty_five_a_note() {
             && lines[1].contains("`oqs-edge cert import --replace`"),
         "the certificate is the first problem, with what to do:\n{text}"
     );
-    let json = status_json(&lab, &config);
+    let json = lab.status_json(&config);
     let cert = json["certificates"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["kind"] == "client"))
@@ -121,7 +117,7 @@ fn twenty_days_left_is_a_problem_warned_once_a_day_and_forty_five_a_note() {
     assert!(
         wait_for(15, || client_days(&lab, &config) == Some(45)),
         "{:#}",
-        status_json(&lab, &config)
+        lab.status_json(&config)
     );
     let out = cli(&lab, &config, &["status"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

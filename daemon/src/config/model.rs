@@ -314,9 +314,14 @@ pub struct Control {
     #[serde(default = "default_control_socket")]
     #[schemars(default = "default_control_socket_text")]
     pub socket: At<PathBuf>,
-    /// Prometheus metrics listen address, e.g. 127.0.0.1:9469.
+    /// Prometheus metrics listen address, e.g. 127.0.0.1:9469 or a segment address:
+    /// plain HTTP, `GET /metrics` only.
     #[serde(default)]
     pub metrics: Option<At<SocketAddr>>,
+    /// Who may scrape `metrics`: segment names or CIDRs. Loopback always may; when this is
+    /// absent, only loopback.
+    #[serde(default)]
+    pub metrics_allow: Vec<At<String>>,
 }
 
 /// Administrative access to the router itself.

@@ -803,8 +803,58 @@ impl Checker<'_> {
     }
 
     fn control(&mut self, config: &Config) {
-        if let Some(control) = &config.control {
-            self.absolute(&control.socket, "control.socket");
+        let Some(control) = &config.control else {
+            return;
+        };
+        self.absolute(&control.socket, "control.socket");
+        for (i, entry) in control.metrics_allow.iter().enumerate() {
+            self.source(config, entry, &format!("control.metrics_allow[{i}]"));
+        }
+        let Some(metrics) = &control.metrics else {
+            if let Some(first) = control.metrics_allow.first() {
+                self.warning(
+                    first.loc,
+                    "control.metrics_allow",
+                    "metrics_allow has no effect without `metrics`",
+                )
+                .hint = Some(
+                    "add `metrics: 127.0.0.1:9469` (or a segment address) under `control:`".into(),
+                );
+            }
+            return;
+        };
+        let router_addrs: Vec<IpAddr> = config
+            .segments
+            .iter()
+            .flat_map(|s| segment_nets(s).into_iter().map(|(_, n)| n.addr()))
+            .collect();
+        let ip = metrics.value.ip();
+        if !ip.is_loopback() && self.all_segment_addresses_ok(config) && !router_addrs.contains(&ip)
+        {
+            let list: Vec<String> = router_addrs.iter().map(ToString::to_string).collect();
+            self.error(
+                metrics.loc,
+                "control.metrics",
+                format!("{ip} is neither loopback nor one of the router's segment addresses"),
+            )
+            .hint = Some(format!(
+                "listen on 127.0.0.1 or one of: {}; the WAN is never offered metrics",
+                list.join(", ")
+            ));
+        }
+        let proxy_listens = config.proxy.iter().flat_map(|p| p.routes.iter());
+        for route in proxy_listens {
+            if route.listen.value == metrics.value {
+                self.error(
+                    metrics.loc,
+                    "control.metrics",
+                    format!(
+                        "{} is already the listen address of proxy route `{}` (line {})",
+                        metrics.value, *route.name, route.listen.loc.line
+                    ),
+                )
+                .hint = Some("give metrics a port of its own, e.g. 9469".into());
+            }
         }
     }
 

@@ -5,4 +5,5 @@
 
 pub mod certificates;
 pub mod control;
+pub mod metrics;
 pub mod notify;

@@ -31,6 +31,15 @@ pub struct Plan {
     /// Where the LAN-side CA lives (routes with `lan_tls: local-ca`).
     pub local_ca_dir: Option<PathBuf>,
     pub proxy: Vec<ProxyRoutePlan>,
+    /// The Prometheus endpoint, when `control.metrics` is set.
+    pub metrics: Option<MetricsPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MetricsPlan {
+    pub listen: SocketAddr,
+    /// `control.metrics_allow` resolved to prefixes (loopback is always allowed besides).
+    pub allow: Vec<IpNet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -163,7 +172,22 @@ pub fn plan(config: &ValidConfig) -> Plan {
         certificates: certificates(config),
         local_ca_dir: config.proxy.as_ref().map(|p| p.local_ca_dir.value.clone()),
         proxy: proxy(config),
+        metrics: metrics(config),
     }
+}
+
+fn metrics(config: &ValidConfig) -> Option<MetricsPlan> {
+    let control = config.control.as_ref()?;
+    let listen = control.metrics.as_ref()?.value;
+    let mut allow = Vec::new();
+    for family in [nft::Family::V4, nft::Family::V6] {
+        allow.extend(firewall::resolve_sources(
+            config,
+            control.metrics_allow.iter().map(|a| a.as_str()),
+            family,
+        ));
+    }
+    Some(MetricsPlan { listen, allow })
 }
 
 /// A certificate file (PEM) the router depends on besides the client certificates: the

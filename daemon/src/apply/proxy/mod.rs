@@ -36,7 +36,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::logging::event;
 use crate::pki::{self, local_ca, ClientCertificate};
 use crate::plan::{CertificatePlan, CertificateSource, Plan, ProxyRoutePlan};
-use crate::status::{CertificateInfo, Dated, ProxyRouteInfo};
+use crate::status::{CertificateInfo, Dated, DurationHistogram, ProxyRouteInfo};
 use upstream::Upstream;
 
 /// Counters for one route, kept across reloads.
@@ -50,9 +50,67 @@ pub struct RouteStats {
     pub upstream_handshakes: AtomicU64,
     pub upstream_resumed: AtomicU64,
     last_upstream_error: Mutex<Option<String>>,
+    /// Responses by status class: 1xx … 5xx.
+    responses: [AtomicU64; 5],
+    /// Requests that took at most [`DURATION_BUCKETS`]`[i]` seconds until the response head
+    /// (not cumulative: the histogram adds them up).
+    durations: [AtomicU64; DURATION_BUCKETS.len()],
+    /// Requests past the last bucket.
+    slower: AtomicU64,
+    duration_micros: AtomicU64,
 }
 
+/// Upper bounds of the request duration histogram, in seconds (Prometheus' defaults).
+pub const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 impl RouteStats {
+    /// One response sent to the LAN (`mode: http`), `took` after the request came in.
+    pub fn note_response(&self, status: u16, took: std::time::Duration) {
+        if let Some(class) = self
+            .responses
+            .get(usize::from(status / 100).wrapping_sub(1))
+        {
+            class.fetch_add(1, Ordering::Relaxed);
+        }
+        let seconds = took.as_secs_f64();
+        match DURATION_BUCKETS.iter().position(|b| seconds <= *b) {
+            Some(i) => self.durations[i].fetch_add(1, Ordering::Relaxed),
+            None => self.slower.fetch_add(1, Ordering::Relaxed),
+        };
+        self.duration_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn responses(&self) -> BTreeMap<String, u64> {
+        self.responses
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("{}xx", i + 1), n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    fn duration(&self) -> DurationHistogram {
+        let mut total = 0;
+        let buckets = DURATION_BUCKETS
+            .iter()
+            .zip(&self.durations)
+            .map(|(bound, n)| {
+                total += n.load(Ordering::Relaxed);
+                (*bound, total)
+            })
+            .collect();
+        DurationHistogram {
+            buckets,
+            sum_seconds: self.duration_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: total + self.slower.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn note_upstream_error(&self, why: &str) {
         *self
             .last_upstream_error
@@ -613,6 +671,8 @@ impl Proxy {
                     requests: n(|s| &s.requests),
                     upstream_handshakes: n(|s| &s.upstream_handshakes),
                     upstream_resumed: n(|s| &s.upstream_resumed),
+                    responses: handle.map(|h| h.stats.responses()).unwrap_or_default(),
+                    duration: handle.map(|h| h.stats.duration()).unwrap_or_default(),
                     last_upstream_error: handle.and_then(|h| {
                         h.stats
                             .last_upstream_error
