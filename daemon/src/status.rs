@@ -187,7 +187,8 @@ impl CertificateInfo {
             not_before_unix: Some(pki::unix_seconds(cert.not_before)),
             not_after_unix: Some(pki::unix_seconds(cert.not_after)),
             expiry: level,
-            advice: (level != Expiry::Ok).then(|| expiry::advice(cert.kind, &file)),
+            advice: matches!(level, Expiry::Notice | Expiry::Renew | Expiry::Expired)
+                .then(|| expiry::advice(cert.kind, &file)),
         }
     }
 
@@ -271,6 +272,12 @@ pub struct ProxyRouteInfo {
     pub upstream_resumed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_upstream_error: Option<String>,
+    /// The client certificate presented upstream now (the first valid one of the route's list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// Why that one, when the route has a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_why: Option<String>,
     /// `mode: http`: responses to the LAN by status class (`2xx`, `4xx`, …).
     #[serde(default)]
     pub responses: std::collections::BTreeMap<String, u64>,
@@ -356,6 +363,14 @@ impl Status {
                 "{label:<9} {} {} -> {}: {state}",
                 r.name, r.listen, r.upstream
             );
+            if let Some(name) = &r.client_certificate {
+                let why = r
+                    .client_certificate_why
+                    .as_deref()
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "{:<9}   presents client certificate `{name}`{why}", "");
+            }
             if let Some(e) = &r.last_upstream_error {
                 let _ = writeln!(out, "{:<9}   last upstream error: {e}", "");
             }
@@ -385,8 +400,15 @@ impl Status {
                         c.days_left.unwrap_or(0)
                     );
                 }
-                (Expiry::Renew | Expiry::Expired | Expiry::NotYetValid, Some(advice)) => {
+                (Expiry::Renew | Expiry::Expired, Some(advice)) => {
                     let _ = writeln!(out, "{:<9}   RENEW NOW: {advice}", "");
+                }
+                (Expiry::NotYetValid, _) => {
+                    let _ = writeln!(
+                        out,
+                        "{:<9}   not valid yet: it can be presented from its start",
+                        ""
+                    );
                 }
                 _ => {}
             }

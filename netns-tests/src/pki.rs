@@ -205,9 +205,11 @@ pub fn client_p12_valid(
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now + time::Duration::days(from_days);
     params.not_after = now + time::Duration::days(until_days) + time::Duration::hours(1);
-    let serial: Vec<u8> = (0..8)
+    // Positive, no leading zero byte or nibble: nginx logs it as these hex digits.
+    let mut serial: Vec<u8> = (0..8)
         .map(|i| (now.unix_timestamp_nanos() >> (i * 8)) as u8 | 1)
         .collect();
+    serial[0] = (serial[0] & 0x7f) | 0x10;
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

@@ -136,3 +136,165 @@ fn twenty_days_left_is_a_problem_warned_once_a_day_and_forty_five_a_note() {
     );
     lab.stop(pid);
 }
+
+/// The lab's config with a second client certificate `new` (password in `password_file`)
+/// listed before `oqs` on both routes.
+fn config_with_list(lab: &Lab, password_file: &str) -> std::path::PathBuf {
+    let dir = lab.dir().to_str().unwrap().to_owned();
+    let yaml = lab
+        .config_from_lab_yaml()
+        .replace(
+            "\nproxy:",
+            &format!(
+                "  - name: new\n    pkcs12: {dir}/certs/new.p12\n    password_file: {dir}/{password_file}\n\nproxy:"
+            ),
+        )
+        .replace("client_certificate: oqs", "client_certificate: [new, oqs]");
+    lab.write_config(&yaml)
+}
+
+fn presented(lab: &Lab, config: &Path) -> (String, String) {
+    let st = lab.status_json(config);
+    let route = st["proxy"]["routes"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "eligibility-api"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        route["client_certificate"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        route["client_certificate_why"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+    )
+}
+
+/// One request through the eligibility route from the clinic PC; nginx's log line for it.
+fn request(lab: &Lab, nginx: &netns_tests::lab::Nginx) -> String {
+    let ca = lab.dir().join("local-ca/ca.pem");
+    let out = lab.exec(
+        Role::Clinic,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "15",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "https://192.168.60.1:8443/eligibility",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("upstream ok"),
+        "{out:?}"
+    );
+    nginx.requests().last().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_route_presents_the_first_valid_certificate_of_its_list_and_says_why() {
+    if skip_unless_root("a_route_presents_the_first_valid_certificate_of_its_list_and_says_why") {
+        return;
+    }
+    let lab = Lab::build("certlist");
+    lab.config_from_lab_yaml();
+    let nginx = lab.start_nginx("ca/oqs-server");
+
+    // `new` starts tomorrow: `oqs` is presented, and status says why.
+    let (_, tomorrow) = pki::client_p12_valid(lab.dir(), "new", 1, 400);
+    let config = config_with_list(&lab, "secrets/oqs.p12.pass");
+    let check = cli(&lab, &config, &["check"]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "a waiting certificate is a warning: {check:?}"
+    );
+    let pid = lab.start_daemon(&config);
+    assert!(
+        wait_for(15, || presented(&lab, &config).0 == "oqs"),
+        "{:#}\n{}",
+        lab.status_json(&config),
+        lab.daemon_log()
+    );
+    let (_, why) = presented(&lab, &config);
+    assert!(why.contains("`new` is not valid until"), "{why}");
+    let out = cli(&lab, &config, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("presents client certificate `oqs`: `new` is not valid until"),
+        "{text}"
+    );
+    let line = request(&lab, &nginx);
+    assert!(
+        !line.contains(&tomorrow),
+        "the old certificate upstream: {line}"
+    );
+
+    // `new` valid now (the file replaced): presented from the next connection on.
+    let (_, now) = pki::client_p12_valid(lab.dir(), "new", -1, 400);
+    assert!(
+        wait_for(15, || presented(&lab, &config).0 == "new"),
+        "{:#}\n{}",
+        lab.status_json(&config),
+        lab.daemon_log()
+    );
+    assert_eq!(
+        presented(&lab, &config).1,
+        "the first of its list, valid now"
+    );
+    let line = request(&lab, &nginx);
+    assert!(
+        line.contains(&now),
+        "the new certificate {now} upstream: {line}"
+    );
+    lab.stop(pid);
+
+    // `new` broken (a wrong password): `oqs` again, and status says why.
+    let wrong = lab.dir().join("secrets/new.pass");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&wrong)
+            .and_then(|mut f| f.write_all(b"not the password"))
+            .unwrap();
+    }
+    let config = config_with_list(&lab, "secrets/new.pass");
+    let check = cli(&lab, &config, &["check"]);
+    let report = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(0), "{report}");
+    assert!(report.contains("wrong password"), "{report}");
+    lab.start_daemon(&config);
+    assert!(
+        wait_for(15, || presented(&lab, &config).0 == "oqs"),
+        "{:#}\n{}",
+        lab.status_json(&config),
+        lab.daemon_log()
+    );
+    let (_, why) = presented(&lab, &config);
+    assert!(
+        why.contains("`new` cannot be used") && why.contains("wrong password"),
+        "{why}"
+    );
+    let out = cli(&lab, &config, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a broken certificate is a problem:\n{text}"
+    );
+    assert!(text.contains("wrong password"), "{text}");
+    let line = request(&lab, &nginx);
+    assert!(
+        !line.contains(&now),
+        "the old certificate upstream again: {line}"
+    );
+}

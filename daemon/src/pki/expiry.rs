@@ -51,7 +51,9 @@ impl Expiry {
 
     /// Whether `status` lists it as a problem.
     pub fn is_problem(self) -> bool {
-        matches!(self, Expiry::Renew | Expiry::Expired | Expiry::NotYetValid)
+        // Not one before its start: a new certificate waiting in a route's list is normal; a
+        // route with nothing valid to present is a problem of its own.
+        matches!(self, Expiry::Renew | Expiry::Expired)
     }
 }
 
@@ -249,5 +251,6 @@ mod tests {
         assert_eq!(Expiry::of(-1, true), Expiry::Expired);
         assert_eq!(Expiry::of(400, false), Expiry::NotYetValid);
         assert!(Expiry::Renew.is_problem() && !Expiry::Notice.is_problem());
+        assert!(!Expiry::NotYetValid.is_problem());
     }
 }

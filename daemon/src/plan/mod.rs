@@ -139,7 +139,9 @@ pub struct ProxyRoutePlan {
     /// Where the connection goes: `upstream_address`, or the upstream host resolved.
     pub connect_to: String,
     pub server_ca: PathBuf,
-    pub client_certificate: String,
+    /// The client certificates' names, in order of preference: the proxy presents the first
+    /// that is valid now.
+    pub client_certificate: Vec<String>,
     /// `allow` resolved to prefixes.
     pub allow: Vec<IpNet>,
 }
@@ -439,7 +441,12 @@ fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
                     None => format!("{} (resolved)", r.upstream.value),
                 },
                 server_ca: r.server_ca.value.clone(),
-                client_certificate: r.client_certificate.value.clone(),
+                client_certificate: r
+                    .client_certificate
+                    .names()
+                    .into_iter()
+                    .map(|n| n.value)
+                    .collect(),
                 allow: firewall::resolve_sources(
                     config,
                     r.allow.iter().map(|a| a.as_str()),
@@ -497,7 +504,7 @@ impl Plan {
                 r.lan_tls,
                 r.upstream,
                 r.connect_to,
-                r.client_certificate,
+                r.client_certificate.join(" then "),
                 r.server_ca.display(),
                 allow.join(" ")
             );
