@@ -461,4 +461,53 @@ mod tests {
         assert!(text.contains("       3  eligibility PC tried the internet (rejected)"));
         assert!(text.contains("firewall  NOT APPLIED"));
     }
+
+    #[test]
+    fn a_certificate_near_its_end_is_a_problem_with_what_to_do_and_a_far_one_a_note() {
+        let day = std::time::Duration::from_secs(86_400);
+        let now = std::time::UNIX_EPOCH + day * 20_000;
+        let cert = |name: &str, days: u32| {
+            CertificateInfo::dated(
+                Dated {
+                    name,
+                    kind: "client",
+                    file: std::path::Path::new("/var/lib/oqs-edge/certs/oqs.p12"),
+                    subject_cn: Some("1312345678".into()),
+                    not_before: now - day * 100,
+                    not_after: now + day * days + std::time::Duration::from_secs(3600),
+                    fingerprint_sha256: "AA".into(),
+                },
+                now,
+            )
+        };
+        let soon = cert("oqs", 20);
+        assert_eq!(soon.expiry, Expiry::Renew);
+        let problem = soon.expiry_problem().unwrap_or_default();
+        assert!(
+            problem.starts_with(
+                "client certificate `oqs` (/var/lib/oqs-edge/certs/oqs.p12) expires in 20 days, on "
+            ) && problem.ends_with("import it with `oqs-edge cert import --replace`"),
+            "{problem}"
+        );
+        let later = cert("next", 45);
+        assert_eq!(later.expiry, Expiry::Notice);
+        assert_eq!(later.expiry_problem(), None);
+        let status = Status {
+            certificates: vec![later, soon],
+            ..Status::default()
+        };
+        let text = status.to_text();
+        assert!(
+            text.contains("renew within 45 days: apply for a new certificate"),
+            "{text}"
+        );
+        assert!(
+            text.contains("RENEW NOW: apply for a new certificate"),
+            "{text}"
+        );
+        assert_eq!(
+            status.nearest_expiry().map(|c| c.name.as_str()),
+            Some("oqs")
+        );
+    }
 }

@@ -234,13 +234,45 @@ fn a_route_presents_the_first_valid_certificate_of_its_list_and_says_why() {
         "the old certificate upstream: {line}"
     );
 
-    // `new` valid now (the file replaced): presented from the next connection on.
+    // `new` valid now (the file replaced): presented from the next connection on, while
+    // requests go on (240 at 20/s, half on new connections), none of them failing.
+    let ca = lab.dir().join("local-ca/ca.pem");
+    let (curl_pid, curl_log) = lab.spawn_log(
+        Role::Clinic,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "60",
+            "--rate",
+            "20/s",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-w",
+            "code=%{http_code}\n",
+            "https://192.168.60.1:8443/a[1-120]",
+            "-H",
+            "Connection: close",
+            "https://192.168.60.1:8443/b[1-120]",
+        ],
+    );
+    assert!(wait_for(10, || nginx.requests().len() >= 20));
     let (_, now) = pki::client_p12_valid(lab.dir(), "new", -1, 400);
     assert!(
         wait_for(15, || presented(&lab, &config).0 == "new"),
         "{:#}\n{}",
         lab.status_json(&config),
         lab.daemon_log()
+    );
+    assert!(
+        wait_for(60, || netns_tests::process_ended(curl_pid)),
+        "curl did not finish"
+    );
+    let out = std::fs::read_to_string(&curl_log).unwrap();
+    assert_eq!(
+        out.matches("code=200\n").count(),
+        240,
+        "no request failed in the switch:\n{out}"
     );
     assert_eq!(
         presented(&lab, &config).1,
