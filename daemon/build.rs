@@ -42,6 +42,10 @@ fn main() {
             Some(commit)
         });
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    println!(
+        "cargo:rustc-env=OQS_EDGE_COMMIT_ID={}",
+        commit.as_deref().unwrap_or_default()
+    );
     let long = match commit {
         Some(commit) => format!("{version} (commit {commit})"),
         None => version,

@@ -20,6 +20,8 @@ packages=(
     libstrongswan-standard-plugins  # openssl (AES-GCM, ECP) for the lab charons
     # benchmark tools (same as a user has)
     iperf3 wrk hyperfine
+    # promtool and a real Prometheus server for the metrics tests (netns-tests/tests/metrics.rs)
+    prometheus
     # the Debian packages (packaging/build-deb.sh, packaging/test-deb.sh): the arm64 cross
     # build, a Debian 12 root to install into, qemu for the arm64 binary, systemd-analyze
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross debootstrap qemu-user-static systemd
@@ -42,7 +44,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # Debian starts these on install; the tests run their own instances inside namespaces.
-for unit in nginx strongswan charon-systemd stunnel4 stunnel.target; do
+for unit in nginx strongswan charon-systemd stunnel4 stunnel.target prometheus; do
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl disable --now "$unit" >/dev/null 2>&1 || true
     fi

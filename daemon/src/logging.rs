@@ -34,6 +34,9 @@ pub mod event {
     pub const PROXY_UPSTREAM_ERROR: &str = "proxy-upstream-error";
     /// A client certificate was loaded, replaced or found unusable.
     pub const CERTIFICATE: &str = "certificate";
+    /// A certificate the router depends on is near its end, or past it (with
+    /// `OQS_DAYS_LEFT`, `OQS_FILE`, `OQS_CERTIFICATE`).
+    pub const CERTIFICATE_EXPIRY: &str = "certificate-expiry";
 }
 
 /// Where the log went, for the first line the daemon writes.

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::pki::expiry::Expiry;
+
 /// The daemon's state as `status --json` prints it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -64,6 +66,12 @@ pub enum Health {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DaemonInfo {
     pub version: String,
+    /// The git commit it was built from, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// When the daemon started (seconds since 1970).
+    #[serde(default)]
+    pub started_unix: i64,
     pub pid: u32,
     pub uptime_secs: u64,
 }
@@ -80,6 +88,9 @@ pub struct ConfigInfo {
     /// The last reload, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reload: Option<ReloadOutcome>,
+    /// Reloads since start, by result (`applied`, `unchanged`, `refused`, `failed`).
+    #[serde(default)]
+    pub reloads: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,6 +129,24 @@ pub struct TunnelInfo {
     pub state: String,
     /// What the state rests on, in plain words.
     pub detail: String,
+    /// When the state became what it is (seconds since 1970).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_unix: Option<i64>,
+    /// WireGuard: when the last handshake completed (seconds since 1970).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handshake_unix: Option<i64>,
+    /// Traffic through the tunnel interface, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<LinkCounters>,
+}
+
+/// An interface's traffic counters, as the kernel keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -135,6 +164,107 @@ pub struct CertificateInfo {
     /// Why it cannot be used, when it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What it is: `client` (電子証明書), `ipsec`, `ipsec-ca`, `server-ca`, `local-ca`,
+    /// `lan-server`.
+    #[serde(default)]
+    pub kind: String,
+    /// The file it is read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Its validity, in seconds since 1970.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_unix: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after_unix: Option<i64>,
+    /// How near its end: `ok`, `notice` (31–90 days), `renew` (30 or fewer), `expired`,
+    /// `not-yet-valid`.
+    #[serde(default)]
+    pub expiry: Expiry,
+    /// What to do, when `expiry` is not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+}
+
+/// The facts of a certificate with dates, from which `status` and the expiry watch work.
+pub struct Dated<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub file: &'a std::path::Path,
+    pub subject_cn: Option<String>,
+    pub not_before: std::time::SystemTime,
+    pub not_after: std::time::SystemTime,
+    pub fingerprint_sha256: String,
+}
+
+impl CertificateInfo {
+    /// A certificate's line at `now`: days left, how near its end, what to do.
+    pub fn dated(cert: Dated<'_>, now: std::time::SystemTime) -> CertificateInfo {
+        use crate::pki::{self, expiry};
+        let days_left = pki::days_until(cert.not_after, now);
+        let level = Expiry::of(days_left, now >= cert.not_before);
+        let file = cert.file.display().to_string();
+        CertificateInfo {
+            name: cert.name.to_owned(),
+            days_left: Some(days_left),
+            subject_cn: cert.subject_cn,
+            not_after: Some(pki::show_time(cert.not_after)),
+            fingerprint_sha256: Some(cert.fingerprint_sha256),
+            problem: None,
+            kind: cert.kind.to_owned(),
+            file: Some(cert.file.to_owned()),
+            not_before_unix: Some(pki::unix_seconds(cert.not_before)),
+            not_after_unix: Some(pki::unix_seconds(cert.not_after)),
+            expiry: level,
+            advice: matches!(level, Expiry::Notice | Expiry::Renew | Expiry::Expired)
+                .then(|| expiry::advice(cert.kind, &file)),
+        }
+    }
+
+    /// The `status` problem for a certificate 30 days or fewer from its end (or past it, or
+    /// not yet started), with what to do.
+    pub fn expiry_problem(&self) -> Option<String> {
+        if !self.expiry.is_problem() {
+            return None;
+        }
+        let what = self.describe();
+        let when = self.not_after.as_deref().unwrap_or("?");
+        let advice = self.advice.as_deref().unwrap_or("replace it");
+        Some(match (self.expiry, self.days_left) {
+            (Expiry::Expired, _) => format!("{what} expired on {when}: {advice}"),
+            (Expiry::NotYetValid, _) => {
+                format!("{what} is not valid yet: check the router's clock, or {advice}")
+            }
+            (_, Some(days)) => format!("{what} expires in {days} days, on {when}: {advice}"),
+            (_, None) => format!("{what} expires on {when}: {advice}"),
+        })
+    }
+
+    /// `certificate `oqs` (/var/lib/…/oqs.p12)`, for messages.
+    pub fn describe(&self) -> String {
+        let kind = match self.kind.as_str() {
+            "client" | "" => "client certificate",
+            "ipsec" => "IPsec certificate",
+            "ipsec-ca" => "IPsec CA",
+            "server-ca" => "server CA",
+            "local-ca" => "local CA",
+            "lan-server" => "LAN server certificate",
+            other => other,
+        };
+        match &self.file {
+            Some(file) => format!("{kind} `{}` ({})", self.name, file.display()),
+            None => format!("{kind} `{}`", self.name),
+        }
+    }
+}
+
+impl Status {
+    /// The certificate that ends first, among those that have dates.
+    pub fn nearest_expiry(&self) -> Option<&CertificateInfo> {
+        self.certificates
+            .iter()
+            .filter(|c| c.days_left.is_some())
+            .min_by_key(|c| c.days_left)
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -170,6 +300,27 @@ pub struct ProxyRouteInfo {
     pub upstream_resumed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_upstream_error: Option<String>,
+    /// The client certificate presented upstream now (the first valid one of the route's list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// Why that one, when the route has a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_why: Option<String>,
+    /// `mode: http`: responses to the LAN by status class (`2xx`, `4xx`, …).
+    #[serde(default)]
+    pub responses: std::collections::BTreeMap<String, u64>,
+    /// `mode: http`: how long requests took until the response head, as a histogram.
+    #[serde(default)]
+    pub duration: DurationHistogram,
+}
+
+/// Request durations: cumulative counts per upper bound, as Prometheus' histograms are.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DurationHistogram {
+    /// (upper bound in seconds, requests that took at most that long).
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
 }
 
 /// A firewall counter's value, read from the kernel.
@@ -243,6 +394,14 @@ impl Status {
                 "{label:<9} {} {} -> {}: {state}",
                 r.name, r.listen, r.upstream
             );
+            if let Some(name) = &r.client_certificate {
+                let why = r
+                    .client_certificate_why
+                    .as_deref()
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "{:<9}   presents client certificate `{name}`{why}", "");
+            }
             if let Some(e) = &r.last_upstream_error {
                 let _ = writeln!(out, "{:<9}   last upstream error: {e}", "");
             }
@@ -258,7 +417,32 @@ impl Status {
                 ),
                 (None, None) => "not loaded".to_owned(),
             };
-            let _ = writeln!(out, "{label:<9} {} {state}", c.name);
+            let name = match c.kind.as_str() {
+                "client" | "" => c.name.clone(),
+                kind => format!("{kind} {}", c.name),
+            };
+            let _ = writeln!(out, "{label:<9} {name} {state}");
+            match (c.expiry, &c.advice) {
+                (Expiry::Notice, Some(advice)) => {
+                    let _ = writeln!(
+                        out,
+                        "{:<9}   renew within {} days: {advice}",
+                        "",
+                        c.days_left.unwrap_or(0)
+                    );
+                }
+                (Expiry::Renew | Expiry::Expired, Some(advice)) => {
+                    let _ = writeln!(out, "{:<9}   RENEW NOW: {advice}", "");
+                }
+                (Expiry::NotYetValid, _) => {
+                    let _ = writeln!(
+                        out,
+                        "{:<9}   not valid yet: it can be presented from its start",
+                        ""
+                    );
+                }
+                _ => {}
+            }
         }
         let d = &self.daemon;
         let _ = writeln!(
@@ -327,6 +511,55 @@ mod tests {
                 "PENDING CHANGE: rolls back to 57ad6a22c183 at 2026-12-03T10:30:00Z (42s left) \
                  unless `oqs-edge confirm`"
             )
+        );
+    }
+
+    #[test]
+    fn a_certificate_near_its_end_is_a_problem_with_what_to_do_and_a_far_one_a_note() {
+        let day = std::time::Duration::from_secs(86_400);
+        let now = std::time::UNIX_EPOCH + day * 20_000;
+        let cert = |name: &str, days: u32| {
+            CertificateInfo::dated(
+                Dated {
+                    name,
+                    kind: "client",
+                    file: std::path::Path::new("/var/lib/oqs-edge/certs/oqs.p12"),
+                    subject_cn: Some("1312345678".into()),
+                    not_before: now - day * 100,
+                    not_after: now + day * days + std::time::Duration::from_secs(3600),
+                    fingerprint_sha256: "AA".into(),
+                },
+                now,
+            )
+        };
+        let soon = cert("oqs", 20);
+        assert_eq!(soon.expiry, Expiry::Renew);
+        let problem = soon.expiry_problem().unwrap_or_default();
+        assert!(
+            problem.starts_with(
+                "client certificate `oqs` (/var/lib/oqs-edge/certs/oqs.p12) expires in 20 days, on "
+            ) && problem.ends_with("import it with `oqs-edge cert import --replace`"),
+            "{problem}"
+        );
+        let later = cert("next", 45);
+        assert_eq!(later.expiry, Expiry::Notice);
+        assert_eq!(later.expiry_problem(), None);
+        let status = Status {
+            certificates: vec![later, soon],
+            ..Status::default()
+        };
+        let text = status.to_text();
+        assert!(
+            text.contains("renew within 45 days: apply for a new certificate"),
+            "{text}"
+        );
+        assert!(
+            text.contains("RENEW NOW: apply for a new certificate"),
+            "{text}"
+        );
+        assert_eq!(
+            status.nearest_expiry().map(|c| c.name.as_str()),
+            Some("oqs")
         );
     }
 }

@@ -22,7 +22,9 @@ use crate::apply::proxy::Proxy;
 use crate::apply::tunnel::Tunnel;
 use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
 use crate::logging::event;
+use crate::operator::certificates::{self, Schedule};
 use crate::operator::control::{self, Pending, Request};
+use crate::operator::metrics;
 use crate::operator::notify;
 use crate::plan::{self, Plan, Route};
 use crate::status::{self, Health, Status};
@@ -139,6 +141,15 @@ struct Daemon {
     last_reload: Option<Reloaded>,
     /// A `reload --confirm` change waiting for `oqs-edge confirm` (also on disk).
     pending: Option<history::PendingChange>,
+    /// The certificate expiry warnings already logged.
+    schedule: Schedule,
+    started_at: std::time::SystemTime,
+    /// Reloads since start, by result.
+    reloads: std::collections::BTreeMap<String, u64>,
+    /// The tunnel's state as last seen, and since when (seconds since 1970).
+    tunnel_since: std::sync::Mutex<Option<(String, i64)>>,
+    /// Why the metrics endpoint is not serving, when it is not.
+    metrics_problem: Option<String>,
 }
 
 impl Daemon {
@@ -285,12 +296,16 @@ impl Daemon {
                 format!("reload refused, nothing was changed: {e}"),
             ),
         };
+        *self.reloads.entry(result.as_str().to_owned()).or_default() += 1;
         if result.succeeded() {
             info!(oqs_event = event::RELOAD, oqs_result = result.as_str(); "{message}");
         } else {
             error!(oqs_event = event::RELOAD, oqs_result = result.as_str(); "{message}");
         }
-        notify::ready(&notify::summary(&self.status().await));
+        let status = self.status().await;
+        self.schedule
+            .log_due(&status.certificates, std::time::SystemTime::now());
+        notify::ready(&notify::summary(&status));
         self.last_reload = Some(Reloaded {
             at: Instant::now(),
             result,
@@ -329,7 +344,14 @@ impl Daemon {
     }
 
     async fn status(&self) -> Status {
-        let mut problems = Vec::new();
+        let now = std::time::SystemTime::now();
+        let mut certificates = self.proxy.certificate_info(now);
+        certificates.extend(certificates::files_info(&self.plan, now));
+        // A certificate near its end comes first: it stops every eligibility check when it goes.
+        let mut problems: Vec<String> = certificates
+            .iter()
+            .filter_map(|c| c.expiry_problem())
+            .collect();
         let counters = match self.options.nft.counters() {
             Ok(Some(counters)) => Some(counters),
             Ok(None) => {
@@ -356,7 +378,12 @@ impl Daemon {
             ));
         }
         problems.extend(self.proxy.problems());
-        let tunnel = self.tunnel_state().await;
+        problems.extend(self.metrics_problem.clone());
+        let mut tunnel = self.tunnel_state().await;
+        tunnel.since_unix = Some(self.tunnel_since(&tunnel.state, now));
+        if let plan::firewall::Egress::Interface(name) = plan::firewall::egress(&self.config) {
+            tunnel.counters = net::link_counters(&name);
+        }
         if tunnel.state != "up" {
             problems.push(format!(
                 "tunnel ({}) is {}: {}",
@@ -381,6 +408,10 @@ impl Daemon {
             problems,
             daemon: status::DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
+                commit: option_env!("OQS_EDGE_COMMIT_ID")
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned),
+                started_unix: crate::pki::unix_seconds(self.started_at),
                 pid: std::process::id(),
                 uptime_secs: self.started.elapsed().as_secs(),
             },
@@ -388,6 +419,7 @@ impl Daemon {
                 path: self.config.path().to_owned(),
                 digest: self.config.digest().to_owned(),
                 file_changed: self.config.file_changed(),
+                reloads: self.reloads.clone(),
                 last_reload: self.last_reload.as_ref().map(|r| status::ReloadOutcome {
                     result: r.result.as_str().to_owned(),
                     message: r.message.clone(),
@@ -418,11 +450,25 @@ impl Daemon {
                 })
                 .collect(),
             tunnel,
-            certificates: self.proxy.certificate_info(std::time::SystemTime::now()),
+            certificates,
             proxy: status::ProxyInfo {
                 routes: self.proxy.route_info(&self.plan.proxy),
             },
             pending: self.pending_info(),
+        }
+    }
+
+    /// Since when the tunnel has been in `state` (seconds since 1970): the first time a state
+    /// is seen after a change.
+    fn tunnel_since(&self, state: &str, now: std::time::SystemTime) -> i64 {
+        let mut since = self.tunnel_since.lock().unwrap_or_else(|e| e.into_inner());
+        match since.as_ref() {
+            Some((known, at)) if known == state => *at,
+            _ => {
+                let at = crate::pki::unix_seconds(now);
+                *since = Some((state.to_owned(), at));
+                at
+            }
         }
     }
 
@@ -454,6 +500,7 @@ impl Daemon {
                     kind: "ip-vpn".to_owned(),
                     state: state.to_owned(),
                     detail,
+                    ..status::TunnelInfo::default()
                 }
             }
             // `tunnel.info()` answered for these above.
@@ -461,8 +508,19 @@ impl Daemon {
                 kind: "unknown".to_owned(),
                 state: "down".to_owned(),
                 detail: "the tunnel does not match the config in force".to_owned(),
+                ..status::TunnelInfo::default()
             },
         }
+    }
+
+    /// The metrics endpoint to the plan in force (a listener that failed is retried).
+    async fn apply_metrics(&mut self, endpoint: &mut metrics::Endpoint) {
+        let settings = self.plan.metrics.as_ref().map(|m| metrics::Settings {
+            listen: m.listen,
+            allow: m.allow.clone(),
+        });
+        endpoint.apply(settings).await;
+        self.metrics_problem = endpoint.problem();
     }
 
     async fn serve(&mut self, pending: Pending) {
@@ -504,6 +562,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let (config, source) = load(&options.config_path)?;
     let control = control::Server::bind(&config.control_socket()).await?;
     let plan = plan::plan(&config);
+    let state_dir = options.state_dir.clone();
     let mut daemon = Daemon {
         net: Net::connect()?,
         options,
@@ -517,11 +576,18 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         route_problems: Vec::new(),
         last_reload: None,
         pending: None,
+        schedule: Schedule::open(&state_dir),
+        started_at: std::time::SystemTime::now(),
+        reloads: Default::default(),
+        tunnel_since: Default::default(),
+        metrics_problem: None,
     };
     daemon.apply_firewall(&daemon.plan, &daemon.config, since)?;
     daemon.tunnel = Tunnel::start(&daemon.plan.tunnel).await;
     daemon.apply_net().await;
     daemon.proxy = Proxy::start(&daemon.plan).await;
+    let mut metrics = metrics::Endpoint::default();
+    daemon.apply_metrics(&mut metrics).await;
     info!(
         "running; SIGHUP or `oqs-edge reload` re-reads {}, `oqs-edge status` on {}",
         daemon.options.config_path.display(),
@@ -529,7 +595,11 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     );
     daemon.started_history(&source, rolled_back);
     let mut report = notify::Report::default();
-    notify::ready(&report.status(&daemon.status().await, &daemon.config));
+    let status = daemon.status().await;
+    daemon
+        .schedule
+        .log_due(&status.certificates, std::time::SystemTime::now());
+    notify::ready(&report.status(&status, &daemon.config));
 
     let mut tick = tokio::time::interval(notify::loop_interval(WATCH_INTERVAL));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -538,13 +608,29 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => { daemon.reload(None).await; }
-            _ = deadline => daemon.roll_back_pending().await,
+            _ = hangup.recv() => {
+                daemon.reload(None).await;
+                daemon.apply_metrics(&mut metrics).await;
+            }
+            _ = deadline => {
+                daemon.roll_back_pending().await;
+                daemon.apply_metrics(&mut metrics).await;
+            }
             _ = tick.tick() => {
                 let firewall = daemon.watch().await;
-                report.tick(firewall, &daemon.status().await, &daemon.config);
+                daemon.apply_metrics(&mut metrics).await;
+                let status = daemon.status().await;
+                daemon.schedule.log_due(&status.certificates, std::time::SystemTime::now());
+                report.tick(firewall, &status, &daemon.config);
             }
-            pending = control.next() => daemon.serve(pending).await,
+            pending = control.next() => {
+                daemon.serve(pending).await;
+                daemon.apply_metrics(&mut metrics).await;
+            }
+            ask = metrics.next() => {
+                // A scrape: the state as `status` shows it now.
+                let _ = ask.send(daemon.status().await);
+            }
         }
     }
     notify::stopping();

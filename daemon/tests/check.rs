@@ -740,3 +740,57 @@ fn plan_refuses_an_invalid_config() {
     assert!(stdout.is_empty(), "no plan for a bad config");
     assert!(stderr.contains("did you mean `wireguard`?"), "{stderr}");
 }
+
+#[test]
+fn a_client_certificate_list_names_each_entry_at_its_place() {
+    let text = BASE.replace(
+        "client_certificate: oqs",
+        "client_certificate: [oqs-new, oqs]",
+    );
+    let d = assert_one_error(&text, "oqs-new", "no client certificate is named `oqs-new`");
+    assert_eq!(d.hint.as_deref(), Some("defined certificates: oqs"));
+    let text = BASE.replace("client_certificate: oqs", "client_certificate: [oqs, oqs]");
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].message.contains("`oqs` is listed twice"));
+    assert_eq!(
+        found[0].loc.map(|l| (l.line, l.column)),
+        Some(position(&text, "oqs]", 0))
+    );
+    // The single form stays valid, and a list of one too.
+    assert!(
+        errors(&BASE.replace("client_certificate: oqs", "client_certificate: [oqs]")).is_empty()
+    );
+}
+
+#[test]
+fn metrics_listen_on_loopback_or_a_segment_address_for_allowed_sources() {
+    let with = |control: &str| format!("{BASE}control:\n{control}");
+    assert!(errors(&with("  metrics: 127.0.0.1:9469\n")).is_empty());
+    assert!(errors(&with(
+        "  metrics: 192.168.60.1:9469\n  metrics_allow: [clinic, 192.168.60.5/32]\n"
+    ))
+    .is_empty());
+    let text = with("  metrics: 198.51.100.2:9469\n");
+    let d = assert_one_error(
+        &text,
+        "198.51.100.2:9469",
+        "198.51.100.2 is neither loopback nor one of the router's segment addresses",
+    );
+    assert!(d.hint.unwrap().contains("192.168.60.1"));
+    let text = with("  metrics: 192.168.60.1:9469\n  metrics_allow: [clinc]\n");
+    let d = assert_one_error(
+        &text,
+        "clinc",
+        "`clinc` is neither a segment name nor a CIDR",
+    );
+    assert_eq!(d.hint.as_deref(), Some("did you mean `clinic`?"));
+    let text = with("  metrics: 192.168.60.1:8443\n");
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0]
+        .message
+        .contains("already the listen address of proxy route `eligibility-api`"));
+    let (line, _) = position(&text, "  metrics: 192.168.60.1:8443", 0);
+    assert_eq!(found[0].loc.map(|l| (l.line, l.column)), Some((line, 12)));
+}

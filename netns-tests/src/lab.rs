@@ -686,6 +686,21 @@ impl Lab {
             .unwrap_or(false)
     }
 
+    /// `oqs-edge status --json -c CONFIG` in the router; null when it printed no JSON.
+    pub fn status_json(&self, config: &Path) -> serde_json::Value {
+        let out = self.exec(
+            Role::Router,
+            &[
+                oqs_edge_bin().to_str().expect("oqs-edge path is UTF-8"),
+                "status",
+                "--json",
+                "-c",
+                config.to_str().expect("config path is UTF-8"),
+            ],
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
     /// What the last daemon started wrote (stdout and stderr).
     pub fn daemon_log(&self) -> String {
         let log = self

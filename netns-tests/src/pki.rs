@@ -177,6 +177,75 @@ pub fn renew_client_p12(dir: &Path, legacy: bool) -> String {
         .to_uppercase()
 }
 
+/// A client certificate for the lab's institution, by the lab's client CA, valid from
+/// `from_days` to `until_days` days from now (negative: in the past), exported with the lab's
+/// password to `certs/<stem>.p12`; its PEM pair is `ca/<stem>.pem` and `.key`. Returns the
+/// .p12's path and the certificate's serial as nginx logs it (upper-case hex).
+pub fn client_p12_valid(
+    dir: &Path,
+    stem: &str,
+    from_days: i64,
+    until_days: i64,
+) -> (std::path::PathBuf, String) {
+    use rcgen::{
+        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+        KeyUsagePurpose, SerialNumber,
+    };
+    let read =
+        |p: &str| std::fs::read_to_string(dir.join(p)).unwrap_or_else(|e| panic!("read {p}: {e}"));
+    let ca_key = KeyPair::from_pem(&read("ca/oqs-client-ca.key")).expect("lab client CA key");
+    let issuer = Issuer::from_ca_cert_pem(&read("ca/oqs-client-ca.pem"), &ca_key)
+        .expect("lab client CA certificate");
+    let key = KeyPair::generate().expect("a new key");
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "oqs-edge lab");
+    dn.push(DnType::CommonName, INSTITUTION_CODE);
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::days(from_days);
+    params.not_after = now + time::Duration::days(until_days) + time::Duration::hours(1);
+    // Positive, no leading zero byte or nibble: nginx logs it as these hex digits.
+    let mut serial: Vec<u8> = (0..8)
+        .map(|i| (now.unix_timestamp_nanos() >> (i * 8)) as u8 | 1)
+        .collect();
+    serial[0] = (serial[0] & 0x7f) | 0x10;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .expect("sign the client certificate");
+    std::fs::write(dir.join(format!("ca/{stem}.pem")), cert.pem()).expect("write the certificate");
+    std::fs::write(dir.join(format!("ca/{stem}.key")), key.serialize_pem()).expect("write the key");
+    let p12 = format!("certs/{stem}.p12");
+    openssl(
+        dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-name",
+            stem,
+            "-inkey",
+            &format!("ca/{stem}.key"),
+            "-in",
+            &format!("ca/{stem}.pem"),
+            "-certfile",
+            "ca/oqs-client-ca.pem",
+            "-passout",
+            "file:secrets/oqs.p12.pass",
+            "-out",
+            &p12,
+        ],
+    );
+    let serial = serial
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<String>();
+    (dir.join(p12), serial)
+}
+
 /// A P-256 key pair, without a passphrase (`-noenc`).
 const NEW_KEY: &[&str] = &[
     "-newkey",
@@ -196,7 +265,7 @@ fn self_signed_ca(dir: &Path, cnf: &str, stem: &str, subject: &str) {
         "-extensions",
         "ca",
         "-days",
-        "30",
+        "400",
     ];
     args.extend_from_slice(NEW_KEY);
     args.extend_from_slice(&["-keyout", &key, "-out", &pem, "-subj", subject]);
@@ -228,7 +297,7 @@ fn issue(dir: &Path, cnf: &str, stem: &str, subject: &str, ca: &str, extensions:
             &ca_key,
             "-CAcreateserial",
             "-days",
-            "30",
+            "400",
             "-extfile",
             cnf,
             "-extensions",

@@ -391,6 +391,27 @@ fn address_ip(address: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
+/// An interface's traffic counters from sysfs (`/sys/class/net/IF/statistics`); none when the
+/// interface is missing.
+pub fn link_counters(interface: &str) -> Option<crate::status::LinkCounters> {
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(interface)
+        .join("statistics");
+    let read = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(dir.join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(crate::status::LinkCounters {
+        rx_bytes: read("rx_bytes")?,
+        tx_bytes: read("tx_bytes")?,
+        rx_packets: read("rx_packets")?,
+        tx_packets: read("tx_packets")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::scalar::{keyword_enum, At, Duration, HostPort, IfName, Node, WgKey};
+use super::scalar::{keyword_enum, At, Duration, HostPort, IfName, Node, OneOrMore, WgKey};
 
 /// oqs-edge configuration (オンライン資格確認 / オンライン請求 router).
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -300,8 +300,9 @@ pub struct ProxyRoute {
     pub upstream_address: Option<At<IpAddr>>,
     /// The only CA trusted for the upstream's server certificate (PEM).
     pub server_ca: At<PathBuf>,
-    /// The name of a client_certificates entry.
-    pub client_certificate: At<String>,
+    /// The name of a client_certificates entry, or a list of names in order of preference
+    /// (a new certificate before the old one): the proxy presents the first that is valid now.
+    pub client_certificate: Node<OneOrMore>,
     /// Segment names or CIDRs allowed to use this route.
     pub allow: Node<Vec<At<String>>>,
 }
@@ -314,9 +315,14 @@ pub struct Control {
     #[serde(default = "default_control_socket")]
     #[schemars(default = "default_control_socket_text")]
     pub socket: At<PathBuf>,
-    /// Prometheus metrics listen address, e.g. 127.0.0.1:9469.
+    /// Prometheus metrics listen address, e.g. 127.0.0.1:9469 or a segment address:
+    /// plain HTTP, `GET /metrics` only.
     #[serde(default)]
     pub metrics: Option<At<SocketAddr>>,
+    /// Who may scrape `metrics`: segment names or CIDRs. Loopback always may; when this is
+    /// absent, only loopback.
+    #[serde(default)]
+    pub metrics_allow: Vec<At<String>>,
 }
 
 /// Administrative access to the router itself.

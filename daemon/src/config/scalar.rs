@@ -193,6 +193,76 @@ impl<T: JsonSchema> JsonSchema for Node<T> {
     }
 }
 
+/// One name, or a list of names in order of preference (a route's `client_certificate`).
+/// The single form's entry takes its place from the [`Node`] around it.
+#[derive(Clone, Debug, Default)]
+pub struct OneOrMore(pub Vec<At<String>>);
+
+impl<'de> Deserialize<'de> for OneOrMore {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = OneOrMore;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a name, or a list of names in order of preference")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMore, E> {
+                Ok(OneOrMore(vec![At {
+                    value: v.to_owned(),
+                    loc: Loc::default(),
+                }]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMore, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<At<String>>()? {
+                    names.push(name);
+                }
+                Ok(OneOrMore(names))
+            }
+        }
+        deserializer.deserialize_any(Names)
+    }
+}
+
+impl JsonSchema for OneOrMore {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OneOrMore".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" }, "minItems": 1 }
+            ]
+        })
+    }
+}
+
+impl Node<OneOrMore> {
+    /// The names with their places (the single form's at the key's value).
+    pub fn names(&self) -> Vec<At<String>> {
+        self.value
+            .0
+            .iter()
+            .map(|n| At {
+                value: n.value.clone(),
+                loc: if n.loc == Loc::default() {
+                    self.loc
+                } else {
+                    n.loc
+                },
+            })
+            .collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.value.0.iter().any(|n| n.value == name)
+    }
+}
+
 // ---- the scalar types -------------------------------------------------------------------
 
 impl Scalar for String {

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::diagnostic::Diagnostic;
-use super::model::{Config, InternetAccess, Role, TunnelType};
+use super::diagnostic::{Diagnostic, Severity};
+use super::model::{Config, InternetAccess, ProxyRoute, Role, TunnelType};
 use super::scalar::{is_dns_name, At, Loc};
 
 /// What the file checks may look at.
@@ -617,7 +617,9 @@ impl Checker<'_> {
                     match &cert.password_file {
                         Some(pw) => {
                             if self.secret_file(pw, &key("password_file")) && p12_ok {
+                                let before = self.found.len();
                                 self.open_pkcs12(p12, pw, i, &config.site.institution_code);
+                                self.fallback(config, &cert.name, before);
                             }
                         }
                         None => {
@@ -636,7 +638,9 @@ impl Checker<'_> {
                 (None, Some(pem), Some(pem_key)) => {
                     self.public_file(pem, &key("cert"));
                     if self.secret_file(pem_key, &key("key")) && self.files == FileChecks::On {
+                        let before = self.found.len();
                         self.open_pem(pem, pem_key, i, &config.site.institution_code);
+                        self.fallback(config, &cert.name, before);
                     }
                     if let Some(pw) = &cert.password_file {
                         self.error(
@@ -671,10 +675,11 @@ impl Checker<'_> {
             }
         }
         for cert in config.client_certificates.iter() {
-            let used = config
-                .proxy
-                .as_ref()
-                .is_some_and(|p| p.routes.iter().any(|r| *r.client_certificate == *cert.name));
+            let used = config.proxy.as_ref().is_some_and(|p| {
+                p.routes
+                    .iter()
+                    .any(|r| r.client_certificate.contains(&cert.name))
+            });
             if !used {
                 self.warning(
                     cert.name.loc,
@@ -736,31 +741,43 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if !config
-                .client_certificates
-                .iter()
-                .any(|c| *c.name == *route.client_certificate)
-            {
+            let chosen = route.client_certificate.names();
+            if chosen.is_empty() {
+                self.error(
+                    route.client_certificate.loc,
+                    key("client_certificate"),
+                    "the list of client certificates is empty",
+                )
+                .hint = Some("name at least one `client_certificates` entry".into());
+            }
+            let mut seen: HashMap<&str, Loc> = HashMap::new();
+            for name in &chosen {
+                if let Some(first) = seen.insert(name.as_str(), name.loc) {
+                    self.error(
+                        name.loc,
+                        key("client_certificate"),
+                        format!("`{}` is listed twice", **name),
+                    )
+                    .hint = Some(format!("the first is at line {}", first.line));
+                }
+                if config.client_certificates.iter().any(|c| *c.name == **name) {
+                    continue;
+                }
                 let known: Vec<&str> = config
                     .client_certificates
                     .iter()
                     .map(|c| c.name.as_str())
                     .collect();
                 let d = self.error(
-                    route.client_certificate.loc,
+                    name.loc,
                     key("client_certificate"),
-                    format!(
-                        "no client certificate is named `{}`",
-                        *route.client_certificate
-                    ),
+                    format!("no client certificate is named `{}`", **name),
                 );
-                d.hint = Some(
-                    match super::scalar::closest(&route.client_certificate, known.iter().copied()) {
-                        Some(near) => format!("did you mean `{near}`?"),
-                        None if known.is_empty() => "add it under `client_certificates:`".into(),
-                        None => format!("defined certificates: {}", known.join(", ")),
-                    },
-                );
+                d.hint = Some(match super::scalar::closest(name, known.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None if known.is_empty() => "add it under `client_certificates:`".into(),
+                    None => format!("defined certificates: {}", known.join(", ")),
+                });
             }
             self.public_file(&route.server_ca, &key("server_ca"));
             if route.allow.is_empty() {
@@ -803,8 +820,58 @@ impl Checker<'_> {
     }
 
     fn control(&mut self, config: &Config) {
-        if let Some(control) = &config.control {
-            self.absolute(&control.socket, "control.socket");
+        let Some(control) = &config.control else {
+            return;
+        };
+        self.absolute(&control.socket, "control.socket");
+        for (i, entry) in control.metrics_allow.iter().enumerate() {
+            self.source(config, entry, &format!("control.metrics_allow[{i}]"));
+        }
+        let Some(metrics) = &control.metrics else {
+            if let Some(first) = control.metrics_allow.first() {
+                self.warning(
+                    first.loc,
+                    "control.metrics_allow",
+                    "metrics_allow has no effect without `metrics`",
+                )
+                .hint = Some(
+                    "add `metrics: 127.0.0.1:9469` (or a segment address) under `control:`".into(),
+                );
+            }
+            return;
+        };
+        let router_addrs: Vec<IpAddr> = config
+            .segments
+            .iter()
+            .flat_map(|s| segment_nets(s).into_iter().map(|(_, n)| n.addr()))
+            .collect();
+        let ip = metrics.value.ip();
+        if !ip.is_loopback() && self.all_segment_addresses_ok(config) && !router_addrs.contains(&ip)
+        {
+            let list: Vec<String> = router_addrs.iter().map(ToString::to_string).collect();
+            self.error(
+                metrics.loc,
+                "control.metrics",
+                format!("{ip} is neither loopback nor one of the router's segment addresses"),
+            )
+            .hint = Some(format!(
+                "listen on 127.0.0.1 or one of: {}; the WAN is never offered metrics",
+                list.join(", ")
+            ));
+        }
+        let proxy_listens = config.proxy.iter().flat_map(|p| p.routes.iter());
+        for route in proxy_listens {
+            if route.listen.value == metrics.value {
+                self.error(
+                    metrics.loc,
+                    "control.metrics",
+                    format!(
+                        "{} is already the listen address of proxy route `{}` (line {})",
+                        metrics.value, *route.name, route.listen.loc.line
+                    ),
+                )
+                .hint = Some("give metrics a port of its own, e.g. 9469".into());
+            }
         }
     }
 
@@ -857,6 +924,41 @@ impl Checker<'_> {
     fn public_file(&mut self, path: &At<std::path::PathBuf>, key: &str) {
         if self.absolute(path, key) && self.files == FileChecks::On {
             self.readable(path, key);
+        }
+    }
+
+    /// A certificate every route of which lists another one too (a new certificate before the
+    /// old, an old one kept for the change of 医療機関等コード): what is wrong with its files (found
+    /// since `before`) is a warning, as the proxy presents the next one in the list meanwhile.
+    fn fallback(&mut self, config: &Config, name: &str, before: usize) {
+        let routes: Vec<&ProxyRoute> = config
+            .proxy
+            .iter()
+            .flat_map(|p| p.routes.iter())
+            .filter(|r| r.client_certificate.contains(name))
+            .map(|r| &r.value)
+            .collect();
+        let covered = !routes.is_empty()
+            && routes.iter().all(|r| {
+                r.client_certificate
+                    .value
+                    .0
+                    .iter()
+                    .any(|n| *n.value != *name)
+            });
+        if !covered {
+            return;
+        }
+        let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        for d in &mut self.found[before..] {
+            if d.severity == Severity::Error {
+                d.severity = Severity::Warning;
+                d.hint = Some(format!(
+                    "{}route {} presents the next certificate of its list until this one can be used",
+                    d.hint.as_deref().map(|h| format!("{h}; ")).unwrap_or_default(),
+                    names.join(", ")
+                ));
+            }
         }
     }
 

@@ -3,5 +3,7 @@
 //! [`control`] is the socket behind `status` and `reload`; [`notify`] is systemd's STATUS= line
 //! and watchdog. Both read [`crate::status`]; neither changes the system.
 
+pub mod certificates;
 pub mod control;
+pub mod metrics;
 pub mod notify;

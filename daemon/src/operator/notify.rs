@@ -130,6 +130,19 @@ pub fn peer(config: &ValidConfig) -> String {
     }
 }
 
+/// The certificate that ends first, for the STATUS= line.
+fn nearest_expiry(cert: &crate::status::CertificateInfo) -> String {
+    let days = cert.days_left.unwrap_or_default();
+    let kind = match cert.kind.as_str() {
+        "client" | "" => String::new(),
+        kind => format!("{kind} "),
+    };
+    format!(
+        "nearest expiry: certificate {kind}{} {days} days left",
+        cert.name
+    )
+}
+
 /// The one line `systemctl status` shows: what is wrong first, else what is up.
 pub fn summary(status: &Status) -> String {
     if let Some(pending) = &status.pending {
@@ -141,11 +154,17 @@ pub fn summary(status: &Status) -> String {
     }
     if let (Health::Degraded, Some(first)) = (status.health, status.problems.first()) {
         let more = status.problems.len() - 1;
-        return if more > 0 {
+        let mut line = if more > 0 {
             format!("degraded: {first} (and {more} more: `oqs-edge status`)")
         } else {
             format!("degraded: {first}")
         };
+        // A certificate problem names its end already; otherwise say which one ends first.
+        if let Some(cert) = status.nearest_expiry().filter(|c| !c.expiry.is_problem()) {
+            line.push_str("; ");
+            line.push_str(&nearest_expiry(cert));
+        }
+        return line;
     }
     let mut parts = vec![format!(
         "tunnel {} {}",
@@ -161,10 +180,8 @@ pub fn summary(status: &Status) -> String {
         1 => "1 route".to_owned(),
         n => format!("{n} routes"),
     });
-    for cert in &status.certificates {
-        if let Some(days) = cert.days_left {
-            parts.push(format!("certificate {} {days} days left", cert.name));
-        }
+    if let Some(cert) = status.nearest_expiry() {
+        parts.push(nearest_expiry(cert));
     }
     parts.join(", ")
 }
@@ -181,6 +198,7 @@ mod tests {
                 kind: "ip-vpn".into(),
                 state: "up".into(),
                 detail: String::new(),
+                ..TunnelInfo::default()
             },
             ..Status::default()
         };
@@ -207,7 +225,7 @@ mod tests {
     fn a_healthy_summary_names_tunnel_routes_and_certificates() {
         assert_eq!(
             summary(&healthy()),
-            "tunnel ip-vpn up, firewall applied, 2 routes, certificate oqs 412 days left"
+            "tunnel ip-vpn up, firewall applied, 2 routes, nearest expiry: certificate oqs 412 days left"
         );
     }
 
@@ -224,7 +242,7 @@ mod tests {
             summary(&status),
             "PENDING CHANGE: rolls back to 57ad6a22c183 at 2026-12-03T10:30:00Z (42s left) \
              unless `oqs-edge confirm`; tunnel ip-vpn up, firewall applied, 2 routes, \
-             certificate oqs 412 days left"
+             nearest expiry: certificate oqs 412 days left"
         );
     }
 
@@ -239,7 +257,7 @@ mod tests {
         assert_eq!(
             summary(&status),
             "degraded: tunnel (ip-vpn) is down: the WAN interface wan0 is down or missing \
-             (and 1 more: `oqs-edge status`)"
+             (and 1 more: `oqs-edge status`); nearest expiry: certificate oqs 412 days left"
         );
     }
 }

@@ -20,7 +20,7 @@ use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
 pub const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
-const SERVER_CERT: &str = "server.pem";
+pub const SERVER_CERT: &str = "server.pem";
 const SERVER_KEY: &str = "server.key";
 
 /// The CA lasts as long as the router: re-installing it on every PC is the cost of a new one.

@@ -5,6 +5,7 @@
 //! certificate's, an expired certificate, or one issued for another institution. The mTLS proxy
 //! uses the same loader, so what `check` accepted is what the proxy presents.
 
+pub mod expiry;
 pub mod local_ca;
 pub mod store;
 
@@ -79,11 +80,7 @@ pub struct ClientCertificate {
 impl ClientCertificate {
     /// Whole days until `not_after`; negative once expired.
     pub fn days_left(&self, now: SystemTime) -> i64 {
-        let seconds = match self.not_after.duration_since(now) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
-        };
-        seconds.div_euclid(86_400)
+        days_until(self.not_after, now)
     }
 }
 
@@ -223,17 +220,8 @@ fn from_parts(path: &Path, key_der: &[u8], certs: &[&[u8]]) -> Result<ClientCert
 
     let (leaf_der, cert) = &parsed[leaf];
     let validity = cert.validity();
-    let fingerprint_sha256 = Sha256::digest(leaf_der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":");
-    let subject_cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_owned);
+    let fingerprint_sha256 = fingerprint(leaf_der);
+    let subject_cn = common_name(cert);
     Ok(ClientCertificate {
         path: path.to_owned(),
         chain: order
@@ -247,6 +235,71 @@ fn from_parts(path: &Path, key_der: &[u8], certs: &[&[u8]]) -> Result<ClientCert
         not_after: system_time(validity.not_after.timestamp()),
         fingerprint_sha256,
     })
+}
+
+/// The facts of the first certificate in a PEM file (a CA, the IPsec certificate, the LAN
+/// server certificate), for the expiry watch and `status`.
+#[derive(Clone, Debug)]
+pub struct PemFacts {
+    pub subject_cn: Option<String>,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    pub fingerprint_sha256: String,
+}
+
+/// Read the first certificate of a PEM file.
+pub fn pem_facts(path: &Path) -> Result<PemFacts, PkiError> {
+    let certs = read_pem_certificates(path)?;
+    let der = certs.first().ok_or_else(|| PkiError::NoCertificate {
+        path: path.to_owned(),
+    })?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| PkiError::BadCertificate {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let validity = cert.validity();
+    let subject_cn = common_name(&cert);
+    let facts = PemFacts {
+        subject_cn,
+        not_before: system_time(validity.not_before.timestamp()),
+        not_after: system_time(validity.not_after.timestamp()),
+        fingerprint_sha256: fingerprint(der),
+    };
+    Ok(facts)
+}
+
+/// Whole days from `now` until `not_after`; negative once past.
+pub fn days_until(not_after: SystemTime, now: SystemTime) -> i64 {
+    let seconds = match not_after.duration_since(now) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    seconds.div_euclid(86_400)
+}
+
+/// Seconds since 1970 (negative before), for metrics and `status --json`.
+pub fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// The subject's first CN.
+fn common_name(cert: &X509Certificate<'_>) -> Option<String> {
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+}
+
+fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Check a loaded certificate at `now` for the institution it must identify.
@@ -332,7 +385,7 @@ fn system_time(unix: i64) -> SystemTime {
     }
 }
 
-fn show_time(t: SystemTime) -> String {
+pub fn show_time(t: SystemTime) -> String {
     // humantime panics on times before 1970; no real certificate has one.
     if t < UNIX_EPOCH {
         return "a date before 1970".into();

@@ -247,17 +247,23 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
             continue;
         }
         rules.push(
-            Rule::new(
-                vec![
-                    Match::Iif(Op::Is, lan.clone()),
-                    Match::Saddr(family, Addrs::Nets(sources)),
-                    Match::Daddr(family, Addrs::Nets(vec![IpNet::from(listen.ip())])),
-                    Match::Dports(L4::Tcp, vec![listen.port()]),
-                ],
-                Verdict::Accept,
-            )
-            .comment(format!("proxy route {}", *route.name)),
+            to_listener(&lan, family, sources, listen)
+                .comment(format!("proxy route {}", *route.name)),
         );
+    }
+    if let Some(metrics) = config
+        .control
+        .as_ref()
+        .and_then(|c| c.metrics.as_ref().map(|m| (m.value, &c.metrics_allow)))
+        .filter(|(listen, _)| !listen.ip().is_loopback())
+    {
+        // Loopback is accepted above; the LAN only from `metrics_allow`, the WAN never.
+        let (listen, allow) = metrics;
+        let family = family_of_addr(listen.ip());
+        let sources = resolve_sources(config, allow.iter().map(|a| a.as_str()), family);
+        if !sources.is_empty() {
+            rules.push(to_listener(&lan, family, sources, listen).comment("metrics"));
+        }
     }
     if let Some(management) = &config.management {
         for family in [Family::V4, Family::V6] {
@@ -288,6 +294,24 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
         policy: Policy::Drop,
         rules,
     }
+}
+
+/// Accept LAN connections from `sources` to a TCP listener of the router.
+fn to_listener(
+    lan: &Names,
+    family: Family,
+    sources: Vec<IpNet>,
+    listen: std::net::SocketAddr,
+) -> Rule {
+    Rule::new(
+        vec![
+            Match::Iif(Op::Is, lan.clone()),
+            Match::Saddr(family, Addrs::Nets(sources)),
+            Match::Daddr(family, Addrs::Nets(vec![IpNet::from(listen.ip())])),
+            Match::Dports(L4::Tcp, vec![listen.port()]),
+        ],
+        Verdict::Accept,
+    )
 }
 
 /// What the WAN may send to the router itself: the tunnel's own packets.

@@ -32,6 +32,15 @@ pub struct Plan {
     /// Where the LAN-side CA lives (routes with `lan_tls: local-ca`).
     pub local_ca_dir: Option<PathBuf>,
     pub proxy: Vec<ProxyRoutePlan>,
+    /// The Prometheus endpoint, when `control.metrics` is set.
+    pub metrics: Option<MetricsPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MetricsPlan {
+    pub listen: SocketAddr,
+    /// `control.metrics_allow` resolved to prefixes (loopback is always allowed besides).
+    pub allow: Vec<IpNet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -131,7 +140,9 @@ pub struct ProxyRoutePlan {
     /// Where the connection goes: `upstream_address`, or the upstream host resolved.
     pub connect_to: String,
     pub server_ca: PathBuf,
-    pub client_certificate: String,
+    /// The client certificates' names, in order of preference: the proxy presents the first
+    /// that is valid now.
+    pub client_certificate: Vec<String>,
     /// `allow` resolved to prefixes.
     pub allow: Vec<IpNet>,
 }
@@ -164,7 +175,88 @@ pub fn plan(config: &ValidConfig) -> Plan {
         certificates: certificates(config),
         local_ca_dir: config.proxy.as_ref().map(|p| p.local_ca_dir.value.clone()),
         proxy: proxy(config),
+        metrics: metrics(config),
     }
+}
+
+fn metrics(config: &ValidConfig) -> Option<MetricsPlan> {
+    let control = config.control.as_ref()?;
+    let listen = control.metrics.as_ref()?.value;
+    let mut allow = Vec::new();
+    for family in [nft::Family::V4, nft::Family::V6] {
+        allow.extend(firewall::resolve_sources(
+            config,
+            control.metrics_allow.iter().map(|a| a.as_str()),
+            family,
+        ));
+    }
+    Some(MetricsPlan { listen, allow })
+}
+
+/// A certificate file (PEM) the router depends on besides the client certificates: the
+/// expiry watch reads each one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateFile {
+    /// `ipsec`, `ipsec-ca`, `server-ca`, `local-ca` or `lan-server`.
+    pub kind: &'static str,
+    /// What status calls it: the route names for a server CA.
+    pub name: String,
+    pub file: PathBuf,
+}
+
+/// Every PEM certificate the plan depends on, each file once: the IPsec certificate and CA,
+/// each route's `server_ca`, and the local CA with its LAN server certificate.
+pub fn certificate_files(plan: &Plan) -> Vec<CertificateFile> {
+    let mut files = Vec::new();
+    if let TunnelPlan::Ipsec {
+        credentials: IpsecCredentials::Certificate { cert, ca, .. },
+        ..
+    } = &plan.tunnel
+    {
+        files.push(CertificateFile {
+            kind: "ipsec",
+            name: "ipsec".to_owned(),
+            file: cert.clone(),
+        });
+        files.push(CertificateFile {
+            kind: "ipsec-ca",
+            name: "ipsec-ca".to_owned(),
+            file: ca.clone(),
+        });
+    }
+    for route in &plan.proxy {
+        match files
+            .iter_mut()
+            .find(|f: &&mut CertificateFile| f.kind == "server-ca" && f.file == route.server_ca)
+        {
+            Some(known) => {
+                known.name.push(',');
+                known.name.push_str(&route.name);
+            }
+            None => files.push(CertificateFile {
+                kind: "server-ca",
+                name: route.name.clone(),
+                file: route.server_ca.clone(),
+            }),
+        }
+    }
+    if let Some(dir) = plan
+        .local_ca_dir
+        .as_ref()
+        .filter(|_| plan.proxy.iter().any(|r| r.lan_tls == "local-ca"))
+    {
+        files.push(CertificateFile {
+            kind: "local-ca",
+            name: "local-ca".to_owned(),
+            file: dir.join(crate::pki::local_ca::CA_CERT),
+        });
+        files.push(CertificateFile {
+            kind: "lan-server",
+            name: "lan-server".to_owned(),
+            file: dir.join(crate::pki::local_ca::SERVER_CERT),
+        });
+    }
+    files
 }
 
 fn certificates(config: &ValidConfig) -> Vec<CertificatePlan> {
@@ -350,7 +442,12 @@ fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
                     None => format!("{} (resolved)", r.upstream.value),
                 },
                 server_ca: r.server_ca.value.clone(),
-                client_certificate: r.client_certificate.value.clone(),
+                client_certificate: r
+                    .client_certificate
+                    .names()
+                    .into_iter()
+                    .map(|n| n.value)
+                    .collect(),
                 allow: firewall::resolve_sources(
                     config,
                     r.allow.iter().map(|a| a.as_str()),
@@ -408,7 +505,7 @@ impl Plan {
                 r.lan_tls,
                 r.upstream,
                 r.connect_to,
-                r.client_certificate,
+                r.client_certificate.join(" then "),
                 r.server_ca.display(),
                 allow.join(" ")
             );

@@ -46,7 +46,14 @@ pub async fn serve_connection<S>(
 {
     let service = service_fn(move |req| {
         let route = route.clone();
-        async move { Ok::<_, Infallible>(forward(req, peer, &route, worker).await) }
+        async move {
+            let started = std::time::Instant::now();
+            let response = forward(req, peer, &route, worker).await;
+            route
+                .stats
+                .note_response(response.status().as_u16(), started.elapsed());
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

@@ -36,7 +36,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::logging::event;
 use crate::pki::{self, local_ca, ClientCertificate};
 use crate::plan::{CertificatePlan, CertificateSource, Plan, ProxyRoutePlan};
-use crate::status::{CertificateInfo, ProxyRouteInfo};
+use crate::status::{CertificateInfo, Dated, DurationHistogram, ProxyRouteInfo};
 use upstream::Upstream;
 
 /// Counters for one route, kept across reloads.
@@ -50,9 +50,67 @@ pub struct RouteStats {
     pub upstream_handshakes: AtomicU64,
     pub upstream_resumed: AtomicU64,
     last_upstream_error: Mutex<Option<String>>,
+    /// Responses by status class: 1xx … 5xx.
+    responses: [AtomicU64; 5],
+    /// Requests that took at most [`DURATION_BUCKETS`]`[i]` seconds until the response head
+    /// (not cumulative: the histogram adds them up).
+    durations: [AtomicU64; DURATION_BUCKETS.len()],
+    /// Requests past the last bucket.
+    slower: AtomicU64,
+    duration_micros: AtomicU64,
 }
 
+/// Upper bounds of the request duration histogram, in seconds (Prometheus' defaults).
+pub const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 impl RouteStats {
+    /// One response sent to the LAN (`mode: http`), `took` after the request came in.
+    pub fn note_response(&self, status: u16, took: std::time::Duration) {
+        if let Some(class) = self
+            .responses
+            .get(usize::from(status / 100).wrapping_sub(1))
+        {
+            class.fetch_add(1, Ordering::Relaxed);
+        }
+        let seconds = took.as_secs_f64();
+        match DURATION_BUCKETS.iter().position(|b| seconds <= *b) {
+            Some(i) => self.durations[i].fetch_add(1, Ordering::Relaxed),
+            None => self.slower.fetch_add(1, Ordering::Relaxed),
+        };
+        self.duration_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn responses(&self) -> BTreeMap<String, u64> {
+        self.responses
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("{}xx", i + 1), n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    fn duration(&self) -> DurationHistogram {
+        let mut total = 0;
+        let buckets = DURATION_BUCKETS
+            .iter()
+            .zip(&self.durations)
+            .map(|(bound, n)| {
+                total += n.load(Ordering::Relaxed);
+                (*bound, total)
+            })
+            .collect();
+        DurationHistogram {
+            buckets,
+            sum_seconds: self.duration_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: total + self.slower.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn note_upstream_error(&self, why: &str) {
         *self
             .last_upstream_error
@@ -91,6 +149,13 @@ impl RouteRuntime {
     }
 }
 
+/// The certificate a route presents, and why that one.
+struct Chosen {
+    name: String,
+    cert: Arc<ClientCertificate>,
+    why: Option<String>,
+}
+
 /// A client certificate as last read from its files.
 struct LoadedCertificate {
     plan: CertificatePlan,
@@ -109,6 +174,8 @@ struct RouteHandle {
     /// One accept loop per worker, all on the same socket.
     listeners: Vec<JoinHandle<()>>,
     problem: Option<String>,
+    /// The client certificate presented now, and why that one (for a list).
+    presenting: Option<(String, Option<String>)>,
 }
 
 impl RouteHandle {
@@ -330,7 +397,11 @@ impl Proxy {
             .get(&plan.name)
             .filter(|h| h.runtime.is_some())
             .and_then(|h| h.inputs);
-        let built = self.build_runtime(plan, &stats, current, worker_count);
+        let chosen = self.choose_certificate(&plan.client_certificate, SystemTime::now());
+        let built = chosen
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|c| self.build_runtime(plan, c, &stats, current, worker_count));
         let handle = self
             .routes
             .entry(plan.name.clone())
@@ -341,7 +412,21 @@ impl Proxy {
                 stats: stats.clone(),
                 listeners: Vec::new(),
                 problem: None,
+                presenting: None,
             });
+        if let Ok(chosen) = &chosen {
+            let now = (chosen.name.clone(), chosen.why.clone());
+            if handle.presenting.as_ref() != Some(&now) {
+                info!(
+                    oqs_event = event::CERTIFICATE;
+                    "proxy {}: presents client certificate `{}`{}",
+                    plan.name,
+                    now.0,
+                    now.1.as_deref().map(|w| format!(" ({w})")).unwrap_or_default()
+                );
+                handle.presenting = Some(now);
+            }
+        }
         // A new listen address needs a new listener.
         if handle.plan.listen != plan.listen {
             handle.close_listeners();
@@ -434,29 +519,69 @@ impl Proxy {
     /// The runtime for a route from the current certificates and files, with a digest of
     /// everything it is built from; `None` (nothing built) when that digest is `current`'s, as
     /// it is on almost every tick of the watch.
+    /// The certificate a route presents now: the first of its list that is loaded, started and
+    /// not expired, with why in plain words when the list had to be read past its first. When
+    /// none is within its dates the first loaded one is presented still (the upstream says no,
+    /// as it would have before lists).
+    fn choose_certificate(&self, names: &[String], now: SystemTime) -> Result<Chosen, String> {
+        let mut skipped = Vec::new();
+        let mut fallback = None;
+        for name in names {
+            let Some(loaded) = self.certificates.get(name) else {
+                skipped.push(format!("`{name}` is not configured"));
+                continue;
+            };
+            let Some(cert) = loaded.cert.clone() else {
+                skipped.push(format!(
+                    "`{name}` cannot be used: {}",
+                    loaded.problem.as_deref().unwrap_or("not loaded")
+                ));
+                continue;
+            };
+            let why_not = if now < cert.not_before {
+                format!(
+                    "`{name}` is not valid until {}",
+                    pki::show_time(cert.not_before)
+                )
+            } else if now >= cert.not_after {
+                format!("`{name}` expired on {}", pki::show_time(cert.not_after))
+            } else {
+                let why = match skipped.is_empty() {
+                    true if names.len() > 1 => Some("the first of its list, valid now".to_owned()),
+                    true => None,
+                    false => Some(skipped.join("; ")),
+                };
+                return Ok(Chosen {
+                    name: name.clone(),
+                    cert,
+                    why,
+                });
+            };
+            skipped.push(why_not);
+            fallback = fallback.or(Some((name.clone(), cert)));
+        }
+        match fallback {
+            Some((name, cert)) => Ok(Chosen {
+                name,
+                cert,
+                why: Some(format!("none is valid now: {}", skipped.join("; "))),
+            }),
+            None => Err(format!(
+                "no client certificate can be used: {}",
+                skipped.join("; ")
+            )),
+        }
+    }
+
     fn build_runtime(
         &self,
         plan: &ProxyRoutePlan,
+        chosen: &Chosen,
         stats: &Arc<RouteStats>,
         current: Option<[u8; 32]>,
         workers: usize,
     ) -> Result<([u8; 32], Option<RouteRuntime>), String> {
-        let loaded = self
-            .certificates
-            .get(&plan.client_certificate)
-            .ok_or_else(|| {
-                format!(
-                    "client certificate `{}` is not configured",
-                    plan.client_certificate
-                )
-            })?;
-        let cert = loaded.cert.clone().ok_or_else(|| {
-            format!(
-                "client certificate `{}` cannot be used: {}",
-                plan.client_certificate,
-                loaded.problem.as_deref().unwrap_or("not loaded")
-            )
-        })?;
+        let cert = chosen.cert.clone();
         let server_ca = std::fs::read(&plan.server_ca)
             .map_err(|e| format!("cannot read server_ca {}: {e}", plan.server_ca.display()))?;
         let lan_identity = match plan.lan_tls.as_str() {
@@ -493,7 +618,7 @@ impl Proxy {
             server_name,
             tls: TlsConnector::from(tls),
             server_ca: plan.server_ca.display().to_string(),
-            client_certificate: plan.client_certificate.clone(),
+            client_certificate: chosen.name.clone(),
         });
         let lan_tls = match lan_identity {
             Some(identity) => {
@@ -562,16 +687,33 @@ impl Proxy {
     pub fn certificate_info(&self, now: SystemTime) -> Vec<CertificateInfo> {
         self.certificates
             .iter()
-            .map(|(name, c)| CertificateInfo {
-                name: name.clone(),
-                days_left: c.cert.as_ref().map(|c| c.days_left(now)),
-                subject_cn: c.cert.as_ref().and_then(|c| c.subject_cn.clone()),
-                not_after: c
-                    .cert
-                    .as_ref()
-                    .map(|c| humantime::format_rfc3339_seconds(c.not_after).to_string()),
-                fingerprint_sha256: c.cert.as_ref().map(|c| c.fingerprint_sha256.clone()),
-                problem: c.problem.clone(),
+            .map(|(name, c)| {
+                let file = match &c.plan.source {
+                    CertificateSource::Pkcs12 { pkcs12, .. } => pkcs12,
+                    CertificateSource::Pem { cert, .. } => cert,
+                };
+                let mut info = match &c.cert {
+                    Some(cert) => CertificateInfo::dated(
+                        Dated {
+                            name,
+                            kind: "client",
+                            file,
+                            subject_cn: cert.subject_cn.clone(),
+                            not_before: cert.not_before,
+                            not_after: cert.not_after,
+                            fingerprint_sha256: cert.fingerprint_sha256.clone(),
+                        },
+                        now,
+                    ),
+                    None => CertificateInfo {
+                        name: name.clone(),
+                        kind: "client".to_owned(),
+                        file: Some(file.clone()),
+                        ..CertificateInfo::default()
+                    },
+                };
+                info.problem.clone_from(&c.problem);
+                info
             })
             .collect()
     }
@@ -596,6 +738,14 @@ impl Proxy {
                     requests: n(|s| &s.requests),
                     upstream_handshakes: n(|s| &s.upstream_handshakes),
                     upstream_resumed: n(|s| &s.upstream_resumed),
+                    responses: handle.map(|h| h.stats.responses()).unwrap_or_default(),
+                    client_certificate: handle
+                        .and_then(|h| h.presenting.as_ref())
+                        .map(|(name, _)| name.clone()),
+                    client_certificate_why: handle
+                        .and_then(|h| h.presenting.as_ref())
+                        .and_then(|(_, why)| why.clone()),
+                    duration: handle.map(|h| h.stats.duration()).unwrap_or_default(),
                     last_upstream_error: handle.and_then(|h| {
                         h.stats
                             .last_upstream_error

@@ -584,10 +584,15 @@ impl WireGuardTunnel {
 
     pub async fn info(&self) -> TunnelInfo {
         let (state, detail) = self.judge();
+        let handshake_age = self.device.as_ref().and_then(|d| d.status().handshake_age);
         TunnelInfo {
             kind: "wireguard".to_owned(),
             state: state.as_str().to_owned(),
             detail,
+            last_handshake_unix: handshake_age
+                .and_then(|age| std::time::SystemTime::now().checked_sub(age))
+                .map(crate::pki::unix_seconds),
+            ..TunnelInfo::default()
         }
     }
 
