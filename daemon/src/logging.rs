@@ -34,6 +34,12 @@ pub mod event {
     pub const PROXY_UPSTREAM_ERROR: &str = "proxy-upstream-error";
     /// A client certificate was loaded, replaced or found unusable.
     pub const CERTIFICATE: &str = "certificate";
+    /// The DHCP server (dnsmasq) started, stopped or failed.
+    pub const DHCP: &str = "dhcp";
+    /// A segment address added, removed or missing.
+    pub const SEGMENT_ADDRESS: &str = "segment-address";
+    /// The DNS relay started or failed.
+    pub const DNS: &str = "dns";
 }
 
 /// Where the log went, for the first line the daemon writes.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
 use crate::config::model::{InternetAccess, Role, Segment};
@@ -34,6 +34,8 @@ pub struct DhcpPlan {
 pub struct DhcpSegmentPlan {
     pub segment: String,
     pub interface: String,
+    /// The router's address on the segment, with the segment's prefix length.
+    pub subnet: Ipv4Net,
     pub first: Ipv4Addr,
     pub last: Ipv4Addr,
     pub lease_secs: u64,
@@ -148,6 +150,7 @@ pub fn dhcp(config: &ValidConfig, dns: Option<&DnsPlan>) -> Option<DhcpPlan> {
             Some(DhcpSegmentPlan {
                 segment: s.name.value.clone(),
                 interface: s.interface.0.clone(),
+                subnet: net,
                 first: dhcp.range.first,
                 last: dhcp.range.last,
                 lease_secs: dhcp
@@ -171,7 +174,7 @@ pub fn dhcp(config: &ValidConfig, dns: Option<&DnsPlan>) -> Option<DhcpPlan> {
     if segments.is_empty() {
         return None;
     }
-    let dnsmasq_conf = dnsmasq_conf(config, &segments);
+    let dnsmasq_conf = dnsmasq_conf(&segments);
     Some(DhcpPlan {
         segments,
         dnsmasq_conf,
@@ -180,21 +183,13 @@ pub fn dhcp(config: &ValidConfig, dns: Option<&DnsPlan>) -> Option<DhcpPlan> {
 
 /// dnsmasq as a DHCP server only: its DNS is off (`port=0`), it answers on the segments'
 /// interfaces only, and every option a client gets is written here.
-fn dnsmasq_conf(config: &ValidConfig, segments: &[DhcpSegmentPlan]) -> String {
+fn dnsmasq_conf(segments: &[DhcpSegmentPlan]) -> String {
     let mut out = String::new();
     out.push_str("# dnsmasq for oqs-edge: DHCPv4 on the LAN segments only; DNS is off here\n");
     out.push_str("port=0\nno-resolv\nno-hosts\nbind-dynamic\ndhcp-authoritative\nlog-dhcp\n");
     for seg in segments {
         let _ = writeln!(out, "interface={}", seg.interface);
     }
-    let masks = config
-        .segments
-        .iter()
-        .filter_map(|s| match s.address.value {
-            IpNet::V4(net) => Some((s.name.value.as_str(), net.netmask())),
-            IpNet::V6(_) => None,
-        });
-    let masks: Vec<(&str, Ipv4Addr)> = masks.collect();
     for (i, seg) in segments.iter().enumerate() {
         // Tags are by position: a segment's name is free text and never reaches the file
         // except as a comment, cleaned of anything that could end it.
@@ -204,10 +199,7 @@ fn dnsmasq_conf(config: &ValidConfig, segments: &[DhcpSegmentPlan]) -> String {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        let mask = masks
-            .iter()
-            .find(|(n, _)| *n == seg.segment)
-            .map_or(Ipv4Addr::new(255, 255, 255, 0), |(_, m)| *m);
+        let mask = seg.subnet.netmask();
         let _ = writeln!(out, "\n# segment {name} ({})", seg.interface);
         let _ = writeln!(
             out,
