@@ -290,3 +290,202 @@ fn drop_clinic_segment(text: &str) -> String {
             "",
         )
 }
+
+/// `dig` from a PC at the router; `+short` answers, or the whole reply with `full`.
+fn dig(lab: &Lab, from: Role, server: &str, args: &[&str]) -> String {
+    let mut full = vec!["dig", "+time=3", "+tries=1", server];
+    full.extend_from_slice(args);
+    let out = lab.exec(from, &full);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_relay_answers_closed_zones_refuses_the_rest_and_the_proxy_resolves_by_name() {
+    if skip_unless_root(
+        "the_relay_answers_closed_zones_refuses_the_rest_and_the_proxy_resolves_by_name",
+    ) {
+        return;
+    }
+    let lab = Lab::build("dns");
+    let closed_dns = lab.start_closed_dns();
+    let internet_dns = lab.start_internet_dns();
+    let nginx = lab.start_nginx("ca/oqs-server");
+    // The clinic segment may use the internet (and so the internet's names); the proxy route
+    // to the eligibility API goes by name alone: no upstream_address.
+    let yaml = lab
+        .config_from_lab_yaml()
+        .replacen("    internet: deny\n", "    internet: allow\n", 1)
+        .replacen(
+            "      upstream_address: 10.200.0.10    # the lab's upstream server\n",
+            "",
+            1,
+        )
+        .replacen(
+            "\ntunnel:",
+            "\ndns:\n  internet_servers: [198.51.100.1]\n\ntunnel:",
+            1,
+        );
+    assert!(
+        !yaml.contains("upstream_address: 10.200.0.10    #"),
+        "fixture"
+    );
+    let config = lab.write_config(&yaml);
+    lab.start_daemon(&config);
+    let answered = || {
+        dig(
+            &lab,
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "hweb-api.oqs.example"],
+        )
+    };
+    assert!(
+        wait_for(10, || answered().trim() == "10.200.0.10"),
+        "the relay did not answer a closed name: {:?}\n{}\nclosed DNS saw: {}\n{}",
+        answered(),
+        dig(&lab, Role::Pc, "@192.168.50.1", &["hweb-api.oqs.example"]),
+        closed_dns.queries(),
+        lab.daemon_log()
+    );
+
+    // Closed zones from the eligibility PC: any letter case, over TCP too, AAAA for a name
+    // with only an A record (an empty answer, not an error).
+    assert_eq!(
+        dig(
+            &lab,
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "CLAIMS.Oqs.Example"]
+        )
+        .trim(),
+        "10.200.0.10"
+    );
+    assert_eq!(
+        dig(
+            &lab,
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "+tcp", "hweb-api.oqs.example"]
+        )
+        .trim(),
+        "10.200.0.10"
+    );
+    let aaaa = dig(
+        &lab,
+        Role::Pc,
+        "@192.168.50.1",
+        &["hweb-api.oqs.example", "AAAA"],
+    );
+    assert!(aaaa.contains("status: NOERROR"), "{aaaa}");
+    assert!(
+        dig(&lab, Role::Pc, "@192.168.50.1", &["nothere.oqs.example"]).contains("status: NXDOMAIN")
+    );
+
+    // Anything else from the eligibility PC: REFUSED, and not one packet about it leaves.
+    let wan = lab.capture(Role::Router, "wan0", "port 53");
+    for name in [
+        "www.example.com",
+        "oqs.example.example.com",
+        "evil-oqs.example",
+        "example",
+    ] {
+        let reply = dig(&lab, Role::Pc, "@192.168.50.1", &[name]);
+        assert!(reply.contains("status: REFUSED"), "{name}: {reply}");
+    }
+    let refused_tcp = dig(
+        &lab,
+        Role::Pc,
+        "@192.168.50.1",
+        &["+tcp", "www.example.com"],
+    );
+    assert!(refused_tcp.contains("status: REFUSED"), "{refused_tcp}");
+    let seen = wan.stop();
+    assert!(
+        seen.iter()
+            .all(|p| !p.contains("example.com") && !p.contains("evil-oqs")),
+        "DNS for a refused name left the router: {seen:#?}"
+    );
+    assert!(!internet_dns.queries().contains("www.example.com"));
+
+    // The clinic segment (internet: allow) gets internet names from the internet resolver.
+    assert_eq!(
+        dig(
+            &lab,
+            Role::Clinic,
+            "@192.168.60.1",
+            &["+short", "www.example.com"]
+        )
+        .trim(),
+        "192.0.2.80"
+    );
+    assert!(internet_dns.queries().contains("www.example.com"));
+
+    // status counts per segment.
+    let s = status(&lab, &config);
+    let oqs = &segment(&s, "oqs")["dns"];
+    assert!(oqs["refused"].as_u64().unwrap_or(0) >= 5, "{s:#}");
+    assert!(oqs["answered"].as_u64().unwrap_or(0) >= 4, "{s:#}");
+
+    // The proxy reaches its upstream by name, through the closed DNS.
+    let ca = lab.dir().join("local-ca/ca.pem");
+    let curl = || {
+        let out = lab.exec(
+            Role::Clinic,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                ca.to_str().unwrap(),
+                "-w",
+                "code=%{http_code}\n",
+                "https://192.168.60.1:8443/by-name",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = curl();
+    assert!(first.contains("code=200"), "{first}\n{}", lab.daemon_log());
+    assert!(
+        nginx
+            .requests()
+            .last()
+            .is_some_and(|l| l.ends_with(" 10.200.0.10")),
+        "{:?}",
+        nginx.requests()
+    );
+    assert!(closed_dns.queries().contains("hweb-api.oqs.example"));
+
+    // The closed DNS moves the name: once the TTL (2 s) and the pooled connection's hold
+    // (5 s) are over, new requests go to the new address.
+    closed_dns.set_hosts("10.200.0.11 hweb-api.oqs.example claims.oqs.example\n");
+    let moved = wait_for(20, || {
+        let out = curl();
+        out.contains("code=200")
+            && nginx
+                .requests()
+                .last()
+                .is_some_and(|l| l.ends_with(" 10.200.0.11"))
+    });
+    assert!(
+        moved,
+        "requests did not follow the DNS change: {:?}",
+        nginx.requests()
+    );
+
+    // A name the closed DNS does not know: 502 with the reason in status.
+    closed_dns.set_hosts("10.200.0.11 claims.oqs.example\n");
+    let failed = wait_for(20, || curl().contains("code=502"));
+    assert!(
+        failed,
+        "a name that no longer resolves did not fail: {}",
+        curl()
+    );
+    let s = status(&lab, &config);
+    let last_error = s["proxy"]["routes"][0]["last_upstream_error"].to_string();
+    assert!(
+        last_error.contains("the closed network's DNS has no address for hweb-api.oqs.example"),
+        "{s:#}"
+    );
+}

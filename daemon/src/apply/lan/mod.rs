@@ -4,6 +4,7 @@
 
 pub mod addresses;
 pub mod dhcp;
+pub mod dns;
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ use crate::status::{AddressInfo, SegmentInfo};
 #[derive(Default)]
 pub struct Lan {
     dhcp: dhcp::Dhcp,
+    dns: dns::DnsRelay,
     /// Planned addresses that are not in place, with the reason.
     address_problems: Vec<(AddressPlan, String)>,
 }
@@ -54,6 +56,7 @@ impl Lan {
                     .collect();
             }
         }
+        self.dns.apply(plan.dns.as_ref()).await;
         self.dhcp.apply(plan.dhcp.as_ref(), state_dir).await;
     }
 
@@ -70,6 +73,7 @@ impl Lan {
             })
             .collect();
         problems.extend(self.dhcp.problem());
+        problems.extend(self.dns.problems());
         problems
     }
 
@@ -94,7 +98,7 @@ impl Lan {
                     interface: a.interface.clone(),
                     addresses: vec![address],
                     dhcp: dhcp.iter().find(|d| d.segment == a.segment).cloned(),
-                    dns: None,
+                    dns: self.dns.info(&a.segment),
                 }),
             }
         }
@@ -103,5 +107,6 @@ impl Lan {
 
     pub fn stop(&mut self) {
         self.dhcp.stop();
+        self.dns.stop();
     }
 }
