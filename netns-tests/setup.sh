@@ -16,6 +16,9 @@ packages=(
     nftables iproute2 iputils-ping tcpdump curl openssl procps psmisc
     # real peers the netns tests talk to
     nginx-light wireguard-go wireguard-tools
+    # the LAN side: the DHCP server oqs-edge supervises, a PC's DHCP client (busybox udhcpc),
+    # dig for name lookups
+    dnsmasq-base busybox dnsutils
     strongswan-swanctl strongswan-charon charon-systemd libcharon-extra-plugins
     libstrongswan-standard-plugins  # openssl (AES-GCM, ECP) for the lab charons
     # benchmark tools (same as a user has)

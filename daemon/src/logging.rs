@@ -37,6 +37,12 @@ pub mod event {
     /// A certificate the router depends on is near its end, or past it (with
     /// `OQS_DAYS_LEFT`, `OQS_FILE`, `OQS_CERTIFICATE`).
     pub const CERTIFICATE_EXPIRY: &str = "certificate-expiry";
+    /// The DHCP server (dnsmasq) started, stopped or failed.
+    pub const DHCP: &str = "dhcp";
+    /// A segment address added, removed or missing.
+    pub const SEGMENT_ADDRESS: &str = "segment-address";
+    /// The DNS relay started or failed.
+    pub const DNS: &str = "dns";
 }
 
 /// Where the log went, for the first line the daemon writes.

@@ -28,6 +28,9 @@ pub struct Status {
     /// A `reload --confirm` change that is rolled back unless confirmed (shown first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingInfo>,
+    /// The LAN segments: the router's addresses, DHCP and the DNS relay on each.
+    #[serde(default)]
+    pub segments: Vec<SegmentInfo>,
 }
 
 /// A change applied with `reload --confirm`, waiting for `oqs-edge confirm`.
@@ -323,6 +326,58 @@ pub struct DurationHistogram {
     pub count: u64,
 }
 
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    pub name: String,
+    pub interface: String,
+    pub addresses: Vec<AddressInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsInfo>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AddressInfo {
+    pub address: String,
+    /// On the interface now.
+    pub present: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DhcpInfo {
+    pub segment: String,
+    /// dnsmasq is running.
+    pub serving: bool,
+    /// Unexpired leases of this segment's subnet.
+    pub leases_in_use: usize,
+    /// The fixed leases, and whether each host holds its own.
+    pub hosts: Vec<DhcpHostInfo>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DhcpHostInfo {
+    pub name: String,
+    pub mac: String,
+    pub address: String,
+    pub holds_lease: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_in_secs: Option<u64>,
+}
+
+/// The DNS relay's answers on one segment since the daemon started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DnsInfo {
+    /// Questions answered (from the cache or an upstream server).
+    pub answered: u64,
+    /// Questions refused: a name outside the closed zones on a segment without internet.
+    pub refused: u64,
+    /// Questions no server answered (SERVFAIL).
+    pub failed: u64,
+}
+
 /// A firewall counter's value, read from the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterValue {
@@ -404,6 +459,54 @@ impl Status {
             }
             if let Some(e) = &r.last_upstream_error {
                 let _ = writeln!(out, "{:<9}   last upstream error: {e}", "");
+            }
+        }
+        for seg in &self.segments {
+            let addresses: Vec<String> = seg
+                .addresses
+                .iter()
+                .map(|a| match &a.problem {
+                    None => a.address.clone(),
+                    Some(why) => format!("{} MISSING ({why})", a.address),
+                })
+                .collect();
+            let _ = write!(
+                out,
+                "segment   {} {}: {}",
+                seg.name,
+                seg.interface,
+                addresses.join(", ")
+            );
+            if let Some(d) = &seg.dhcp {
+                let _ = write!(
+                    out,
+                    "; DHCP {}, {} leases in use",
+                    if d.serving { "serving" } else { "NOT SERVING" },
+                    d.leases_in_use
+                );
+            }
+            if let Some(d) = &seg.dns {
+                let _ = write!(
+                    out,
+                    "; DNS {} answered, {} refused, {} failed",
+                    d.answered, d.refused, d.failed
+                );
+            }
+            out.push('\n');
+            for h in seg.dhcp.iter().flat_map(|d| &d.hosts) {
+                let held = match (h.holds_lease, h.lease_expires_in_secs) {
+                    (true, Some(secs)) => format!(
+                        "holds its lease ({} left)",
+                        humantime::format_duration(Duration::from_secs(secs))
+                    ),
+                    (true, None) => "holds its lease".to_owned(),
+                    (false, _) => "has no lease now".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<9}   fixed {} {} -> {}: {held}",
+                    "", h.name, h.mac, h.address
+                );
             }
         }
         for (i, c) in self.certificates.iter().enumerate() {

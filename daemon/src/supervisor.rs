@@ -17,6 +17,7 @@ use log::{error, info, warn};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::apply::firewall::{self, FirewallError, Nft};
+use crate::apply::lan::Lan;
 use crate::apply::net::{self, Net, NetError};
 use crate::apply::proxy::Proxy;
 use crate::apply::tunnel::Tunnel;
@@ -131,6 +132,8 @@ struct Daemon {
     plan: Plan,
     tunnel: Tunnel,
     proxy: Proxy,
+    /// The segments' addresses, DHCP and the DNS relay.
+    lan: Lan,
     /// Why the tunnel could not take the last reloaded plan, when it could not.
     tunnel_problem: Option<String>,
     started: Instant,
@@ -174,7 +177,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// Kernel settings and routes, after the firewall. Failures here leave the daemon up and
+    /// Kernel settings, the LAN side and routes, after the firewall. Failures here leave the daemon up and
     /// degraded (the watch retries), never less safe: the firewall already stands.
     async fn apply_net(&mut self) {
         self.sysctl_problem = match net::apply_sysctls(&self.plan.sysctls) {
@@ -184,6 +187,9 @@ impl Daemon {
                 Some(e.to_string())
             }
         };
+        self.lan
+            .apply(&self.net, &self.plan, &self.options.state_dir)
+            .await;
         self.sync_routes().await;
     }
 
@@ -338,6 +344,9 @@ impl Daemon {
             }
         };
         self.tunnel.watch().await;
+        self.lan
+            .apply(&self.net, &self.plan, &self.options.state_dir)
+            .await;
         self.sync_routes().await;
         self.proxy.apply(&self.plan).await;
         firewall
@@ -377,6 +386,7 @@ impl Daemon {
                 "the tunnel did not take the reloaded config: {why}"
             ));
         }
+        problems.extend(self.lan.problems());
         problems.extend(self.proxy.problems());
         problems.extend(self.metrics_problem.clone());
         let mut tunnel = self.tunnel_state().await;
@@ -454,6 +464,7 @@ impl Daemon {
             proxy: status::ProxyInfo {
                 routes: self.proxy.route_info(&self.plan.proxy),
             },
+            segments: self.lan.info(&self.plan),
             pending: self.pending_info(),
         }
     }
@@ -570,6 +581,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         plan,
         tunnel: Tunnel::IpVpn,
         proxy: Proxy::default(),
+        lan: Lan::default(),
         tunnel_problem: None,
         started: since,
         sysctl_problem: None,
@@ -636,6 +648,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     notify::stopping();
     info!(oqs_event = event::STOPPING; "stopping; the firewall stays in place (table inet oqs_edge)");
     daemon.proxy.stop();
+    daemon.lan.stop();
     daemon.tunnel.stop().await;
     Ok(())
 }

@@ -27,6 +27,7 @@ wan:
 closed_network:
   prefixes: [10.200.0.0/24]
   dns: [10.200.0.53]
+  dns_zones: [onshikaku.org]
 tunnel:
   type: wireguard
   wireguard:
@@ -793,4 +794,112 @@ fn metrics_listen_on_loopback_or_a_segment_address_for_allowed_sources() {
         .contains("already the listen address of proxy route `eligibility-api`"));
     let (line, _) = position(&text, "  metrics: 192.168.60.1:8443", 0);
     assert_eq!(found[0].loc.map(|l| (l.line, l.column)), Some((line, 12)));
+}
+
+/// BASE with a DHCP section on the eligibility segment (and `extra` after its hosts).
+fn with_dhcp(range: &str, hosts: &str) -> String {
+    broken(
+        "    role: eligibility\n",
+        &format!("    role: eligibility\n    dhcp:\n      range: {range}\n      lease: 12h\n      hosts:\n{hosts}"),
+    )
+}
+
+const TERMINAL: &str = "        - name: oqs-terminal\n          mac: \"52:54:00:12:34:56\"\n          address: 192.168.50.10\n";
+
+#[test]
+fn a_dhcp_section_with_a_fixed_lease_is_valid() {
+    let text = with_dhcp("192.168.50.100-192.168.50.199", TERMINAL);
+    assert_eq!(errors(&text), vec![]);
+}
+
+#[test]
+fn a_dhcp_range_must_lie_in_its_segment_leave_out_the_router_and_run_forwards() {
+    let outside = with_dhcp("192.168.51.100-192.168.51.199", TERMINAL);
+    assert_one_error(
+        &outside,
+        "192.168.51.100-",
+        "is not inside segment `oqs` (192.168.50.0/24)",
+    );
+    let router = with_dhcp("192.168.50.1-192.168.50.99", TERMINAL);
+    let d = assert_one_error(
+        &router,
+        "192.168.50.1-",
+        "covers the router's own address 192.168.50.1",
+    );
+    assert!(d.hint.unwrap().contains("192.168.50.128-192.168.50.254"));
+    let backwards = with_dhcp("192.168.50.199-192.168.50.100", TERMINAL);
+    assert_one_error(
+        &backwards,
+        "192.168.50.199-",
+        "starts at 192.168.50.199 after it ends at 192.168.50.100",
+    );
+    let malformed = with_dhcp("192.168.50.100", TERMINAL);
+    assert_one_error(&malformed, "192.168.50.100\n", "is not a range");
+}
+
+#[test]
+fn fixed_leases_are_checked_one_by_one() {
+    let router = with_dhcp(
+        "192.168.50.100-192.168.50.199",
+        &TERMINAL.replace("192.168.50.10\n", "192.168.50.1\n"),
+    );
+    assert_one_error(&router, "192.168.50.1\n", "is the router's own address");
+    let outside = with_dhcp(
+        "192.168.50.100-192.168.50.199",
+        &TERMINAL.replace("192.168.50.10\n", "192.168.60.10\n"),
+    );
+    assert_one_error(
+        &outside,
+        "192.168.60.10\n",
+        "is not a host address of segment `oqs`",
+    );
+    let mac = with_dhcp(
+        "192.168.50.100-192.168.50.199",
+        &TERMINAL.replace("52:54:00:12:34:56", "52:54:00:12:34"),
+    );
+    assert_one_error(&mac, "\"52:54:00:12:34\"", "is not a MAC address");
+    let second = "        - name: oqs-terminal\n          mac: \"52:54:00:12:34:56\"\n          address: 192.168.50.10\n";
+    let twice = with_dhcp(
+        "192.168.50.100-192.168.50.199",
+        &format!("{TERMINAL}{second}"),
+    );
+    let found = errors(&twice);
+    let messages: Vec<(String, u32)> = found
+        .iter()
+        .map(|d| (d.message.clone(), d.loc.unwrap().line))
+        .collect();
+    let line = position(&twice, "- name: oqs-terminal", 1).0;
+    assert_eq!(
+        messages,
+        vec![
+            ("host name `oqs-terminal` is used twice".to_owned(), line),
+            (
+                "MAC 52:54:00:12:34:56 has two fixed leases".to_owned(),
+                line + 1
+            ),
+            ("192.168.50.10 is given to two hosts".to_owned(), line + 2),
+        ]
+    );
+}
+
+#[test]
+fn closed_dns_zones_need_a_closed_dns_server_and_must_be_names() {
+    let no_server = broken("  dns: [10.200.0.53]\n", "");
+    assert_one_error(
+        &no_server,
+        "onshikaku.org",
+        "no closed DNS server answers them",
+    );
+    let bad_zone = broken(
+        "  dns_zones: [onshikaku.org]\n",
+        "  dns_zones: [onshikaku.org, \"*.oqs-pdl.org\"]\n",
+    );
+    assert_one_error(&bad_zone, "\"*.oqs-pdl.org\"", "is not a DNS name");
+    let no_zones = lint(&broken("  dns_zones: [onshikaku.org]\n", ""));
+    assert!(
+        no_zones.iter().any(|d| d.severity == Severity::Warning
+            && d.key.as_deref() == Some("closed_network.dns")
+            && d.message.contains("no name is sent to them")),
+        "{no_zones:#?}"
+    );
 }

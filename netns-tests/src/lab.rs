@@ -157,7 +157,9 @@ const SETUP: &[(Role, &[&str])] = &[
         Role::Closed,
         &[
             "address add 10.200.0.10/24 dev eth0",
-            // For the closed network's DNS server, later.
+            // A second address of the same server, for a DNS answer that moves.
+            "address add 10.200.0.11/32 dev eth0",
+            // The closed network's DNS server (Lab::start_closed_dns).
             "address add 10.200.0.53/32 dev eth0",
             "route add default via 10.200.0.1",
         ],
@@ -789,7 +791,7 @@ pid DIR/nginx.pid;
 error_log DIR/error.log info;
 events { worker_connections 4096; }
 http {
-  log_format oqs '$connection $ssl_session_reused $ssl_client_serial "$ssl_client_s_dn" "$request" $status';
+  log_format oqs '$connection $ssl_session_reused $ssl_client_serial "$ssl_client_s_dn" "$request" $status $server_addr';
   access_log DIR/access.log oqs;
   client_body_temp_path DIR/tmp-body;
   proxy_temp_path DIR/tmp-proxy;
@@ -799,6 +801,7 @@ http {
   keepalive_requests 100000;
   server {
     listen 10.200.0.10:443 ssl;
+    listen 10.200.0.11:443 ssl;
     server_name hweb-api.oqs.example claims.oqs.example;
     ssl_certificate        CERT.pem;
     ssl_certificate_key    CERT.key;
@@ -881,6 +884,93 @@ impl Lab {
         Nginx {
             pid,
             access_log: run.join("access.log"),
+        }
+    }
+}
+
+/// A DNS server (dnsmasq) the lab runs: its names come from a hosts file it re-reads on
+/// SIGHUP, and it logs every query it receives.
+pub struct DnsServer {
+    pub pid: u32,
+    pub hosts: PathBuf,
+    pub query_log: PathBuf,
+}
+
+impl DnsServer {
+    /// Replace the names it answers (`ADDRESS NAME` lines) and make it re-read them.
+    pub fn set_hosts(&self, hosts: &str) {
+        std::fs::write(&self.hosts, hosts).expect("write the DNS server's hosts file");
+        crate::signal(self.pid, "HUP");
+    }
+
+    /// The names it was asked about so far.
+    pub fn queries(&self) -> String {
+        std::fs::read_to_string(&self.query_log).unwrap_or_default()
+    }
+}
+
+impl Lab {
+    /// The closed network's DNS on 10.200.0.53 (what `closed_network.dns` names), answering
+    /// `hweb-api.oqs.example` and `claims.oqs.example` with 10.200.0.10, TTL 2 s.
+    pub fn start_closed_dns(&self) -> DnsServer {
+        self.start_dns(
+            Role::Closed,
+            "10.200.0.53",
+            "oqs.example",
+            "10.200.0.10 hweb-api.oqs.example claims.oqs.example\n",
+        )
+    }
+
+    /// "The internet's" resolver on 198.51.100.1, answering `www.example.com` with 192.0.2.80.
+    pub fn start_internet_dns(&self) -> DnsServer {
+        self.start_dns(
+            Role::Inet,
+            "198.51.100.1",
+            "example.com",
+            "192.0.2.80 www.example.com\n",
+        )
+    }
+
+    fn start_dns(&self, role: Role, address: &str, zone: &str, hosts: &str) -> DnsServer {
+        let stem = format!("{}-dns", role.name());
+        let hosts_file = self.next_file(&stem, "hosts");
+        let query_log = self.next_file(&stem, "queries");
+        std::fs::write(&hosts_file, hosts).expect("write the DNS server's hosts file");
+        let pid = self.spawn(
+            role,
+            &[
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--pid-file=",
+                "--user=root",
+                "--bind-interfaces",
+                &format!("--listen-address={address}"),
+                "--no-resolv",
+                "--no-hosts",
+                &format!("--addn-hosts={}", hosts_file.display()),
+                &format!("--local=/{zone}/"),
+                "--local-ttl=2",
+                "--log-queries",
+                &format!("--log-facility={}", query_log.display()),
+            ],
+        );
+        let up = wait_for(10, || {
+            process_ended(pid)
+                || self
+                    .ok(role, &["ss", "-Hulnp", "sport = :53"])
+                    .contains(address)
+        });
+        assert!(
+            up && !process_ended(pid),
+            "dnsmasq did not start in {}: {}",
+            role.name(),
+            std::fs::read_to_string(&query_log).unwrap_or_default()
+        );
+        DnsServer {
+            pid,
+            hosts: hosts_file,
+            query_log,
         }
     }
 }

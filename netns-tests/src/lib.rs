@@ -14,7 +14,7 @@ pub mod lab;
 pub mod pki;
 pub mod wireguard;
 
-pub use lab::{Capture, Lab, Outcome, Role};
+pub use lab::{Capture, DnsServer, Lab, Outcome, Role};
 
 const PREFIX: &str = "oqsedge-";
 

@@ -39,6 +39,15 @@ fn run_applies_reloads_and_leaves_the_firewall_on_exit() {
         return;
     }
     let ns = Netns::new("run");
+    // The LAN ports exist from the start (the daemon puts the segment addresses on them);
+    // the WAN comes later.
+    for (lan, pc) in [("lan0", "pc0"), ("lan1", "pc1")] {
+        ns.ok(
+            &["ip", "link", "add", lan, "type", "veth", "peer", "name", pc],
+            "",
+        );
+        ns.ok(&["ip", "link", "set", pc, "up"], "");
+    }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
     let state = dir.path().join("state");

@@ -21,7 +21,7 @@ use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 use crate::plan::Route;
 
 /// errno for "no such device", which netlink answers for an unknown link name.
-const ENODEV: i32 = 19;
+pub(super) const ENODEV: i32 = 19;
 
 /// The `rtm_protocol` of every route oqs-edge adds (79 is "O"; unused by iproute2's list).
 pub const ROUTE_PROTOCOL: u8 = 79;
@@ -115,7 +115,7 @@ struct Installed {
 
 /// A netlink connection; its I/O task runs on the tokio runtime.
 pub struct Net {
-    handle: Handle,
+    pub(super) handle: Handle,
 }
 
 impl Net {
@@ -211,7 +211,7 @@ impl Net {
         Ok(())
     }
 
-    async fn link(&self, name: &str) -> Result<Option<(u32, State)>, NetError> {
+    pub(super) async fn link(&self, name: &str) -> Result<Option<(u32, State)>, NetError> {
         let mut links = self
             .handle
             .link()

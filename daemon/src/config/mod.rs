@@ -4,6 +4,7 @@
 //! exists only when there was no error, so the plan and the appliers never see a bad config.
 
 pub mod diagnostic;
+mod lan_checks;
 mod load;
 pub mod model;
 mod proposal;

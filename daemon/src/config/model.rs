@@ -11,7 +11,10 @@ use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::scalar::{keyword_enum, At, Duration, HostPort, IfName, Node, OneOrMore, WgKey};
+use super::scalar::{
+    keyword_enum, At, DhcpRange, DnsZone, Duration, HostPort, IfName, MacAddr, Node, OneOrMore,
+    WgKey,
+};
 
 /// oqs-edge configuration (オンライン資格確認 / オンライン請求 router).
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -32,6 +35,9 @@ pub struct Config {
     pub proxy: Option<Node<Proxy>>,
     #[serde(default)]
     pub control: Option<Node<Control>>,
+    /// The router's DNS relay (names of the closed zones go to `closed_network.dns`).
+    #[serde(default)]
+    pub dns: Option<Node<Dns>>,
     /// Who may reach the router itself for administration (SSH).
     #[serde(default)]
     pub management: Option<Node<Management>>,
@@ -84,6 +90,36 @@ pub struct Segment {
     /// Required for clinic segments: allow or deny internet access. Not allowed for eligibility.
     #[serde(default)]
     pub internet: Option<At<InternetAccess>>,
+    /// Optional: oqs-edge serves DHCPv4 on this segment (through dnsmasq).
+    #[serde(default)]
+    pub dhcp: Option<Node<Dhcp>>,
+}
+
+/// The DHCPv4 service on one segment: clients get an address, the router as gateway and as DNS.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dhcp {
+    /// The addresses handed out, inside the segment and not the router's, e.g.
+    /// 192.168.50.100-192.168.50.199.
+    pub range: At<DhcpRange>,
+    /// How long a lease lasts; 12h when absent.
+    #[serde(default)]
+    pub lease: Option<At<Duration>>,
+    /// Fixed leases: this MAC always gets this address (which may lie outside the range).
+    #[serde(default)]
+    pub hosts: Vec<Node<DhcpHost>>,
+}
+
+/// A fixed lease, e.g. for the eligibility PC (資格確認端末).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpHost {
+    /// The host's name, given to it with the lease and shown in status.
+    pub name: At<String>,
+    /// Its MAC address, in quotes: "52:54:00:12:34:56".
+    pub mac: At<MacAddr>,
+    /// The address it always gets: inside the segment, not the router's.
+    pub address: At<IpAddr>,
 }
 
 /// The router's uplink to the internet (or the carrier's line).
@@ -103,6 +139,20 @@ pub struct ClosedNetwork {
     /// Optional closed-network DNS resolvers.
     #[serde(default)]
     pub dns: Vec<At<IpAddr>>,
+    /// The zones the closed DNS answers (e.g. onshikaku.org): names in them, and below them,
+    /// are asked of `dns`, through the tunnel.
+    #[serde(default)]
+    pub dns_zones: Vec<At<DnsZone>>,
+}
+
+/// The router's DNS relay on each segment address.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Resolvers for names outside the closed zones, asked only for segments with
+    /// `internet: allow`.
+    #[serde(default)]
+    pub internet_servers: Vec<At<IpAddr>>,
 }
 
 keyword_enum! {

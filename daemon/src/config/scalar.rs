@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::time::Duration as StdDuration;
@@ -532,6 +532,130 @@ impl Scalar for HostPort {
     }
 }
 
+/// A DHCPv4 address range, `first-last` (both ends included), e.g. 192.168.50.100-192.168.50.199.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DhcpRange {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl fmt::Display for DhcpRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl Serialize for DhcpRange {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Scalar for DhcpRange {
+    fn parse(text: &str) -> Result<Self, Refusal> {
+        let example = "write the first and the last address, like 192.168.50.100-192.168.50.199";
+        let (first, last) = text
+            .split_once('-')
+            .ok_or_else(|| Refusal::new(format!("`{text}` is not a range")).hint(example))?;
+        let end = |part: &str| {
+            part.trim().parse::<Ipv4Addr>().map_err(|_| {
+                Refusal::new(format!("`{}` is not an IPv4 address", part.trim())).hint(example)
+            })
+        };
+        Ok(DhcpRange {
+            first: end(first)?,
+            last: end(last)?,
+        })
+    }
+    fn placeholder() -> Self {
+        DhcpRange {
+            first: Ipv4Addr::UNSPECIFIED,
+            last: Ipv4Addr::UNSPECIFIED,
+        }
+    }
+    fn schema() -> Schema {
+        json_schema!({ "type": "string", "description": "first-last IPv4 address, like 192.168.50.100-192.168.50.199" })
+    }
+}
+
+/// An Ethernet MAC address, six hex pairs separated by colons; kept in lower case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Scalar for MacAddr {
+    fn parse(text: &str) -> Result<Self, Refusal> {
+        let refuse = || {
+            Refusal::new(format!("`{text}` is not a MAC address")).hint(
+                "write six hex pairs separated by colons, in quotes, like \"52:54:00:12:34:56\"",
+            )
+        };
+        let parts: Vec<&str> = text.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(refuse());
+        }
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(parts) {
+            if part.len() != 2 {
+                return Err(refuse());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| refuse())?;
+        }
+        Ok(MacAddr(mac))
+    }
+    fn placeholder() -> Self {
+        MacAddr([0; 6])
+    }
+    fn schema() -> Schema {
+        json_schema!({ "type": "string", "description": "a MAC address, like \"52:54:00:12:34:56\"" })
+    }
+}
+
+/// A DNS zone (a domain name and everything below it), kept in lower case without a final dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DnsZone(pub String);
+
+impl fmt::Display for DnsZone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for DnsZone {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Scalar for DnsZone {
+    fn parse(text: &str) -> Result<Self, Refusal> {
+        let zone = text.trim_end_matches('.').to_ascii_lowercase();
+        if !is_dns_name(&zone) {
+            return Err(Refusal::new(format!("`{text}` is not a DNS name"))
+                .hint("write the zone as a domain name, like onshikaku.org (no scheme, no path, no wildcard)"));
+        }
+        Ok(DnsZone(zone))
+    }
+    fn placeholder() -> Self {
+        DnsZone(String::new())
+    }
+    fn schema() -> Schema {
+        json_schema!({ "type": "string", "description": "a DNS zone, like onshikaku.org" })
+    }
+}
+
 /// A WireGuard key from its base64 text (`wg genkey` / `wg pubkey` output).
 pub fn parse_wg_key(text: &str) -> Result<[u8; 32], String> {
     let text = text.trim();
@@ -654,6 +778,29 @@ pub(crate) use keyword_enum;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dhcp_ranges_macs_and_zones_parse_or_say_why() {
+        let range = DhcpRange::parse("192.168.50.100-192.168.50.199").unwrap();
+        assert_eq!(range.to_string(), "192.168.50.100-192.168.50.199");
+        assert!(DhcpRange::parse("192.168.50.100")
+            .unwrap_err()
+            .message
+            .contains("is not a range"));
+        assert!(DhcpRange::parse("192.168.50.100-fe80::1")
+            .unwrap_err()
+            .message
+            .contains("`fe80::1` is not an IPv4 address"));
+        assert_eq!(
+            MacAddr::parse("52:54:00:AB:cd:0F").unwrap().to_string(),
+            "52:54:00:ab:cd:0f"
+        );
+        assert!(MacAddr::parse("52:54:00:ab:cd").is_err());
+        assert!(MacAddr::parse("52:54:00:ab:cd:zz").is_err());
+        assert_eq!(DnsZone::parse("OnShikaku.org.").unwrap().0, "onshikaku.org");
+        assert!(DnsZone::parse("*.onshikaku.org").is_err());
+        assert!(DnsZone::parse("https://onshikaku.org").is_err());
+    }
 
     #[test]
     fn keys_are_32_bytes_of_base64() {

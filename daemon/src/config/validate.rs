@@ -31,6 +31,8 @@ pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec
     c.site(config);
     c.segments(config);
     c.closed_network(config);
+    c.dhcp(config);
+    c.dns(config);
     c.tunnel(config);
     c.client_certificates(config);
     c.proxy(config);
@@ -45,7 +47,7 @@ pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec
     found
 }
 
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     found: Vec<Diagnostic>,
     files: FileChecks,
     unparsed: &'a HashSet<Loc>,
@@ -53,7 +55,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     /// Whether a value parsed (so comparing it with others means something).
-    fn ok<T>(&self, at: &At<T>) -> bool {
+    pub(super) fn ok<T>(&self, at: &At<T>) -> bool {
         !self.unparsed.contains(&at.loc)
     }
 
@@ -71,7 +73,7 @@ impl Checker<'_> {
         &mut self.found[index]
     }
 
-    fn error(
+    pub(super) fn error(
         &mut self,
         loc: Loc,
         key: impl Into<String>,
@@ -80,7 +82,7 @@ impl Checker<'_> {
         self.push(Diagnostic::error(loc, message).key(key))
     }
 
-    fn warning(
+    pub(super) fn warning(
         &mut self,
         loc: Loc,
         key: impl Into<String>,

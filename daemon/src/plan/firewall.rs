@@ -239,6 +239,19 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
             .comment("DNS"),
         );
     }
+    // DHCP only where oqs-edge serves it; a client asks from 0.0.0.0, so match the interface.
+    for seg in config.segments.iter().filter(|s| s.dhcp.is_some()) {
+        rules.push(
+            Rule::new(
+                vec![
+                    Match::Iif(Op::Is, one(&seg.interface.0)),
+                    Match::Dports(L4::Udp, vec![67]),
+                ],
+                Verdict::Accept,
+            )
+            .comment(format!("DHCP on segment {}", *seg.name)),
+        );
+    }
     for route in config.proxy.iter().flat_map(|p| p.routes.iter()) {
         let listen = route.listen.value;
         let family = family_of_addr(listen.ip());

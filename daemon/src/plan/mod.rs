@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod firewall;
+pub mod lan;
 pub mod nft;
 
 use std::fmt::Write as _;
@@ -34,6 +35,14 @@ pub struct Plan {
     pub proxy: Vec<ProxyRoutePlan>,
     /// The Prometheus endpoint, when `control.metrics` is set.
     pub metrics: Option<MetricsPlan>,
+    /// The router's address on each segment.
+    pub addresses: Vec<lan::AddressPlan>,
+    /// The DHCP server, when a segment has a `dhcp` section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<lan::DhcpPlan>,
+    /// The DNS relay, when `closed_network.dns` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<lan::DnsPlan>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -167,7 +176,11 @@ pub enum IpsecCredentials {
 pub const IPSEC_CONNECTION: &str = "oqs-edge";
 
 pub fn plan(config: &ValidConfig) -> Plan {
+    let dns = lan::dns(config);
     Plan {
+        addresses: lan::addresses(config),
+        dhcp: lan::dhcp(config, dns.as_ref()),
+        dns,
         firewall: firewall::ruleset(config),
         sysctls: sysctls(config),
         routes: routes(config),
@@ -509,6 +522,51 @@ impl Plan {
                 r.server_ca.display(),
                 allow.join(" ")
             );
+        }
+        out.push_str("\n# segment addresses (added by oqs-edge, proto 79)\n");
+        for a in &self.addresses {
+            let _ = writeln!(
+                out,
+                "{} dev {} (segment {})",
+                a.address, a.interface, a.segment
+            );
+        }
+        out.push_str("\n# DNS relay\n");
+        match &self.dns {
+            None => out.push_str("(none: closed_network.dns is not set)\n"),
+            Some(dns) => {
+                let list = |v: &[IpAddr]| {
+                    v.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                let _ = writeln!(
+                    out,
+                    "closed zones {} -> {} (through the tunnel)",
+                    dns.closed_zones.join(" "),
+                    list(&dns.closed_servers)
+                );
+                for l in &dns.listen {
+                    let other = if !l.internet {
+                        "REFUSED (nothing leaves the router)".to_owned()
+                    } else if dns.internet_servers.is_empty() {
+                        "the WAN's resolvers".to_owned()
+                    } else {
+                        list(&dns.internet_servers)
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{} port 53 (segment {}): other names -> {other}",
+                        l.address, l.segment
+                    );
+                }
+            }
+        }
+        out.push_str("\n# DHCP server (dnsmasq)\n");
+        match &self.dhcp {
+            None => out.push_str("(none: no segment has a dhcp section)\n"),
+            Some(dhcp) => out.push_str(&dhcp.dnsmasq_conf),
         }
         out
     }

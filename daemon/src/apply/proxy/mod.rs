@@ -202,6 +202,9 @@ pub struct Proxy {
     lan_identity: Option<Arc<local_ca::ServerIdentity>>,
     lan_problem: Option<String>,
     routes: BTreeMap<String, RouteHandle>,
+    /// Resolves upstream names through the closed network's DNS (when `closed_network.dns` is
+    /// set), with the servers it was made for.
+    resolver: Option<(Vec<std::net::IpAddr>, Arc<hickory_resolver::TokioResolver>)>,
     /// The proxy's own threads, apart from the supervisor's: an nft run or a reload never
     /// stalls a request. Made when the first route starts.
     workers: Option<Workers>,
@@ -266,11 +269,31 @@ impl Proxy {
     pub async fn apply(&mut self, plan: &Plan) {
         self.load_certificates(&plan.certificates);
         self.ensure_lan_identity(plan);
+        self.ensure_resolver(plan);
         self.routes
             .retain(|name, _| plan.proxy.iter().any(|r| &r.name == name));
         for route in &plan.proxy {
             self.apply_route(route).await;
         }
+    }
+
+    /// Upstream names are asked of the closed network's DNS, never the router's resolv.conf
+    /// (which would fail for a closed name and tell the ISP what was looked for).
+    fn ensure_resolver(&mut self, plan: &Plan) {
+        let servers = plan.dns.as_ref().map(|d| d.closed_servers.clone());
+        if self.resolver.as_ref().map(|(s, _)| s) == servers.as_ref() {
+            return;
+        }
+        self.resolver =
+            plan.dns
+                .as_ref()
+                .and_then(|dns| match crate::apply::lan::dns::closed_resolver(dns) {
+                    Ok(resolver) => Some((dns.closed_servers.clone(), Arc::new(resolver))),
+                    Err(why) => {
+                        warn!("proxy: {why}; upstream names cannot be resolved");
+                        None
+                    }
+                });
     }
 
     fn load_certificates(&mut self, plans: &[CertificatePlan]) {
@@ -598,6 +621,7 @@ impl Proxy {
 
         let mut digest = Sha256::new();
         digest.update(format!("{plan:?}"));
+        digest.update(format!("{:?}", self.resolver.as_ref().map(|(s, _)| s)));
         digest.update(&cert.fingerprint_sha256);
         digest.update(&server_ca);
         if let Some(identity) = &lan_identity {
@@ -615,6 +639,7 @@ impl Proxy {
             host: plan.upstream_host.clone(),
             port: plan.upstream_port,
             address: plan.upstream_address,
+            resolver: self.resolver.as_ref().map(|(_, r)| r.clone()),
             server_name,
             tls: TlsConnector::from(tls),
             server_ca: plan.server_ca.display().to_string(),

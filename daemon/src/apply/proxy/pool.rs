@@ -39,6 +39,15 @@ pub enum PoolError {
 /// A connection lent to one request; give it back with [`Pool::give_back`].
 pub struct Lent {
     sender: SendRequest<RequestBody>,
+    /// Past this, the DNS answer the connection was dialled by has expired.
+    valid_until: Option<Instant>,
+}
+
+/// An idle connection: since when it is idle, and until when its address holds.
+struct IdleConnection {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+    valid_until: Option<Instant>,
 }
 
 pub struct Pool {
@@ -51,7 +60,7 @@ pub struct Pool {
 #[derive(Default)]
 struct Idle {
     /// Oldest first.
-    connections: VecDeque<(SendRequest<RequestBody>, Instant)>,
+    connections: VecDeque<IdleConnection>,
     sweeper: bool,
 }
 
@@ -75,9 +84,18 @@ impl Pool {
         &self,
         mut req: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Lent, bool), PoolError> {
-        while let Some(mut sender) = self.take_idle() {
+        while let Some((mut sender, valid_until)) = self.take_idle() {
             match sender.try_send_request(req).await {
-                Ok(res) => return Ok((res, Lent { sender }, true)),
+                Ok(res) => {
+                    return Ok((
+                        res,
+                        Lent {
+                            sender,
+                            valid_until,
+                        },
+                        true,
+                    ))
+                }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => {
                         debug!(
@@ -90,30 +108,37 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.dial().await?;
+        let (mut sender, valid_until) = self.dial().await?;
         let res = sender.send_request(req).await?;
-        Ok((res, Lent { sender }, false))
+        Ok((
+            res,
+            Lent {
+                sender,
+                valid_until,
+            },
+            false,
+        ))
     }
 
-    fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
+    fn take_idle(&self) -> Option<(SendRequest<RequestBody>, Option<Instant>)> {
         let mut idle = self.idle();
         while let Some(entry) = idle.connections.pop_back() {
             if usable(&entry) {
-                return Some(entry.0);
+                return Some((entry.sender, entry.valid_until));
             }
         }
         None
     }
 
-    async fn dial(&self) -> Result<SendRequest<RequestBody>, PoolError> {
-        let tls = self.upstream.connect(&self.stats).await?;
+    async fn dial(&self) -> Result<(SendRequest<RequestBody>, Option<Instant>), PoolError> {
+        let (tls, valid_until) = self.upstream.connect_until(&self.stats).await?;
         let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(tls)).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 debug!("upstream connection ended: {e}");
             }
         });
-        Ok(sender)
+        Ok((sender, valid_until))
     }
 
     /// Keep a connection whose exchange finished for the next request.
@@ -125,7 +150,11 @@ impl Pool {
         if idle.connections.len() >= MAX_IDLE {
             idle.connections.pop_front();
         }
-        idle.connections.push_back((lent.sender, Instant::now()));
+        idle.connections.push_back(IdleConnection {
+            sender: lent.sender,
+            since: Instant::now(),
+            valid_until: lent.valid_until,
+        });
         if !idle.sweeper {
             // (A body dropped while its worker shuts down has no runtime to sweep with.)
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -149,9 +178,11 @@ impl Pool {
     }
 }
 
-/// An idle connection still open and not idle for too long.
-fn usable((sender, since): &(SendRequest<RequestBody>, Instant)) -> bool {
-    !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT
+/// An idle connection still open, not idle for too long, and its DNS answer not expired.
+fn usable(c: &IdleConnection) -> bool {
+    !c.sender.is_closed()
+        && c.since.elapsed() < IDLE_TIMEOUT
+        && c.valid_until.is_none_or(|until| Instant::now() < until)
 }
 
 /// While a pool has idle connections, close those unused for too long, so an upstream is not

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
@@ -16,6 +16,10 @@ use tokio_rustls::TlsConnector;
 
 use super::RouteStats;
 use crate::pki::{self, ClientCertificate};
+
+/// A pooled connection dialled by a DNS answer is kept at least this long, however short the
+/// answer's TTL: a TTL of 0 must not mean a handshake per request.
+const MIN_DNS_HOLD: Duration = Duration::from_secs(5);
 
 /// Connecting (TCP and then TLS) gives up after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,6 +31,8 @@ pub enum UpstreamError {
         host: String,
         source: std::io::Error,
     },
+    #[error("the closed network's DNS has no address for {host}: {reason}")]
+    ClosedDns { host: String, reason: String },
     #[error("cannot connect to {to}: {source}")]
     Connect { to: String, source: std::io::Error },
     #[error("no answer from {to} within {}s", CONNECT_TIMEOUT.as_secs())]
@@ -63,6 +69,9 @@ pub struct Upstream {
     pub host: String,
     pub port: u16,
     pub address: Option<IpAddr>,
+    /// The closed network's DNS, for a host without `upstream_address`; without it (no
+    /// `closed_network.dns`), the router's own resolver.
+    pub resolver: Option<Arc<hickory_resolver::TokioResolver>>,
     pub server_name: ServerName<'static>,
     pub tls: TlsConnector,
     /// For messages: the files behind the trust and the identity.
@@ -80,8 +89,18 @@ impl Upstream {
 
     /// TCP, then TLS: the one way any route reaches its upstream.
     pub async fn connect(&self, stats: &RouteStats) -> Result<TlsStream<TcpStream>, UpstreamError> {
+        Ok(self.connect_until(stats).await?.0)
+    }
+
+    /// [`Upstream::connect`], and until when the address it used holds: a connection dialled
+    /// by a DNS answer is not kept past the answer's TTL (at least [`MIN_DNS_HOLD`]), so a
+    /// moved upstream is followed by the pooled connections too.
+    pub async fn connect_until(
+        &self,
+        stats: &RouteStats,
+    ) -> Result<(TlsStream<TcpStream>, Option<Instant>), UpstreamError> {
         let to = self.describe();
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, self.connect_tcp())
+        let (tcp, valid_until) = tokio::time::timeout(CONNECT_TIMEOUT, self.connect_tcp())
             .await
             .map_err(|_| UpstreamError::Timeout { to: to.clone() })??;
         let _ = tcp.set_nodelay(true);
@@ -99,12 +118,18 @@ impl Upstream {
         if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
             stats.upstream_resumed.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(tls)
+        Ok((tls, valid_until))
     }
 
-    async fn connect_tcp(&self) -> Result<TcpStream, UpstreamError> {
+    async fn connect_tcp(&self) -> Result<(TcpStream, Option<Instant>), UpstreamError> {
+        let mut valid_until = None;
         let addrs: Vec<SocketAddr> = match self.address {
             Some(addr) => vec![SocketAddr::new(addr, self.port)],
+            None if self.resolver.is_some() => {
+                let (addrs, until) = self.resolve_closed().await?;
+                valid_until = Some(until.max(Instant::now() + MIN_DNS_HOLD));
+                addrs
+            }
             None => tokio::net::lookup_host((self.host.as_str(), self.port))
                 .await
                 .map_err(|source| UpstreamError::Resolve {
@@ -116,7 +141,7 @@ impl Upstream {
         let mut last = None;
         for addr in addrs {
             match TcpStream::connect(addr).await {
-                Ok(tcp) => return Ok(tcp),
+                Ok(tcp) => return Ok((tcp, valid_until)),
                 Err(e) => last = Some((addr, e)),
             }
         }
@@ -130,6 +155,27 @@ impl Upstream {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
             },
         })
+    }
+
+    /// The upstream's addresses from the closed DNS (cached for their TTL, so a changed
+    /// answer is followed once it expires).
+    async fn resolve_closed(&self) -> Result<(Vec<SocketAddr>, Instant), UpstreamError> {
+        let Some(resolver) = &self.resolver else {
+            return Ok((Vec::new(), Instant::now()));
+        };
+        let lookup =
+            resolver
+                .lookup_ip(self.host.as_str())
+                .await
+                .map_err(|e| UpstreamError::ClosedDns {
+                    host: self.host.clone(),
+                    reason: e.to_string(),
+                })?;
+        let addrs = lookup
+            .iter()
+            .map(|ip| SocketAddr::new(ip, self.port))
+            .collect();
+        Ok((addrs, lookup.valid_until()))
     }
 
     /// A TLS failure in the words an operator can act on.

@@ -1,0 +1,491 @@
+//! The LAN side from the one YAML, with real parts: the daemon puts the segment addresses on
+//! the router's LAN ports (and takes back only its own), and serves DHCP through a supervised
+//! dnsmasq to a real DHCP client (busybox udhcpc) in the PCs' namespaces.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use netns_tests::{oqs_edge_bin, process_ended, skip_unless_root, wait_for, Lab, Role};
+
+const TERMINAL_MAC: &str = "52:54:00:12:34:56";
+
+/// The lab's config with DHCP on both segments and a fixed lease for the eligibility PC.
+fn dhcp_config(lab: &Lab) -> String {
+    lab.config_from_lab_yaml()
+        .replacen(
+            "    role: eligibility                  # 資格確認端末\n",
+            &format!(
+                "    role: eligibility                  # 資格確認端末\n    dhcp:\n      range: 192.168.50.100-192.168.50.199\n      lease: 1h\n      hosts:\n        - name: oqs-terminal\n          mac: \"{TERMINAL_MAC}\"\n          address: 192.168.50.10\n"
+            ),
+            1,
+        )
+        .replacen(
+            "    internet: deny\n",
+            "    internet: deny\n    dhcp:\n      range: 192.168.60.100-192.168.60.109\n",
+            1,
+        )
+}
+
+fn oqs_edge(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let mut full = vec![oqs_edge_bin().to_str().unwrap().to_owned()];
+    full.extend(args.iter().map(|a| (*a).to_owned()));
+    let full: Vec<&str> = full.iter().map(String::as_str).collect();
+    lab.exec(Role::Router, &full)
+}
+
+fn status(lab: &Lab, config: &Path) -> serde_json::Value {
+    let out = oqs_edge(lab, &["status", "--json", "-c", config.to_str().unwrap()]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn segment<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["segments"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+/// A PC without an address, as one fresh out of its box: no IPv4 address, no default route.
+fn unaddress(lab: &Lab, pc: Role) {
+    lab.ok(pc, &["ip", "-4", "address", "flush", "dev", "eth0"]);
+    let _ = lab.exec(pc, &["ip", "-4", "route", "flush", "table", "main"]);
+}
+
+/// What one run of busybox's DHCP client was offered and took: `ip=… router=… dns=…`.
+fn udhcpc(lab: &Lab, pc: Role) -> String {
+    let script = lab.dir().join(format!("udhcpc-{}.sh", pc.name()));
+    let out = lab.dir().join(format!("udhcpc-{}.env", pc.name()));
+    let _ = std::fs::remove_file(&out);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in bound|renew)\n  ip -4 address flush dev \"$interface\"\n  ip address add \"$ip/$mask\" dev \"$interface\"\n  ip route replace default via \"$router\"\n  echo \"ip=$ip router=$router dns=$dns lease=$lease\" > {}\nesac\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = lab.exec(
+        pc,
+        &[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "8",
+            "-T",
+            "2",
+            "-s",
+            script.to_str().unwrap(),
+        ],
+    );
+    std::fs::read_to_string(&out).unwrap_or_else(|_| {
+        panic!(
+            "udhcpc in {} got no lease: {}{}\ndaemon log:\n{}",
+            pc.name(),
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr),
+            lab.daemon_log()
+        )
+    })
+}
+
+fn dnsmasq_pid(state: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(state.join("dnsmasq.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (!process_ended(pid)).then_some(pid)
+}
+
+#[test]
+fn dhcp_gives_the_terminal_its_fixed_lease_and_survives_restarts() {
+    if skip_unless_root("dhcp_gives_the_terminal_its_fixed_lease_and_survives_restarts") {
+        return;
+    }
+    let lab = Lab::build("dhcp");
+    lab.ok(
+        Role::Pc,
+        &["ip", "link", "set", "eth0", "address", TERMINAL_MAC],
+    );
+    unaddress(&lab, Role::Pc);
+    unaddress(&lab, Role::Clinic);
+    let config = lab.write_config(&dhcp_config(&lab));
+    let state: PathBuf = lab.dir().join("state");
+    let daemon = lab.start_daemon(&config);
+    assert!(
+        wait_for(10, || dnsmasq_pid(&state).is_some()),
+        "dnsmasq did not start:\n{}",
+        lab.daemon_log()
+    );
+
+    // The terminal gets its fixed address, the router as gateway and as DNS server.
+    let terminal = udhcpc(&lab, Role::Pc);
+    assert!(
+        terminal.starts_with("ip=192.168.50.10 router=192.168.50.1 dns=192.168.50.1 "),
+        "{terminal}"
+    );
+    // A PC nobody listed gets one from its segment's range.
+    let clinic = udhcpc(&lab, Role::Clinic);
+    let address = clinic
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("ip="))
+        .unwrap_or_default()
+        .to_owned();
+    let last: u8 = address
+        .strip_prefix("192.168.60.")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((100..=109).contains(&last), "{clinic}");
+    assert!(clinic.contains("router=192.168.60.1 "), "{clinic}");
+    // With its address the terminal reaches the closed network through the router.
+    assert!(lab.ping(Role::Pc, "10.200.0.10".parse().unwrap()));
+
+    // status: the fixed host holds its lease; leases in use per segment.
+    let s = status(&lab, &config);
+    let oqs = segment(&s, "oqs");
+    assert_eq!(oqs["dhcp"]["serving"], true, "{s:#}");
+    assert_eq!(oqs["dhcp"]["leases_in_use"], 1, "{s:#}");
+    assert_eq!(oqs["dhcp"]["hosts"][0]["name"], "oqs-terminal", "{s:#}");
+    assert_eq!(oqs["dhcp"]["hosts"][0]["holds_lease"], true, "{s:#}");
+    assert_eq!(segment(&s, "clinic")["dhcp"]["leases_in_use"], 1, "{s:#}");
+    let text = String::from_utf8_lossy(
+        &oqs_edge(&lab, &["status", "-c", config.to_str().unwrap()]).stdout,
+    )
+    .into_owned();
+    assert!(
+        text.contains("fixed oqs-terminal 52:54:00:12:34:56 -> 192.168.50.10: holds its lease"),
+        "{text}"
+    );
+
+    // dnsmasq dies: it is back within 5 s, and still answers.
+    let first = dnsmasq_pid(&state).unwrap();
+    netns_tests::signal(first, "KILL");
+    let killed = Instant::now();
+    assert!(
+        wait_for(10, || dnsmasq_pid(&state).is_some_and(|p| p != first)),
+        "dnsmasq was not started again:\n{}",
+        lab.daemon_log()
+    );
+    assert!(
+        killed.elapsed().as_secs_f64() < 5.0,
+        "dnsmasq came back only after {:?}",
+        killed.elapsed()
+    );
+    assert!(udhcpc(&lab, Role::Pc).starts_with("ip=192.168.50.10 "));
+
+    // The daemon restarts: dnsmasq goes with it, and the leases are kept.
+    lab.stop(daemon);
+    let second = dnsmasq_pid(&state);
+    assert!(
+        wait_for(5, || dnsmasq_pid(&state).is_none()),
+        "dnsmasq {second:?} outlived the daemon"
+    );
+    let _daemon = lab.start_daemon(&config);
+    assert!(wait_for(10, || dnsmasq_pid(&state).is_some()));
+    let s = status(&lab, &config);
+    assert_eq!(segment(&s, "clinic")["dhcp"]["leases_in_use"], 1, "{s:#}");
+    assert_eq!(
+        segment(&s, "oqs")["dhcp"]["hosts"][0]["holds_lease"],
+        true,
+        "{s:#}"
+    );
+    // The clinic PC asks again and is given the address it had.
+    let again = udhcpc(&lab, Role::Clinic);
+    assert!(
+        again.starts_with(&format!("ip={address} ")),
+        "{again} (had {address})"
+    );
+}
+
+#[test]
+fn segment_addresses_are_put_in_place_and_only_ours_taken_back() {
+    if skip_unless_root("segment_addresses_are_put_in_place_and_only_ours_taken_back") {
+        return;
+    }
+    let lab = Lab::build("addr");
+    // A router whose OS configured only the WAN.
+    for (dev, addrs) in [
+        ("lan0", ["192.168.50.1/24", "fd00:50::1/64"]),
+        ("lan1", ["192.168.60.1/24", "fd00:60::1/64"]),
+    ] {
+        for a in addrs {
+            lab.ok(Role::Router, &["ip", "address", "del", a, "dev", dev]);
+        }
+    }
+    lab.ok(Role::Router, &["ip", "link", "set", "lan1", "down"]);
+    let config_text = lab.config_from_lab_yaml();
+    let config = lab.write_config(&config_text);
+    let _daemon = lab.start_daemon(&config);
+    // (Debian 12's iproute2 neither shows nor filters an address's protocol: what marks an
+    // address as ours is seen below, in what a reload removes and what it leaves.)
+    let ours = |dev: &str| lab.ok(Role::Router, &["ip", "-o", "address", "show", "dev", dev]);
+    assert!(
+        wait_for(10, || ours("lan0").contains("192.168.50.1/24")
+            && ours("lan0").contains("fd00:50::1/64")
+            && ours("lan1").contains("192.168.60.1/24")),
+        "segment addresses not added: lan0 {} lan1 {}\n{}",
+        ours("lan0"),
+        ours("lan1"),
+        lab.daemon_log()
+    );
+    // The link the OS left down is up, and the PCs reach the router again.
+    assert!(wait_for(5, || lab
+        .ping(Role::Clinic, "192.168.60.1".parse().unwrap())));
+    assert!(lab.ping(Role::Pc, "192.168.50.1".parse().unwrap()));
+
+    // An operator's own extra address on a LAN port.
+    lab.ok(
+        Role::Router,
+        &["ip", "address", "add", "192.168.50.2/24", "dev", "lan0"],
+    );
+    // A reload without the clinic segment: its address goes, the operator's stays.
+    let without_clinic = config_text
+        .replacen(
+            "  - name: clinic\n    interface: lan1\n    address: 192.168.60.1/24           # the clinic PC is 192.168.60.10\n    address6: fd00:60::1/64            # and fd00:60::10\n    role: clinic                       # レセコン / 電子カルテ\n",
+            "",
+            1,
+        );
+    let without_clinic = drop_clinic_segment(&without_clinic);
+    std::fs::write(&config, &without_clinic).unwrap();
+    let reload = oqs_edge(&lab, &["reload", "-c", config.to_str().unwrap()]);
+    assert!(
+        reload.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&reload.stdout),
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    let all = |dev: &str| lab.ok(Role::Router, &["ip", "-o", "address", "show", "dev", dev]);
+    assert!(!all("lan1").contains("192.168.60.1/"), "{}", all("lan1"));
+    assert!(all("lan0").contains("192.168.50.2/24"), "{}", all("lan0"));
+    assert!(all("lan0").contains("192.168.50.1/24"), "{}", all("lan0"));
+
+    // A segment on a missing interface: a problem in plain words, the others unaffected.
+    let missing = without_clinic.replacen("interface: lan0", "interface: lan9", 1);
+    std::fs::write(&config, &missing).unwrap();
+    let reload = oqs_edge(&lab, &["reload", "-c", config.to_str().unwrap()]);
+    assert!(reload.status.success());
+    let s = status(&lab, &config);
+    let problems = s["problems"].to_string();
+    assert!(
+        problems.contains("segment oqs: the router's address 192.168.50.1/24 is not on lan9: interface lan9 does not exist"),
+        "{s:#}"
+    );
+    assert_eq!(s["health"], "degraded");
+}
+
+/// The lab config without the clinic segment and what names it (its proxy route's listen
+/// address and `allow` entry move to the eligibility segment).
+fn drop_clinic_segment(text: &str) -> String {
+    text.replace("listen: 192.168.60.1:", "listen: 192.168.50.1:")
+        .replace("allow: [clinic, oqs]", "allow: [oqs]")
+        .replace("allow: [clinic]", "allow: [oqs]")
+        .replace(
+            "    # deny, not allow: this segment uses the proxy routes, and `internet: allow` on a segment\n    # with proxy clients is a warning (a compromised PC could use the certificate). The lab\n    # config checks clean with no warnings.\n    internet: deny\n",
+            "",
+        )
+}
+
+/// `dig` from a PC at the router; `+short` answers, or the whole reply with `full`.
+fn dig(lab: &Lab, from: Role, server: &str, args: &[&str]) -> String {
+    let mut full = vec!["dig", "+time=3", "+tries=1", server];
+    full.extend_from_slice(args);
+    let out = lab.exec(from, &full);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_relay_answers_closed_zones_refuses_the_rest_and_the_proxy_resolves_by_name() {
+    if skip_unless_root(
+        "the_relay_answers_closed_zones_refuses_the_rest_and_the_proxy_resolves_by_name",
+    ) {
+        return;
+    }
+    let lab = Lab::build("dns");
+    let closed_dns = lab.start_closed_dns();
+    let internet_dns = lab.start_internet_dns();
+    let nginx = lab.start_nginx("ca/oqs-server");
+    // The clinic segment may use the internet (and so the internet's names); the proxy route
+    // to the eligibility API goes by name alone: no upstream_address.
+    let yaml = lab
+        .config_from_lab_yaml()
+        .replacen("    internet: deny\n", "    internet: allow\n", 1)
+        .replacen(
+            "      upstream_address: 10.200.0.10    # the lab's upstream server\n",
+            "",
+            1,
+        )
+        .replacen(
+            "\ntunnel:",
+            "\ndns:\n  internet_servers: [198.51.100.1]\n\ntunnel:",
+            1,
+        );
+    assert!(
+        !yaml.contains("upstream_address: 10.200.0.10    #"),
+        "fixture"
+    );
+    let config = lab.write_config(&yaml);
+    lab.start_daemon(&config);
+    let answered = || {
+        dig(
+            &lab,
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "hweb-api.oqs.example"],
+        )
+    };
+    assert!(
+        wait_for(10, || answered().trim() == "10.200.0.10"),
+        "the relay did not answer a closed name: {:?}\n{}\nclosed DNS saw: {}\n{}",
+        answered(),
+        dig(&lab, Role::Pc, "@192.168.50.1", &["hweb-api.oqs.example"]),
+        closed_dns.queries(),
+        lab.daemon_log()
+    );
+
+    // Closed zones from the eligibility PC: any letter case, over TCP too, AAAA for a name
+    // with only an A record (an empty answer, not an error).
+    assert_eq!(
+        dig(
+            &lab,
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "CLAIMS.Oqs.Example"]
+        )
+        .trim(),
+        "10.200.0.10"
+    );
+    assert_eq!(
+        dig(
+            &lab,
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "+tcp", "hweb-api.oqs.example"]
+        )
+        .trim(),
+        "10.200.0.10"
+    );
+    let aaaa = dig(
+        &lab,
+        Role::Pc,
+        "@192.168.50.1",
+        &["hweb-api.oqs.example", "AAAA"],
+    );
+    assert!(aaaa.contains("status: NOERROR"), "{aaaa}");
+    assert!(
+        dig(&lab, Role::Pc, "@192.168.50.1", &["nothere.oqs.example"]).contains("status: NXDOMAIN")
+    );
+
+    // Anything else from the eligibility PC: REFUSED, and not one packet about it leaves.
+    let wan = lab.capture(Role::Router, "wan0", "port 53");
+    for name in [
+        "www.example.com",
+        "oqs.example.example.com",
+        "evil-oqs.example",
+        "example",
+    ] {
+        let reply = dig(&lab, Role::Pc, "@192.168.50.1", &[name]);
+        assert!(reply.contains("status: REFUSED"), "{name}: {reply}");
+    }
+    let refused_tcp = dig(
+        &lab,
+        Role::Pc,
+        "@192.168.50.1",
+        &["+tcp", "www.example.com"],
+    );
+    assert!(refused_tcp.contains("status: REFUSED"), "{refused_tcp}");
+    let seen = wan.stop();
+    assert!(
+        seen.iter()
+            .all(|p| !p.contains("example.com") && !p.contains("evil-oqs")),
+        "DNS for a refused name left the router: {seen:#?}"
+    );
+    assert!(!internet_dns.queries().contains("www.example.com"));
+
+    // The clinic segment (internet: allow) gets internet names from the internet resolver.
+    assert_eq!(
+        dig(
+            &lab,
+            Role::Clinic,
+            "@192.168.60.1",
+            &["+short", "www.example.com"]
+        )
+        .trim(),
+        "192.0.2.80"
+    );
+    assert!(internet_dns.queries().contains("www.example.com"));
+
+    // status counts per segment.
+    let s = status(&lab, &config);
+    let oqs = &segment(&s, "oqs")["dns"];
+    assert!(oqs["refused"].as_u64().unwrap_or(0) >= 5, "{s:#}");
+    assert!(oqs["answered"].as_u64().unwrap_or(0) >= 4, "{s:#}");
+
+    // The proxy reaches its upstream by name, through the closed DNS.
+    let ca = lab.dir().join("local-ca/ca.pem");
+    let curl = || {
+        let out = lab.exec(
+            Role::Clinic,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                ca.to_str().unwrap(),
+                "-w",
+                "code=%{http_code}\n",
+                "https://192.168.60.1:8443/by-name",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = curl();
+    assert!(first.contains("code=200"), "{first}\n{}", lab.daemon_log());
+    assert!(
+        nginx
+            .requests()
+            .last()
+            .is_some_and(|l| l.ends_with(" 10.200.0.10")),
+        "{:?}",
+        nginx.requests()
+    );
+    assert!(closed_dns.queries().contains("hweb-api.oqs.example"));
+
+    // The closed DNS moves the name: once the TTL (2 s) and the pooled connection's hold
+    // (5 s) are over, new requests go to the new address.
+    closed_dns.set_hosts("10.200.0.11 hweb-api.oqs.example claims.oqs.example\n");
+    let moved = wait_for(20, || {
+        let out = curl();
+        out.contains("code=200")
+            && nginx
+                .requests()
+                .last()
+                .is_some_and(|l| l.ends_with(" 10.200.0.11"))
+    });
+    assert!(
+        moved,
+        "requests did not follow the DNS change: {:?}",
+        nginx.requests()
+    );
+
+    // A name the closed DNS does not know: 502 with the reason in status.
+    closed_dns.set_hosts("10.200.0.11 claims.oqs.example\n");
+    let failed = wait_for(20, || curl().contains("code=502"));
+    assert!(
+        failed,
+        "a name that no longer resolves did not fail: {}",
+        curl()
+    );
+    let s = status(&lab, &config);
+    let last_error = s["proxy"]["routes"][0]["last_upstream_error"].to_string();
+    assert!(
+        last_error.contains("the closed network's DNS has no address for hweb-api.oqs.example"),
+        "{s:#}"
+    );
+}
