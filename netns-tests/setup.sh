@@ -18,7 +18,7 @@ packages=(
     nginx-light wireguard-go wireguard-tools
     # the LAN side: the DHCP server oqs-edge supervises, a PC's DHCP client (busybox udhcpc),
     # dig for name lookups
-    dnsmasq-base busybox dnsutils
+    dnsmasq-base busybox dnsutils dnsperf
     strongswan-swanctl strongswan-charon charon-systemd libcharon-extra-plugins
     libstrongswan-standard-plugins  # openssl (AES-GCM, ECP) for the lab charons
     # benchmark tools (same as a user has)

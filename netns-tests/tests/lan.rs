@@ -489,3 +489,148 @@ fn the_relay_answers_closed_zones_refuses_the_rest_and_the_proxy_resolves_by_nam
         "{s:#}"
     );
 }
+
+#[test]
+fn closed_names_go_only_through_the_tunnel_and_fail_closed_without_it() {
+    use netns_tests::wireguard::{
+        router_keygen, wireguard_config, Concentrator, EtcOverride, CONCENTRATOR,
+    };
+    if skip_unless_root("closed_names_go_only_through_the_tunnel_and_fail_closed_without_it") {
+        return;
+    }
+    let lab = Lab::build("dnswg");
+    let _etc = EtcOverride::router(&lab, "203.0.113.2");
+    let (key, router_public) = router_keygen(&lab);
+    let mut concentrator = Concentrator::start(&lab, &router_public);
+    let closed_dns = lab.start_closed_dns();
+    let yaml = wireguard_config(&lab, &key, &concentrator.public_key, CONCENTRATOR, "25s");
+    assert!(yaml.contains("dns_zones: [oqs.example]"), "{yaml}");
+    let config = lab.write_config(&yaml);
+    lab.start_daemon_when(&config, || status(&lab, &config)["tunnel"]["state"] == "up");
+    let mac = lab.router_wan_mac();
+    // Every DNS packet the router sends the carrier in cleartext.
+    let cleartext_dns = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and (udp port 53 or tcp port 53)"),
+    );
+    let tunnel = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and udp dst port 51820"),
+    );
+    let closed = || {
+        dig(
+            &lab,
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "hweb-api.oqs.example"],
+        )
+    };
+    assert!(
+        wait_for(10, || closed().trim() == "10.200.0.10"),
+        "no answer through the tunnel: {}\n{}",
+        closed(),
+        lab.daemon_log()
+    );
+    assert!(closed_dns.queries().contains("hweb-api.oqs.example"));
+    assert!(
+        !tunnel.stop().is_empty(),
+        "the capture saw no WireGuard: it would miss cleartext too"
+    );
+
+    // The concentrator goes: closed names fail (SERVFAIL, after the relay's timeouts), the
+    // rest is still refused, and not one DNS packet leaves in cleartext.
+    concentrator.stop(&lab);
+    let reply = dig(
+        &lab,
+        Role::Pc,
+        "@192.168.50.1",
+        &["+time=8", "claims.oqs.example"],
+    );
+    assert!(reply.contains("status: SERVFAIL"), "{reply}");
+    assert!(dig(&lab, Role::Pc, "@192.168.50.1", &["www.example.com"]).contains("status: REFUSED"));
+    let seen = cleartext_dns.stop();
+    assert!(
+        seen.is_empty(),
+        "DNS left the router in cleartext: {seen:#?}"
+    );
+    let s = status(&lab, &config);
+    assert!(
+        segment(&s, "oqs")["dns"]["failed"].as_u64().unwrap_or(0) >= 1,
+        "{s:#}"
+    );
+}
+
+#[test]
+fn a_query_flood_from_one_pc_leaves_the_relay_answering_the_others() {
+    if skip_unless_root("a_query_flood_from_one_pc_leaves_the_relay_answering_the_others") {
+        return;
+    }
+    let lab = Lab::build("dnsflood");
+    let _closed_dns = lab.start_closed_dns();
+    let config = lab.write_config(&lab.config_from_lab_yaml());
+    lab.start_daemon(&config);
+    let clinic = || {
+        dig(
+            &lab,
+            Role::Clinic,
+            "@192.168.60.1",
+            &["+short", "claims.oqs.example"],
+        )
+    };
+    assert!(
+        wait_for(10, || clinic().trim() == "10.200.0.10"),
+        "{}",
+        clinic()
+    );
+    // 10,000 queries from the eligibility PC, as fast as dnsperf sends them, half refused names.
+    let queries = lab.dir().join("flood.txt");
+    let lines: String = (0..10_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("host{i}.example.com A\n")
+            } else {
+                "hweb-api.oqs.example A\n".to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&queries, lines).unwrap();
+    let flood = lab.spawn(
+        Role::Pc,
+        &[
+            "dnsperf",
+            "-s",
+            "192.168.50.1",
+            "-d",
+            queries.to_str().unwrap(),
+            "-n",
+            "1",
+            "-q",
+            "500",
+            "-t",
+            "2",
+        ],
+    );
+    // Meanwhile the clinic PC is answered, every time.
+    let started = Instant::now();
+    let mut answered = 0;
+    while !process_ended(flood) && started.elapsed().as_secs() < 60 {
+        assert_eq!(
+            clinic().trim(),
+            "10.200.0.10",
+            "the clinic PC was not answered during the flood"
+        );
+        answered += 1;
+    }
+    assert!(answered >= 1);
+    assert!(
+        wait_for(60, || process_ended(flood)),
+        "dnsperf did not finish"
+    );
+    assert_eq!(clinic().trim(), "10.200.0.10");
+    let s = status(&lab, &config);
+    let oqs = &segment(&s, "oqs")["dns"];
+    assert!(oqs["refused"].as_u64().unwrap_or(0) >= 4_000, "{s:#}");
+    assert!(oqs["answered"].as_u64().unwrap_or(0) >= 4_000, "{s:#}");
+}
