@@ -171,11 +171,11 @@ fn eligibility_pc_reaches_the_closed_network_and_nothing_else() {
                 Unreachable,
                 Some("eligibility_to_lan"),
             ),
-            // The router: the proxy route that allows this segment and DNS get through (nothing
-            // listens yet: the kernel's RST); any other port is dropped, and so is the proxy
+            // The router: the proxy route that allows this segment and DNS (the daemon's relay,
+            // over TCP here) get through; any other port is dropped, and so is the proxy
             // route that allows only the clinic segment.
             cell(Pc, "192.168.60.1:8443", Accepted, None),
-            cell(Pc, "192.168.50.1:53", Refused, None),
+            cell(Pc, "192.168.50.1:53", Accepted, None),
             cell(Pc, "192.168.50.1:22", Timeout, Some("lan_to_router")),
             cell(Pc, "192.168.60.1:8444", Timeout, Some("lan_to_router")),
         ],
@@ -231,7 +231,7 @@ fn clinic_pc_reaches_the_eligibility_pc_and_the_proxy_not_the_closed_network_or_
             // The router: both proxy routes allow the clinic segment; DNS; nothing else.
             cell(Clinic, "192.168.60.1:8443", Accepted, None),
             cell(Clinic, "192.168.60.1:8444", Accepted, None),
-            cell(Clinic, "192.168.60.1:53", Refused, None),
+            cell(Clinic, "192.168.60.1:53", Accepted, None),
             cell(Clinic, "192.168.60.1:22", Timeout, Some("lan_to_router")),
         ],
     );
