@@ -104,6 +104,8 @@ const SETUP: &[(Role, &[&str])] = &[
     (
         Role::Pc,
         &[
+            // The MAC of the fixed DHCP lease config/lab.yaml gives the eligibility PC.
+            "link set eth0 address 52:54:00:50:00:10",
             "address add 192.168.50.10/24 dev eth0",
             "address add fd00:50::10/64 dev eth0 nodad",
             "route add default via 192.168.50.1",
@@ -113,6 +115,7 @@ const SETUP: &[(Role, &[&str])] = &[
     (
         Role::Clinic,
         &[
+            "link set eth0 address 52:54:00:60:00:10",
             "address add 192.168.60.10/24 dev eth0",
             "address add fd00:60::10/64 dev eth0 nodad",
             "route add default via 192.168.60.1",
@@ -972,6 +975,56 @@ impl Lab {
             hosts: hosts_file,
             query_log,
         }
+    }
+}
+
+impl Lab {
+    /// A PC fresh out of its box: no IPv4 address, no IPv4 route.
+    pub fn unaddress(&self, pc: Role) {
+        self.ok(pc, &["ip", "-4", "address", "flush", "dev", "eth0"]);
+        let _ = self.exec(pc, &["ip", "-4", "route", "flush", "table", "main"]);
+    }
+
+    /// One run of a real DHCP client (busybox udhcpc) on a PC's eth0: it configures the
+    /// address and the default route it is given and returns `ip=… router=… dns=… lease=…`,
+    /// or what udhcpc said when it got no lease.
+    pub fn dhcp_client(&self, pc: Role) -> Result<String, String> {
+        let script = self.next_file(&format!("udhcpc-{}", pc.name()), "sh");
+        let out = script.with_extension("env");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in bound|renew)\n  ip -4 address flush dev \"$interface\"\n  ip address add \"$ip/$mask\" dev \"$interface\"\n  ip route replace default via \"$router\"\n  echo \"ip=$ip router=$router dns=$dns lease=$lease\" > {}\nesac\n",
+                out.display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        let script = script.to_str().unwrap_or_default().to_owned();
+        let run = self.exec(
+            pc,
+            &[
+                "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "8", "-T", "2", "-s",
+                &script,
+            ],
+        );
+        std::fs::read_to_string(&out).map_err(|_| {
+            format!(
+                "udhcpc in {} got no lease: {}{}",
+                pc.name(),
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            )
+        })
+    }
+
+    /// `dig` from a role's namespace (3 s, one try), e.g. `dig(Role::Pc, "@192.168.50.1",
+    /// &["+short", "name"])`: what it printed.
+    pub fn dig(&self, from: Role, server: &str, args: &[&str]) -> String {
+        let mut full = vec!["dig", "+time=3", "+tries=1", server];
+        full.extend_from_slice(args);
+        String::from_utf8_lossy(&self.exec(from, &full).stdout).into_owned()
     }
 }
 

@@ -39,7 +39,7 @@ const fn cell(
     }
 }
 
-use Outcome::{Accepted, Connected, Refused, Timeout, Unreachable};
+use Outcome::{Accepted, Connected, Timeout, Unreachable};
 use Role::{Clinic, Inet, Pc};
 
 /// A lab with the daemon running on config/lab.yaml, after `edit`.

@@ -1,6 +1,9 @@
 //! The main job: the network-namespace lab with the real `oqs-edge` as its router, on the lab
-//! config built into this binary (config/lab.yaml). It shows what the router promises, with
-//! real traffic, then tears everything down (or, with `--keep`, waits for Enter first).
+//! config built into this binary (config/lab.yaml). The router's OS has configured only its
+//! WAN: oqs-edge puts the LAN addresses on, the PCs take theirs by DHCP from it and ask it for
+//! names (the closed zone from the closed network's DNS, nothing else). Then it shows what the
+//! router promises, with real traffic, and tears everything down (or, with `--keep`, waits
+//! for Enter first).
 //!
 //!   sudo oqs-edge-lab [--keep]
 
@@ -83,7 +86,25 @@ fn main() -> ExitCode {
         "== building the lab: pc, clinic ─ router ─ inet ─ vpngw ─ closed (network namespaces)"
     );
     let lab = Lab::build("main");
-    let config = lab.write_config(&lab.config_from_lab_yaml());
+    // A router whose OS configured only the WAN, PCs fresh out of their boxes.
+    for (dev, address) in [
+        ("lan0", "192.168.50.1/24"),
+        ("lan0", "fd00:50::1/64"),
+        ("lan1", "192.168.60.1/24"),
+        ("lan1", "fd00:60::1/64"),
+    ] {
+        lab.ok(Role::Router, &["ip", "address", "del", address, "dev", dev]);
+    }
+    lab.unaddress(Role::Pc);
+    lab.unaddress(Role::Clinic);
+    // The eligibility API's route goes by name: the closed network's DNS resolves it.
+    let yaml = lab.config_from_lab_yaml().replacen(
+        "      upstream_address: 10.200.0.10    # the lab's upstream server\n",
+        "",
+        1,
+    );
+    let config = lab.write_config(&yaml);
+    let closed_dns = lab.start_closed_dns();
     // The eligibility and claims endpoints: nginx demanding a client certificate.
     let nginx = lab.start_nginx("ca/oqs-server");
     println!(
@@ -95,6 +116,59 @@ fn main() -> ExitCode {
     println!("   running as pid {pid}: firewall applied, route to the closed network installed\n");
 
     let mut failed = 0;
+    let mut shown = 0;
+    {
+        let mut show = |ok: bool, what: &str, got: &str| {
+            failed += usize::from(!ok);
+            shown += 1;
+            println!("{} {what:<60} {got}", if ok { "✓" } else { "✗" });
+        };
+        for (pc, name, fixed) in [
+            (Role::Pc, "eligibility PC", "192.168.50.10"),
+            (Role::Clinic, "clinic PC", "192.168.60.10"),
+        ] {
+            match lab.dhcp_client(pc) {
+                Ok(lease) => show(
+                    lease.starts_with(&format!("ip={fixed} ")),
+                    &format!("{name} asks for an address (DHCP)"),
+                    &lease,
+                ),
+                Err(why) => show(false, &format!("{name} asks for an address (DHCP)"), &why),
+            }
+        }
+        for (name, expect) in [
+            ("hweb-api.oqs.example", "NOERROR 10.200.0.10"),
+            ("www.example.com", "REFUSED"),
+        ] {
+            // The reply's status and its addresses, e.g. `NOERROR 10.200.0.10` or `REFUSED`.
+            let reply = lab.dig(Role::Pc, "@192.168.50.1", &[name]);
+            let status = reply
+                .split("status: ")
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .unwrap_or("no answer");
+            let addresses: Vec<&str> = reply
+                .lines()
+                .filter(|l| !l.starts_with(';') && l.contains("\tA\t"))
+                .filter_map(|l| l.split_whitespace().last())
+                .collect();
+            let got = [status]
+                .into_iter()
+                .chain(addresses)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let why = if status == "REFUSED" {
+                " (not a closed-network name: nothing left the router)"
+            } else {
+                " (from the closed network's DNS)"
+            };
+            show(
+                got == expect,
+                &format!("eligibility PC looks up {name}"),
+                &format!("{got}{why}"),
+            );
+        }
+    }
     for check in CHECKS {
         let to: SocketAddr = match check.to.parse() {
             Ok(to) => to,
@@ -103,6 +177,7 @@ fn main() -> ExitCode {
         let got = lab.probe(check.from, to);
         let ok = got == check.expect;
         failed += usize::from(!ok);
+        shown += 1;
         println!(
             "{} {:<60} {}{}",
             if ok { "✓" } else { "✗" },
@@ -149,6 +224,15 @@ fn main() -> ExitCode {
         }
     );
     drop(nginx);
+    shown += 1;
+    println!(
+        "  (the route has no upstream_address: the proxy resolved hweb-api.oqs.example through the closed DNS{})",
+        if closed_dns.queries().contains("from 198.51.100.2") {
+            ", which saw the router ask"
+        } else {
+            ""
+        }
+    );
 
     let socket = lab.dir().join("control.sock");
     println!("\n== oqs-edge status --socket {}", socket.display());
@@ -181,7 +265,7 @@ fn main() -> ExitCode {
     println!("\n== tearing down (oqs-edge stopped by its pid, namespaces deleted)");
     drop(lab);
     if failed == 0 {
-        println!("all {} checks as the policy says", CHECKS.len() + 1);
+        println!("all {shown} checks as the policy says");
         ExitCode::SUCCESS
     } else {
         println!("{failed} check(s) not as the policy says");
