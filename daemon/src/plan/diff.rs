@@ -21,6 +21,15 @@ pub struct PlanDiff {
     pub tunnel: TunnelChange,
     pub proxy: Changes,
     pub certificates: Changes,
+    /// The router's segment addresses (`192.168.50.1/24 dev lan0`).
+    #[serde(default)]
+    pub addresses: Changes,
+    /// dnsmasq's config lines (a change restarts it; leases are kept).
+    #[serde(default)]
+    pub dhcp: Changes,
+    /// The DNS relay's policy lines (`oqs-edge plan`'s "DNS relay" part).
+    #[serde(default)]
+    pub dns: Changes,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
@@ -233,7 +242,32 @@ pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
         tunnel: tunnel_change(&old.tunnel, &new.tunnel),
         proxy: by_name(&old.proxy, &new.proxy, |r| r.name.clone()),
         certificates: by_name(&old.certificates, &new.certificates, |c| c.name.clone()),
+        addresses: as_set(&addresses(old), &addresses(new)),
+        dhcp: as_set(&dhcp_lines(old), &dhcp_lines(new)),
+        dns: as_set(&dns_lines(old), &dns_lines(new)),
     }
+}
+
+fn addresses(plan: &Plan) -> Vec<String> {
+    plan.addresses
+        .iter()
+        .map(|a| format!("{} dev {} (segment {})", a.address, a.interface, a.segment))
+        .collect()
+}
+
+/// dnsmasq's config, line by line (comments left out).
+fn dhcp_lines(plan: &Plan) -> Vec<String> {
+    plan.dhcp
+        .iter()
+        .flat_map(|d| d.dnsmasq_conf.lines())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The relay's policy as the lines `oqs-edge plan` shows.
+fn dns_lines(plan: &Plan) -> Vec<String> {
+    plan.dns.iter().flat_map(|d| d.policy_lines()).collect()
 }
 
 impl PlanDiff {
@@ -245,6 +279,9 @@ impl PlanDiff {
             && self.tunnel == TunnelChange::Untouched
             && self.proxy.is_empty()
             && self.certificates.is_empty()
+            && self.addresses.is_empty()
+            && self.dhcp.is_empty()
+            && self.dns.is_empty()
     }
 
     /// What `oqs-edge diff` prints: one heading per part that changes, `+`/`-`/`~` lines.
@@ -276,6 +313,12 @@ impl PlanDiff {
             ("kernel settings", &self.sysctls),
             ("proxy routes", &self.proxy),
             ("client certificates", &self.certificates),
+            ("segment addresses", &self.addresses),
+            (
+                "DHCP server (dnsmasq restarts; leases are kept)",
+                &self.dhcp,
+            ),
+            ("DNS relay", &self.dns),
         ] {
             if changes.is_empty() {
                 continue;
@@ -377,6 +420,49 @@ tunnel:
         let rendered = checked.report.render(yaml);
         let config = checked.config.unwrap_or_else(|| panic!("{rendered}"));
         plan(&config)
+    }
+
+    #[test]
+    fn a_fixed_lease_a_segment_address_and_a_closed_zone_show_in_their_parts() {
+        let base = IPVPN.replace(
+            "closed_network:\n",
+            "closed_network:\n  dns: [10.200.0.53]\n  dns_zones: [onshikaku.org]\n",
+        );
+        let more = base
+            .replace("[onshikaku.org]", "[onshikaku.org, oqs-pdl.org]")
+            .replace(
+                "    role: eligibility\n",
+                "    role: eligibility\n    address6: fd00:50::1/64\n    dhcp:\n      range: 192.168.50.100-192.168.50.199\n      hosts: [{name: oqs-terminal, mac: \"52:54:00:12:34:56\", address: 192.168.50.10}]\n",
+            );
+        let d = diff(&plan_of(&base), &plan_of(&more));
+        assert_eq!(
+            d.addresses.added,
+            vec!["fd00:50::1/64 dev lan0 (segment oqs)"]
+        );
+        assert!(
+            d.dhcp.added.contains(
+                &"dhcp-host=52:54:00:12:34:56,set:seg0,192.168.50.10,oqs-terminal,43200".to_owned()
+            ),
+            "{:?}",
+            d.dhcp
+        );
+        assert_eq!(
+            d.dns.removed,
+            vec!["closed zones onshikaku.org -> 10.200.0.53 (through the tunnel)"]
+        );
+        assert!(d.dns.added.contains(
+            &"closed zones onshikaku.org oqs-pdl.org -> 10.200.0.53 (through the tunnel)"
+                .to_owned()
+        ));
+        let text = d.to_text();
+        assert!(
+            text.contains("segment addresses:\n  + fd00:50::1/64 dev lan0 (segment oqs)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("DHCP server (dnsmasq restarts; leases are kept):"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -73,6 +73,37 @@ pub struct DnsListenPlan {
     pub internet: bool,
 }
 
+impl DnsPlan {
+    /// The policy in plain lines, as `oqs-edge plan` shows it and `oqs-edge diff` compares it.
+    pub fn policy_lines(&self) -> Vec<String> {
+        let list = |v: &[IpAddr]| {
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut lines = vec![format!(
+            "closed zones {} -> {} (through the tunnel)",
+            self.closed_zones.join(" "),
+            list(&self.closed_servers)
+        )];
+        for l in &self.listen {
+            let other = if !l.internet {
+                "REFUSED (nothing leaves the router)".to_owned()
+            } else if self.internet_servers.is_empty() {
+                "the WAN's resolvers".to_owned()
+            } else {
+                list(&self.internet_servers)
+            };
+            lines.push(format!(
+                "{} port 53 (segment {}): other names -> {other}",
+                l.address, l.segment
+            ));
+        }
+        lines
+    }
+}
+
 pub fn addresses(config: &ValidConfig) -> Vec<AddressPlan> {
     config
         .segments

@@ -535,31 +535,8 @@ impl Plan {
         match &self.dns {
             None => out.push_str("(none: closed_network.dns is not set)\n"),
             Some(dns) => {
-                let list = |v: &[IpAddr]| {
-                    v.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
-                let _ = writeln!(
-                    out,
-                    "closed zones {} -> {} (through the tunnel)",
-                    dns.closed_zones.join(" "),
-                    list(&dns.closed_servers)
-                );
-                for l in &dns.listen {
-                    let other = if !l.internet {
-                        "REFUSED (nothing leaves the router)".to_owned()
-                    } else if dns.internet_servers.is_empty() {
-                        "the WAN's resolvers".to_owned()
-                    } else {
-                        list(&dns.internet_servers)
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{} port 53 (segment {}): other names -> {other}",
-                        l.address, l.segment
-                    );
+                for line in dns.policy_lines() {
+                    let _ = writeln!(out, "{line}");
                 }
             }
         }
