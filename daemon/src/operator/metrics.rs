@@ -501,6 +501,51 @@ pub fn encode(status: &Status) -> Result<String, prometheus::Error> {
         );
     }
 
+    for seg in &status.segments {
+        let segment = [("segment", seg.name.as_str())];
+        let present = seg.addresses.iter().filter(|a| a.present).count();
+        f.gauge(
+            "oqs_edge_segment_addresses_missing",
+            "Planned router addresses of the segment that are not on its interface.",
+            &segment,
+            (seg.addresses.len() - present) as f64,
+        );
+        if let Some(d) = &seg.dhcp {
+            f.gauge(
+                "oqs_edge_dhcp_serving",
+                "1 when the DHCP server (dnsmasq) runs for the segment.",
+                &segment,
+                flag(d.serving),
+            );
+            f.gauge(
+                "oqs_edge_dhcp_leases",
+                "Unexpired DHCP leases of the segment.",
+                &segment,
+                d.leases_in_use as f64,
+            );
+            f.gauge(
+                "oqs_edge_dhcp_fixed_hosts_without_lease",
+                "Fixed-lease hosts (e.g. the eligibility PC) that hold no lease now.",
+                &segment,
+                d.hosts.iter().filter(|h| !h.holds_lease).count() as f64,
+            );
+        }
+        if let Some(d) = &seg.dns {
+            for (result, n) in [
+                ("answered", d.answered),
+                ("refused", d.refused),
+                ("failed", d.failed),
+            ] {
+                f.counter(
+                    "oqs_edge_dns_queries_total",
+                    "Questions the DNS relay answered on the segment, by result.",
+                    &[("segment", seg.name.as_str()), ("result", result)],
+                    n,
+                );
+            }
+        }
+    }
+
     for result in ["applied", "unchanged", "refused", "failed"] {
         f.counter(
             "oqs_edge_config_reloads_total",
@@ -528,7 +573,53 @@ pub fn encode(status: &Status) -> Result<String, prometheus::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{CertificateInfo, CounterValue, ProxyRouteInfo};
+    use crate::status::{
+        AddressInfo, CertificateInfo, CounterValue, DhcpHostInfo, DhcpInfo, DnsInfo,
+        ProxyRouteInfo, SegmentInfo,
+    };
+
+    #[test]
+    fn dhcp_leases_and_dns_answers_by_segment() {
+        let mut status = Status::default();
+        status.segments.push(SegmentInfo {
+            name: "oqs".into(),
+            interface: "lan0".into(),
+            addresses: vec![AddressInfo {
+                address: "192.168.50.1/24".into(),
+                present: true,
+                problem: None,
+            }],
+            dhcp: Some(DhcpInfo {
+                segment: "oqs".into(),
+                serving: true,
+                leases_in_use: 3,
+                hosts: vec![DhcpHostInfo {
+                    name: "oqs-terminal".into(),
+                    mac: "52:54:00:12:34:56".into(),
+                    address: "192.168.50.10".into(),
+                    holds_lease: false,
+                    lease_expires_in_secs: None,
+                }],
+            }),
+            dns: Some(DnsInfo {
+                answered: 7,
+                refused: 2,
+                failed: 1,
+            }),
+        });
+        let text = encode(&status).unwrap();
+        for line in [
+            "oqs_edge_dhcp_leases{segment=\"oqs\"} 3",
+            "oqs_edge_dhcp_fixed_hosts_without_lease{segment=\"oqs\"} 1",
+            "oqs_edge_dns_queries_total{segment=\"oqs\",result=\"refused\"} 2",
+            "oqs_edge_segment_addresses_missing{segment=\"oqs\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
 
     #[test]
     fn the_state_as_metrics_with_names_and_labels_of_our_own() {
