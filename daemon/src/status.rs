@@ -90,6 +90,12 @@ pub struct TunnelInfo {
     pub state: String,
     /// What the state rests on, in plain words.
     pub detail: String,
+    /// WireGuard: how long ago the last handshake was, in milliseconds (`diag` reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_age_ms: Option<u64>,
+    /// WireGuard: bytes received from the peer since the interface came up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

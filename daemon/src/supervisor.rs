@@ -426,6 +426,7 @@ impl Daemon {
                     kind: "ip-vpn".to_owned(),
                     state: state.to_owned(),
                     detail,
+                    ..status::TunnelInfo::default()
                 }
             }
             // `tunnel.info()` answered for these above.
@@ -433,6 +434,7 @@ impl Daemon {
                 kind: "unknown".to_owned(),
                 state: "down".to_owned(),
                 detail: "the tunnel does not match the config in force".to_owned(),
+                ..status::TunnelInfo::default()
             },
         }
     }

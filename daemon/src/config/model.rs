@@ -304,6 +304,9 @@ pub struct ProxyRoute {
     pub client_certificate: At<String>,
     /// Segment names or CIDRs allowed to use this route.
     pub allow: Node<Vec<At<String>>>,
+    /// A path `oqs-edge diag` requests (GET) on the upstream to check it answers, e.g. `/`.
+    #[serde(default)]
+    pub health_path: Option<At<String>>,
 }
 
 /// The control socket and metrics.

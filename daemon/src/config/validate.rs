@@ -763,6 +763,18 @@ impl Checker<'_> {
                 );
             }
             self.public_file(&route.server_ca, &key("server_ca"));
+            if let Some(path) = &route.health_path {
+                if !path.starts_with('/')
+                    || path.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    self.error(
+                        path.loc,
+                        key("health_path"),
+                        format!("`{}` is not a request path", path.value),
+                    )
+                    .hint = Some("a path starting with `/` and without spaces, e.g. `/`".into());
+                }
+            }
             if route.allow.is_empty() {
                 self.error(route.allow.loc, key("allow"), "nobody may use this route")
                     .hint =

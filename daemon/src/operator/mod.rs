@@ -4,4 +4,6 @@
 //! and watchdog. Both read [`crate::status`]; neither changes the system.
 
 pub mod control;
+pub mod diag;
+pub mod i18n;
 pub mod notify;

@@ -174,6 +174,7 @@ mod tests {
                 kind: "ip-vpn".into(),
                 state: "up".into(),
                 detail: String::new(),
+                ..TunnelInfo::default()
             },
             ..Status::default()
         };

@@ -133,6 +133,9 @@ pub struct ProxyRoutePlan {
     pub client_certificate: String,
     /// `allow` resolved to prefixes.
     pub allow: Vec<IpNet>,
+    /// The path `oqs-edge diag` requests on the upstream, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
 }
 
 /// Where the IKE credentials are read from.
@@ -350,6 +353,7 @@ fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
                 },
                 server_ca: r.server_ca.value.clone(),
                 client_certificate: r.client_certificate.value.clone(),
+                health_path: r.health_path.as_ref().map(|p| p.value.clone()),
                 allow: firewall::resolve_sources(
                     config,
                     r.allow.iter().map(|a| a.as_str()),

@@ -576,10 +576,16 @@ impl WireGuardTunnel {
 
     pub async fn info(&self) -> TunnelInfo {
         let (state, detail) = self.judge();
+        let stats = self.device.as_ref().map(|d| d.status());
         TunnelInfo {
             kind: "wireguard".to_owned(),
             state: state.as_str().to_owned(),
             detail,
+            handshake_age_ms: stats
+                .as_ref()
+                .and_then(|s| s.handshake_age)
+                .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            received_bytes: stats.map(|s| s.rx_bytes),
         }
     }
 
