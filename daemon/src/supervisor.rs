@@ -21,6 +21,7 @@ use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
 use crate::logging::event;
 use crate::operator::control::{self, Pending, Request};
 use crate::operator::notify;
+use crate::operator::status_page::StatusPage;
 use crate::plan::{self, Plan, Route};
 use crate::status::{self, Health, Status};
 
@@ -439,6 +440,16 @@ impl Daemon {
         }
     }
 
+    /// The status page as the config in force says (started, moved or stopped).
+    fn follow_status_page(&self, current: Option<StatusPage>) -> Option<StatusPage> {
+        StatusPage::follow(
+            current,
+            plan::firewall::status_page(&self.config),
+            self.config.control_socket(),
+            self.options.config_path.clone(),
+        )
+    }
+
     async fn serve(&mut self, pending: Pending) {
         match pending.request {
             Request::Status => {
@@ -487,6 +498,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     daemon.tunnel = Tunnel::start(&daemon.plan.tunnel).await;
     daemon.apply_net().await;
     daemon.proxy = Proxy::start(&daemon.plan).await;
+    let mut status_page = daemon.follow_status_page(None);
     info!(
         "running; SIGHUP or `oqs-edge reload` re-reads {}, `oqs-edge status` on {}",
         daemon.options.config_path.display(),
@@ -503,6 +515,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             _ = interrupt.recv() => break,
             _ = hangup.recv() => { daemon.reload().await; }
             _ = tick.tick() => {
+                status_page = daemon.follow_status_page(status_page.take());
                 let firewall = daemon.watch().await;
                 report.tick(firewall, &daemon.status().await, &daemon.config);
             }
@@ -511,6 +524,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     }
     notify::stopping();
     info!(oqs_event = event::STOPPING; "stopping; the firewall stays in place (table inet oqs_edge)");
+    drop(status_page);
     daemon.proxy.stop();
     daemon.tunnel.stop().await;
     Ok(())

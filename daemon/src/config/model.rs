@@ -320,6 +320,13 @@ pub struct Control {
     /// Prometheus metrics listen address, e.g. 127.0.0.1:9469.
     #[serde(default)]
     pub metrics: Option<At<SocketAddr>>,
+    /// The read-only status page for the clinic's staff, on one of the router's segment
+    /// addresses, e.g. 192.168.60.1:8080.
+    #[serde(default)]
+    pub status_page: Option<At<SocketAddr>>,
+    /// Segment names or CIDRs whose PCs may open the status page; default: the clinic segments.
+    #[serde(default)]
+    pub status_page_allow: Option<Node<Vec<At<String>>>>,
 }
 
 /// Administrative access to the router itself.

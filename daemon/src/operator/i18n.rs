@@ -157,6 +157,34 @@ pub enum Msg {
     StatusDetails,
     FirewallApplied,
     FirewallNotApplied,
+    // the status page
+    PageTitle,
+    PageOk,
+    PageWarn,
+    PageFail,
+    PageAllGood,
+    PageNotRunning,
+    PageLineDown,
+    PageFirewallDown,
+    PageRoutesDown,
+    PageCertificateBad,
+    PageProxyDown,
+    PageOtherProblem,
+    PageCertificateSoon,
+    PageLastDiagFailed,
+    PageTellInstaller,
+    PageTellNothing,
+    PageTellThis,
+    PageCertificates,
+    PageLastDiag,
+    PageDiagNever,
+    PageDiagPassed,
+    PageDiagFailedShort,
+    PageDiagRunning,
+    PageRunDiag,
+    PageDiagWait,
+    PageVersion,
+    PageUpdated,
 }
 
 impl Msg {
@@ -226,6 +254,33 @@ impl Msg {
         Msg::StatusDetails,
         Msg::FirewallApplied,
         Msg::FirewallNotApplied,
+        Msg::PageTitle,
+        Msg::PageOk,
+        Msg::PageWarn,
+        Msg::PageFail,
+        Msg::PageAllGood,
+        Msg::PageNotRunning,
+        Msg::PageLineDown,
+        Msg::PageFirewallDown,
+        Msg::PageRoutesDown,
+        Msg::PageCertificateBad,
+        Msg::PageProxyDown,
+        Msg::PageOtherProblem,
+        Msg::PageCertificateSoon,
+        Msg::PageLastDiagFailed,
+        Msg::PageTellInstaller,
+        Msg::PageTellNothing,
+        Msg::PageTellThis,
+        Msg::PageCertificates,
+        Msg::PageLastDiag,
+        Msg::PageDiagNever,
+        Msg::PageDiagPassed,
+        Msg::PageDiagFailedShort,
+        Msg::PageDiagRunning,
+        Msg::PageRunDiag,
+        Msg::PageDiagWait,
+        Msg::PageVersion,
+        Msg::PageUpdated,
     ];
 
     /// The text in `lang`. `{}` in a text is filled by [`Msg::fill`].
@@ -431,6 +486,33 @@ impl Msg {
             Msg::StatusDetails => ("details", "詳細"),
             Msg::FirewallApplied => ("applied", "適用済み"),
             Msg::FirewallNotApplied => ("NOT APPLIED", "未適用"),
+            Msg::PageTitle => ("Router status (オンライン資格確認)", "ルーターの状態 (オンライン資格確認)"),
+            Msg::PageOk => ("OK", "正常"),
+            Msg::PageWarn => ("Attention", "注意"),
+            Msg::PageFail => ("Problem", "異常"),
+            Msg::PageAllGood => ("Online eligibility confirmation can reach the closed network.", "オンライン資格確認の通信は正常です。"),
+            Msg::PageNotRunning => ("The router's control program does not answer: nothing reaches the closed network.", "ルーターの制御プログラムが応答していません。オンライン請求ネットワークにつながりません。"),
+            Msg::PageLineDown => ("The line to the closed network (オンライン請求ネットワーク) is down.", "オンライン請求ネットワークへの回線がつながっていません。"),
+            Msg::PageFirewallDown => ("The firewall is not in place: the router passes nothing.", "ファイアウォールが適用されていないため、ルーターは通信を止めています。"),
+            Msg::PageRoutesDown => ("A route to the closed network is missing.", "オンライン請求ネットワークへの経路が設定されていません。"),
+            Msg::PageCertificateBad => ("A client certificate (電子証明書) cannot be used.", "電子証明書が使えません。"),
+            Msg::PageProxyDown => ("The relay for the eligibility and claims systems is not working.", "資格確認・請求システムへの中継が動いていません。"),
+            Msg::PageOtherProblem => ("The router reports a problem.", "ルーターが問題を報告しています。"),
+            Msg::PageCertificateSoon => ("The client certificate (電子証明書) expires soon: {} days left.", "電子証明書の有効期限が近づいています (残り {} 日)。"),
+            Msg::PageLastDiagFailed => ("The last connection check found a problem: {}.", "前回の疎通確認で異常がありました: {}。"),
+            Msg::PageTellInstaller => ("What to tell the installer", "設置業者に伝えること"),
+            Msg::PageTellNothing => ("Nothing: there is no need to call.", "連絡の必要はありません。"),
+            Msg::PageTellThis => ("\"oqs-edge {} at {} says: {} (code {})\"", "「oqs-edge {} ({}) の状態: {} (コード {})」"),
+            Msg::PageCertificates => ("Client certificates (電子証明書)", "電子証明書"),
+            Msg::PageLastDiag => ("Last connection check (疎通確認)", "前回の疎通確認"),
+            Msg::PageDiagNever => ("not run yet", "まだ実行していません"),
+            Msg::PageDiagPassed => ("{} ago: every step passed", "{} 前: すべて正常"),
+            Msg::PageDiagFailedShort => ("{} ago: failed at {}", "{} 前: {} で異常"),
+            Msg::PageDiagRunning => ("running…", "実行中…"),
+            Msg::PageRunDiag => ("Run the connection check", "疎通確認を実行"),
+            Msg::PageDiagWait => ("(at most once a minute)", "(1 分に 1 回まで)"),
+            Msg::PageVersion => ("Router software", "ルーターのソフトウェア"),
+            Msg::PageUpdated => ("Refreshes every {} seconds; updated {}", "{} 秒ごとに自動更新 (最終更新 {})"),
         }
     }
 }
@@ -593,13 +675,40 @@ mod tests {
                 | Msg::StatusCertificates
                 | Msg::StatusDetails
                 | Msg::FirewallApplied
-                | Msg::FirewallNotApplied => listed(*m),
+                | Msg::FirewallNotApplied
+                | Msg::PageTitle
+                | Msg::PageOk
+                | Msg::PageWarn
+                | Msg::PageFail
+                | Msg::PageAllGood
+                | Msg::PageNotRunning
+                | Msg::PageLineDown
+                | Msg::PageFirewallDown
+                | Msg::PageRoutesDown
+                | Msg::PageCertificateBad
+                | Msg::PageProxyDown
+                | Msg::PageOtherProblem
+                | Msg::PageCertificateSoon
+                | Msg::PageLastDiagFailed
+                | Msg::PageTellInstaller
+                | Msg::PageTellNothing
+                | Msg::PageTellThis
+                | Msg::PageCertificates
+                | Msg::PageLastDiag
+                | Msg::PageDiagNever
+                | Msg::PageDiagPassed
+                | Msg::PageDiagFailedShort
+                | Msg::PageDiagRunning
+                | Msg::PageRunDiag
+                | Msg::PageDiagWait
+                | Msg::PageVersion
+                | Msg::PageUpdated => listed(*m),
             };
             assert!(known);
         }
         assert_eq!(
             Msg::ALL.len(),
-            64,
+            91,
             "a message was added: list it in Msg::ALL"
         );
     }

@@ -7,3 +7,4 @@ pub mod control;
 pub mod diag;
 pub mod i18n;
 pub mod notify;
+pub mod status_page;
