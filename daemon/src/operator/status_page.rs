@@ -179,6 +179,7 @@ fn serve(
                         });
                         let io = hyper_util::rt::TokioIo::new(stream);
                         let connection = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
                             .header_read_timeout(Duration::from_secs(5))
                             .serve_connection(io, service);
                         let _ = tokio::time::timeout(Duration::from_secs(30), connection).await;
