@@ -131,6 +131,57 @@ fn the_status_page_tells_the_staff_in_japanese_and_only_them() {
         shot.display()
     );
 
+    // The page's one action: run 疎通確認 (303 back to the page), then its result shows.
+    let post = |expect: &str| {
+        let out = lab.exec(
+            Role::Clinic,
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "--max-time",
+                "3",
+                &format!("{PAGE}diag"),
+            ],
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expect);
+    };
+    post("303");
+    let json = |lang: &str| -> serde_json::Value {
+        let out = lab.exec(
+            Role::Clinic,
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "3",
+                "-H",
+                &format!("Accept-Language: {lang}"),
+                &format!("{PAGE}status.json"),
+            ],
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let mut page = serde_json::Value::Null;
+    assert!(
+        wait_for(30, || {
+            page = json("ja");
+            page["last_diag_result"].is_string()
+        }),
+        "the diag button gave no result: {page:#}"
+    );
+    assert_eq!(page["last_diag_result"], "pass", "{page:#}");
+    assert!(
+        page["last_diag"].as_str().unwrap().contains("すべて正常"),
+        "{page:#}"
+    );
+    assert_eq!(json("en")["lang"], "en");
+
     // Outside the allow list (the eligibility PC): nothing, not even an HTTP error.
     let out = lab.exec(
         Role::Pc,
