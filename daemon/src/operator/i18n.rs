@@ -714,6 +714,36 @@ mod tests {
     }
 
     #[test]
+    fn status_in_japanese_leads_with_the_verdict_then_the_english_detail() {
+        let mut status = crate::status::Status::default();
+        status.health = crate::status::Health::Degraded;
+        status.problems = vec!["tunnel (ipsec) is down: AUTH_FAILED".into()];
+        status.tunnel.kind = "ipsec".into();
+        status.tunnel.state = "down".into();
+        status.certificates = vec![crate::status::CertificateInfo {
+            name: "oqs".into(),
+            days_left: Some(12),
+            subject_cn: Some("1312345678".into()),
+            ..Default::default()
+        }];
+        let text = status_text(&status, Lang::Ja);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "oqs-edge: 異常");
+        assert_eq!(lines[1], "  ✗ tunnel (ipsec) is down: AUTH_FAILED");
+        assert!(text.contains("回線: ipsec 切断"), "{text}");
+        assert!(text.contains("ファイアウォール: 未適用"), "{text}");
+        assert!(
+            text.contains("電子証明書: oqs (医療機関等コード 1312345678) 残り 12 日"),
+            "{text}"
+        );
+        assert!(
+            text.contains("詳細 (English)") && text.contains("oqs-edge: DEGRADED"),
+            "{text}"
+        );
+        assert_eq!(status_text(&status, Lang::En), status.to_text());
+    }
+
+    #[test]
     fn the_locale_and_the_browser_choose_the_language() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |name: &str| {
