@@ -14,6 +14,8 @@ packages=(
     build-essential pkg-config ca-certificates git jq
     # the firewall and the lab
     nftables iproute2 iputils-ping tcpdump curl openssl procps psmisc
+    # the status page test reads it in a real browser (headless) with Japanese fonts
+    chromium fonts-noto-cjk
     # real peers the netns tests talk to
     nginx-light wireguard-go wireguard-tools
     # the LAN side: the DHCP server oqs-edge supervises, a PC's DHCP client (busybox udhcpc),

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use oqs_edge::config::{self, FileChecks};
 use oqs_edge::operator::control;
+use oqs_edge::operator::i18n::Lang;
 use oqs_edge::pki;
 use oqs_edge::plan;
 use oqs_edge::status;
@@ -88,6 +89,27 @@ enum Command {
         socket: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// ja or en; from LC_ALL / LC_MESSAGES / LANG when not given.
+        #[arg(long, value_parser = parse_lang)]
+        lang: Option<Lang>,
+    },
+    /// 疎通確認: every step from the WAN to each upstream's TLS handshake, ✓/✗ with what it
+    /// means and what to do (exit 0 all passed, 1 a step failed, 3 the daemon is not running).
+    Diag {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Ask this socket instead of the config's `control.socket`.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// One object per step: id, result, time_ms, message (and fix for a failure).
+        #[arg(long)]
+        json: bool,
+        /// ja or en; from LC_ALL / LC_MESSAGES / LANG when not given.
+        #[arg(long, value_parser = parse_lang)]
+        lang: Option<Lang>,
+        /// Only this proxy route (and its certificate).
+        #[arg(long, value_name = "NAME")]
+        route: Option<String>,
     },
     /// Check the config (files included), then ask the daemon to apply it (exit 0 applied or
     /// unchanged, 1 the daemon could not apply it or a --confirm change is pending, 2 invalid,
@@ -252,7 +274,21 @@ fn main() -> ExitCode {
             config,
             socket,
             json,
-        } => status(&config, socket, json),
+            lang,
+        } => status(&config, socket, json, lang.unwrap_or_else(Lang::from_env)),
+        Command::Diag {
+            config,
+            socket,
+            json,
+            lang,
+            route,
+        } => diag(
+            &config,
+            socket,
+            json,
+            lang.unwrap_or_else(Lang::from_env),
+            route,
+        ),
         Command::Reload {
             config,
             socket,
@@ -442,7 +478,71 @@ fn ask<T: for<'de> serde::Deserialize<'de>>(
         .block_on(control::ask(socket, request, timeout))
 }
 
-fn status(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
+fn parse_lang(text: &str) -> Result<Lang, String> {
+    Lang::parse(text).ok_or_else(|| format!("`{text}` is not a language here: use ja or en"))
+}
+
+fn diag(
+    config_path: &Path,
+    socket: Option<PathBuf>,
+    json: bool,
+    lang: Lang,
+    route: Option<String>,
+) -> u8 {
+    use oqs_edge::operator::diag;
+    // The files the config names are steps of their own here, not reasons to refuse.
+    let Ok(checked) = load(config_path, FileChecks::Off, Format::Text) else {
+        return exit::INVALID;
+    };
+    let Some(config) = checked.config else {
+        return exit::INVALID;
+    };
+    if let Some(name) = &route {
+        if !plan::plan(&config).proxy.iter().any(|r| r.name == *name) {
+            eprintln!(
+                "{}: no proxy route is named `{name}` (see proxy.routes)",
+                config_path.display()
+            );
+            return exit::INVALID;
+        }
+    }
+    let socket = socket.unwrap_or_else(|| config.control_socket());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("oqs-edge diag: cannot start the runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let report = runtime.block_on(async {
+        let status = control::ask::<status::Status>(
+            &socket,
+            control::Request::Status,
+            Duration::from_secs(10),
+        )
+        .await
+        .ok();
+        let options = diag::Options {
+            route,
+            socket: Some(socket.clone()),
+        };
+        diag::run(&config, status.as_ref(), &options).await
+    });
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json(lang)).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report.to_text(lang));
+    }
+    report.exit_code()
+}
+
+fn status(config_path: &Path, socket: Option<PathBuf>, json: bool, lang: Lang) -> u8 {
     let socket = control_socket(config_path, socket);
     match ask::<status::Status>(&socket, control::Request::Status, Duration::from_secs(10)) {
         Ok(status) => {
@@ -452,7 +552,7 @@ fn status(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
                     serde_json::to_string_pretty(&status).unwrap_or_default()
                 );
             } else {
-                print!("{}", status.to_text());
+                print!("{}", oqs_edge::operator::i18n::status_text(&status, lang));
             }
             match status.health {
                 status::Health::Healthy => exit::OK,
@@ -466,7 +566,10 @@ fn status(config_path: &Path, socket: Option<PathBuf>, json: bool) -> u8 {
                     serde_json::json!({ "health": "not-running", "problems": [e.to_string()] })
                 );
             } else {
-                println!("oqs-edge: not running\n  {e}");
+                println!(
+                    "oqs-edge: {}\n  {e}",
+                    oqs_edge::operator::i18n::Msg::StatusNotRunning.text(lang)
+                );
             }
             exit::NOT_RUNNING
         }

@@ -141,6 +141,12 @@ pub struct TunnelInfo {
     /// Traffic through the tunnel interface, where there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counters: Option<LinkCounters>,
+    /// WireGuard: how long ago the last handshake was, in milliseconds (`diag` reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_age_ms: Option<u64>,
+    /// WireGuard: bytes received from the peer since the interface came up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_bytes: Option<u64>,
 }
 
 /// An interface's traffic counters, as the kernel keeps them.

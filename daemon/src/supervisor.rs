@@ -27,6 +27,7 @@ use crate::operator::certificates::{self, Schedule};
 use crate::operator::control::{self, Pending, Request};
 use crate::operator::metrics;
 use crate::operator::notify;
+use crate::operator::status_page::StatusPage;
 use crate::plan::{self, Plan, Route};
 use crate::status::{self, Health, Status};
 
@@ -534,6 +535,16 @@ impl Daemon {
         self.metrics_problem = endpoint.problem();
     }
 
+    /// The status page as the config in force says (started, moved or stopped).
+    fn follow_status_page(&self, current: Option<StatusPage>) -> Option<StatusPage> {
+        StatusPage::follow(
+            current,
+            plan::firewall::status_page(&self.config),
+            self.config.control_socket(),
+            self.options.config_path.clone(),
+        )
+    }
+
     async fn serve(&mut self, pending: Pending) {
         match pending.request {
             Request::Status => {
@@ -600,6 +611,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     daemon.proxy = Proxy::start(&daemon.plan).await;
     let mut metrics = metrics::Endpoint::default();
     daemon.apply_metrics(&mut metrics).await;
+    let mut status_page = daemon.follow_status_page(None);
     info!(
         "running; SIGHUP or `oqs-edge reload` re-reads {}, `oqs-edge status` on {}",
         daemon.options.config_path.display(),
@@ -629,6 +641,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                 daemon.apply_metrics(&mut metrics).await;
             }
             _ = tick.tick() => {
+                status_page = daemon.follow_status_page(status_page.take());
                 let firewall = daemon.watch().await;
                 daemon.apply_metrics(&mut metrics).await;
                 let status = daemon.status().await;
@@ -647,6 +660,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     }
     notify::stopping();
     info!(oqs_event = event::STOPPING; "stopping; the firewall stays in place (table inet oqs_edge)");
+    drop(status_page);
     daemon.proxy.stop();
     daemon.lan.stop();
     daemon.tunnel.stop().await;

@@ -903,3 +903,41 @@ fn closed_dns_zones_need_a_closed_dns_server_and_must_be_names() {
         "{no_zones:#?}"
     );
 }
+
+#[test]
+fn the_status_page_and_health_path_are_checked_with_a_fix() {
+    let page =
+        |value: &str, allow: &str| format!("{BASE}control:\n  status_page: {value}\n{allow}");
+    assert!(errors(&page("192.168.60.1:8080", "")).is_empty());
+    assert!(errors(&page(
+        "192.168.60.1:8080",
+        "  status_page_allow: [clinic, 192.168.50.10/32]\n"
+    ))
+    .is_empty());
+    let d = assert_one_error(
+        &page("192.0.2.1:8080", ""),
+        "192.0.2.1:8080",
+        "192.0.2.1 is not one of the router's segment addresses",
+    );
+    assert!(d.hint.unwrap().contains("192.168.60.1"));
+    let found = errors(&page("192.168.60.1:8443", ""));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0]
+        .message
+        .contains("already the proxy route `eligibility-api`'s listen address"));
+    assert_eq!(
+        found[0].loc.unwrap().line,
+        position(&page("192.168.60.1:8443", ""), "  status_page: ", 0).0
+    );
+    assert_one_error(
+        &page("192.168.60.1:8080", "  status_page_allow: []\n"),
+        "[]",
+        "nobody may open the status page",
+    );
+    let text = broken(
+        "      allow: [clinic, oqs]\n",
+        "      allow: [clinic, oqs]\n      health_path: health\n",
+    );
+    let d = assert_one_error(&text, "health\n", "`health` is not a request path");
+    assert!(d.hint.unwrap().contains("starting with `/`"));
+}

@@ -355,6 +355,9 @@ pub struct ProxyRoute {
     pub client_certificate: Node<OneOrMore>,
     /// Segment names or CIDRs allowed to use this route.
     pub allow: Node<Vec<At<String>>>,
+    /// A path `oqs-edge diag` requests (GET) on the upstream to check it answers, e.g. `/`.
+    #[serde(default)]
+    pub health_path: Option<At<String>>,
 }
 
 /// The control socket and metrics.
@@ -373,6 +376,13 @@ pub struct Control {
     /// absent, only loopback.
     #[serde(default)]
     pub metrics_allow: Vec<At<String>>,
+    /// The read-only status page for the clinic's staff, on one of the router's segment
+    /// addresses, e.g. 192.168.60.1:8080.
+    #[serde(default)]
+    pub status_page: Option<At<SocketAddr>>,
+    /// Segment names or CIDRs whose PCs may open the status page; default: the clinic segments.
+    #[serde(default)]
+    pub status_page_allow: Option<Node<Vec<At<String>>>>,
 }
 
 /// Administrative access to the router itself.

@@ -38,6 +38,7 @@ pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec
     c.proxy(config);
     c.management(config);
     c.control(config);
+    c.status_page(config);
     let Checker {
         mut found,
         unparsed,
@@ -782,6 +783,18 @@ impl Checker<'_> {
                 });
             }
             self.public_file(&route.server_ca, &key("server_ca"));
+            if let Some(path) = &route.health_path {
+                if !path.starts_with('/')
+                    || path.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    self.error(
+                        path.loc,
+                        key("health_path"),
+                        format!("`{}` is not a request path", path.value),
+                    )
+                    .hint = Some("a path starting with `/` and without spaces, e.g. `/`".into());
+                }
+            }
             if route.allow.is_empty() {
                 self.error(route.allow.loc, key("allow"), "nobody may use this route")
                     .hint =
@@ -874,6 +887,70 @@ impl Checker<'_> {
                 )
                 .hint = Some("give metrics a port of its own, e.g. 9469".into());
             }
+        }
+    }
+
+    /// `control.status_page` listens on a segment address; its allow list names segments or
+    /// CIDRs.
+    fn status_page(&mut self, config: &Config) {
+        let Some(control) = &config.control else {
+            return;
+        };
+        if let Some(allow) = &control.status_page_allow {
+            if control.status_page.is_none() {
+                self.error(
+                    allow.loc,
+                    "control.status_page_allow",
+                    "there is no status page to allow",
+                )
+                .hint = Some("add control.status_page: ADDRESS:PORT, or remove this key".into());
+            }
+            if allow.is_empty() {
+                self.error(allow.loc, "control.status_page_allow", "nobody may open the status page")
+                    .hint = Some("list the segments whose PCs may open it, e.g. [clinic], or remove the key (default: the clinic segments)".into());
+            }
+            for (j, entry) in allow.iter().enumerate() {
+                self.source(config, entry, &format!("control.status_page_allow[{j}]"));
+            }
+        }
+        let Some(page) = &control.status_page else {
+            return;
+        };
+        let router_addrs: Vec<IpAddr> = config
+            .segments
+            .iter()
+            .flat_map(|s| segment_nets(s).into_iter().map(|(_, n)| n.addr()))
+            .collect();
+        if self.all_segment_addresses_ok(config) && !router_addrs.contains(&page.ip()) {
+            let list = router_addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.error(
+                page.loc,
+                "control.status_page",
+                format!("{} is not one of the router's segment addresses", page.ip()),
+            )
+            .hint = Some(format!(
+                "serve it on one of: {list} (the page is for the LAN only)"
+            ));
+        }
+        let taken = config
+            .proxy
+            .iter()
+            .flat_map(|p| p.routes.iter())
+            .find(|r| r.listen.value == page.value);
+        if let Some(route) = taken {
+            self.error(
+                page.loc,
+                "control.status_page",
+                format!(
+                    "{} is already the proxy route `{}`'s listen address",
+                    page.value, *route.name
+                ),
+            )
+            .hint = Some("use another port".into());
         }
     }
 

@@ -5,5 +5,8 @@
 
 pub mod certificates;
 pub mod control;
+pub mod diag;
+pub mod i18n;
 pub mod metrics;
 pub mod notify;
+pub mod status_page;

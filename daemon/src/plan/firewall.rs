@@ -260,8 +260,7 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
             continue;
         }
         rules.push(
-            to_listener(&lan, family, sources, listen)
-                .comment(format!("proxy route {}", *route.name)),
+            lan_service(&lan, listen, sources).comment(format!("proxy route {}", *route.name)),
         );
     }
     if let Some(metrics) = config
@@ -275,7 +274,12 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
         let family = family_of_addr(listen.ip());
         let sources = resolve_sources(config, allow.iter().map(|a| a.as_str()), family);
         if !sources.is_empty() {
-            rules.push(to_listener(&lan, family, sources, listen).comment("metrics"));
+            rules.push(lan_service(&lan, listen, sources).comment("metrics"));
+        }
+    }
+    if let Some((listen, sources)) = status_page(config) {
+        if !sources.is_empty() {
+            rules.push(lan_service(&lan, listen, sources).comment("status page"));
         }
     }
     if let Some(management) = &config.management {
@@ -307,24 +311,6 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
         policy: Policy::Drop,
         rules,
     }
-}
-
-/// Accept LAN connections from `sources` to a TCP listener of the router.
-fn to_listener(
-    lan: &Names,
-    family: Family,
-    sources: Vec<IpNet>,
-    listen: std::net::SocketAddr,
-) -> Rule {
-    Rule::new(
-        vec![
-            Match::Iif(Op::Is, lan.clone()),
-            Match::Saddr(family, Addrs::Nets(sources)),
-            Match::Daddr(family, Addrs::Nets(vec![IpNet::from(listen.ip())])),
-            Match::Dports(L4::Tcp, vec![listen.port()]),
-        ],
-        Verdict::Accept,
-    )
 }
 
 /// What the WAN may send to the router itself: the tunnel's own packets.
@@ -552,6 +538,36 @@ fn family_of_addr(addr: IpAddr) -> Family {
         IpAddr::V4(_) => Family::V4,
         IpAddr::V6(_) => Family::V6,
     }
+}
+
+/// From the LAN, `sources` may open TCP `listen` on the router.
+fn lan_service(lan: &Names, listen: std::net::SocketAddr, sources: Vec<IpNet>) -> Rule {
+    let family = family_of_addr(listen.ip());
+    Rule::new(
+        vec![
+            Match::Iif(Op::Is, lan.clone()),
+            Match::Saddr(family, Addrs::Nets(sources)),
+            Match::Daddr(family, Addrs::Nets(vec![IpNet::from(listen.ip())])),
+            Match::Dports(L4::Tcp, vec![listen.port()]),
+        ],
+        Verdict::Accept,
+    )
+}
+
+/// `control.status_page` and who may open it: `status_page_allow`, by default the clinic
+/// segments (the prefixes of the page address's family).
+pub fn status_page(config: &ValidConfig) -> Option<(std::net::SocketAddr, Vec<IpNet>)> {
+    let control = config.control.as_ref()?;
+    let listen = control.status_page.as_ref()?.value;
+    let family = family_of_addr(listen.ip());
+    let sources = match &control.status_page_allow {
+        Some(allow) => resolve_sources(config, allow.iter().map(|a| a.as_str()), family),
+        None => {
+            let names: Vec<&str> = clinic_segments(config).map(|s| s.name.as_str()).collect();
+            resolve_sources(config, names.into_iter(), family)
+        }
+    };
+    Some((listen, sources))
 }
 
 /// `allow`-style entries (segment names or CIDRs) → the prefixes of one family.

@@ -154,6 +154,9 @@ pub struct ProxyRoutePlan {
     pub client_certificate: Vec<String>,
     /// `allow` resolved to prefixes.
     pub allow: Vec<IpNet>,
+    /// The path `oqs-edge diag` requests on the upstream, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
 }
 
 /// Where the IKE credentials are read from.
@@ -461,6 +464,7 @@ fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
                     .into_iter()
                     .map(|n| n.value)
                     .collect(),
+                health_path: r.health_path.as_ref().map(|p| p.value.clone()),
                 allow: firewall::resolve_sources(
                     config,
                     r.allow.iter().map(|a| a.as_str()),

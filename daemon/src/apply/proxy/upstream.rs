@@ -179,7 +179,7 @@ impl Upstream {
     }
 
     /// A TLS failure in the words an operator can act on.
-    fn explain(&self, e: &std::io::Error) -> String {
+    pub fn explain(&self, e: &std::io::Error) -> String {
         use rustls::{AlertDescription as A, CertificateError as C, Error as E};
         let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
             return e.to_string();

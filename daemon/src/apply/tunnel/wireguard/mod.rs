@@ -584,14 +584,21 @@ impl WireGuardTunnel {
 
     pub async fn info(&self) -> TunnelInfo {
         let (state, detail) = self.judge();
-        let handshake_age = self.device.as_ref().and_then(|d| d.status().handshake_age);
+        let stats = self.device.as_ref().map(|d| d.status());
         TunnelInfo {
             kind: "wireguard".to_owned(),
             state: state.as_str().to_owned(),
             detail,
-            last_handshake_unix: handshake_age
+            last_handshake_unix: stats
+                .as_ref()
+                .and_then(|s| s.handshake_age)
                 .and_then(|age| std::time::SystemTime::now().checked_sub(age))
                 .map(crate::pki::unix_seconds),
+            handshake_age_ms: stats
+                .as_ref()
+                .and_then(|s| s.handshake_age)
+                .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            received_bytes: stats.map(|s| s.rx_bytes),
             ..TunnelInfo::default()
         }
     }
