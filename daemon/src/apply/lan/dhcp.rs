@@ -164,7 +164,10 @@ async fn supervise(state_dir: PathBuf, shared: Arc<Mutex<Shared>>) {
     loop {
         let mut command = Command::new(&program);
         command
-            .arg("--keep-in-foreground")
+            // `--no-daemon`: in the foreground, and no change of user, group or capabilities,
+            // which the unit's system call filter (no @privileged) would refuse; dnsmasq keeps
+            // the daemon's already narrowed capabilities. It writes no pid file: we do.
+            .arg("--no-daemon")
             .arg(format!(
                 "--conf-file={}",
                 state_dir.join(CONF_FILE).display()
@@ -173,10 +176,6 @@ async fn supervise(state_dir: PathBuf, shared: Arc<Mutex<Shared>>) {
                 "--dhcp-leasefile={}",
                 state_dir.join(LEASE_FILE).display()
             ))
-            .arg(format!("--pid-file={}", state_dir.join(PID_FILE).display()))
-            // The unit withholds CAP_SETUID, so dnsmasq cannot switch to its own user; it
-            // keeps the daemon's (already narrowed) capabilities instead.
-            .arg("--user=root")
             .arg("--log-facility=-")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
@@ -190,6 +189,13 @@ async fn supervise(state_dir: PathBuf, shared: Arc<Mutex<Shared>>) {
         match command.spawn() {
             Ok(mut child) => {
                 let pid = child.id();
+                if let Some(pid) = pid {
+                    let _ = crate::files::write_atomically(
+                        &state_dir.join(PID_FILE),
+                        format!("{pid}\n").as_bytes(),
+                        0o644,
+                    );
+                }
                 if let Ok(mut s) = shared.lock() {
                     s.pid = pid;
                     s.starts += 1;
