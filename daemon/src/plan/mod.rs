@@ -2,6 +2,7 @@
 //! same plan out. `oqs-edge plan` prints it; the appliers make the system match it.
 
 pub mod diff;
+pub mod failover;
 pub mod firewall;
 pub mod nft;
 
