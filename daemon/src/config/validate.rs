@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod failover;
+
 use super::diagnostic::Diagnostic;
 use super::model::{Config, InternetAccess, Role, TunnelType};
 use super::scalar::{is_dns_name, At, Loc};
@@ -32,6 +34,7 @@ pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec
     c.segments(config);
     c.closed_network(config);
     c.tunnel(config);
+    c.failover(config);
     c.client_certificates(config);
     c.proxy(config);
     c.management(config);
