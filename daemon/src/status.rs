@@ -118,6 +118,53 @@ pub struct TunnelInfo {
     pub state: String,
     /// What the state rests on, in plain words.
     pub detail: String,
+    /// With more than one gateway: which one carries the traffic (issue 21).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayInfo>,
+}
+
+/// Which of several gateways is active, since when and why (issue 21). Metrics export
+/// `active_index` (0 = preferred) and `switches`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// The gateways in order of preference (endpoint or address).
+    pub gateways: Vec<String>,
+    /// The active one's name.
+    pub active: String,
+    /// Its place in `gateways`: 0 is the preferred one.
+    pub active_index: usize,
+    /// When it became active, RFC 3339.
+    pub since: String,
+    /// Why the last switch happened, in plain words; none before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_switch: Option<String>,
+    /// Switches since the daemon started.
+    pub switches: u64,
+    /// The gateways last seen failing.
+    pub failed: Vec<String>,
+}
+
+impl GatewayInfo {
+    /// A backup in use, or every gateway failing, is a problem the installer should see.
+    pub fn problem(&self) -> Option<String> {
+        if !self.gateways.is_empty() && self.failed.len() == self.gateways.len() {
+            return Some(format!(
+                "every gateway is failing: {}",
+                self.failed.join(", ")
+            ));
+        }
+        if self.active_index == 0 {
+            return None;
+        }
+        Some(format!(
+            "backup gateway {} in use since {}: {}",
+            self.active,
+            self.since,
+            self.last_switch
+                .as_deref()
+                .unwrap_or("the preferred gateway failed")
+        ))
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

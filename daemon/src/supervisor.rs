@@ -363,6 +363,12 @@ impl Daemon {
                 tunnel.kind, tunnel.state, tunnel.detail
             ));
         }
+        problems.extend(
+            tunnel
+                .gateway
+                .as_ref()
+                .and_then(status::GatewayInfo::problem),
+        );
         if let Some(r) = &self.last_reload {
             if !r.result.succeeded() {
                 problems.push(format!(
@@ -454,6 +460,7 @@ impl Daemon {
                     kind: "ip-vpn".to_owned(),
                     state: state.to_owned(),
                     detail,
+                    gateway: None,
                 }
             }
             // `tunnel.info()` answered for these above.
@@ -461,6 +468,7 @@ impl Daemon {
                 kind: "unknown".to_owned(),
                 state: "down".to_owned(),
                 detail: "the tunnel does not match the config in force".to_owned(),
+                gateway: None,
             },
         }
     }

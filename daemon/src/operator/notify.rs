@@ -181,6 +181,7 @@ mod tests {
                 kind: "ip-vpn".into(),
                 state: "up".into(),
                 detail: String::new(),
+                gateway: None,
             },
             ..Status::default()
         };

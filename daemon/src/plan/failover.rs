@@ -7,7 +7,50 @@
 //!
 //! Gateway 0 is the preferred one; the others are backups in order of preference.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// A further WireGuard concentrator (`tunnel.wireguard.backup_peers`), same allowed IPs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackupPeer {
+    pub public_key: String,
+    pub endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent_keepalive_secs: Option<u64>,
+}
+
+/// `tunnel.health`: a TCP connect through the tunnel to `target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct HealthPlan {
+    pub target: SocketAddr,
+    pub interval_secs: u64,
+    pub failures: u32,
+    pub failback_after_secs: u64,
+}
+
+/// The backup peers of a WireGuard section, for the plan.
+pub fn backup_peers(wg: &crate::config::model::WireGuard) -> Vec<BackupPeer> {
+    wg.backup_peers
+        .iter()
+        .map(|p| BackupPeer {
+            public_key: p.public_key.to_string(),
+            endpoint: p.endpoint.to_string(),
+            persistent_keepalive_secs: p.persistent_keepalive.as_ref().map(|k| k.0.as_secs()),
+        })
+        .collect()
+}
+
+/// `tunnel.health`, for the plan.
+pub fn health(config: &crate::config::ValidConfig) -> Option<HealthPlan> {
+    config.tunnel.health.as_ref().map(|h| HealthPlan {
+        target: h.target.value,
+        interval_secs: h.interval.0.as_secs().max(1),
+        failures: h.failures.value.max(1),
+        failback_after_secs: h.failback_after.0.as_secs(),
+    })
+}
 
 /// How eagerly to switch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +59,8 @@ pub struct Policy {
     pub failures: u32,
     /// How long the preferred gateway must keep answering before traffic moves back to it.
     pub failback_after: Duration,
+    /// Fail back by trying the preferred gateway (no separate probe of it).
+    pub try_failback: bool,
 }
 
 /// What the applier observed.
@@ -28,6 +73,10 @@ pub enum Observation {
     ActiveLost,
     /// The preferred gateway was probed without moving traffic (while a backup is active).
     PreferredProbe { ok: bool },
+    /// Time passed. With `Policy::try_failback`, a backup that has carried the traffic for
+    /// `failback_after` gives way to the preferred gateway, which is then judged like any
+    /// active one (WireGuard: simply try it, and move on again if it does not answer).
+    Tick,
 }
 
 /// Why the active gateway changed.
@@ -39,6 +88,8 @@ pub enum Reason {
     TunnelLost { from: usize },
     /// The preferred gateway answered for `failback_after`.
     Failback { from: usize, after: Duration },
+    /// A backup carried the traffic for `after`: the preferred gateway is tried again.
+    FailbackTry { from: usize, after: Duration },
 }
 
 impl Reason {
@@ -54,6 +105,12 @@ impl Reason {
                 "failback from {}: the preferred gateway answered for {}s",
                 name(*from),
                 after.as_secs()
+            ),
+            Reason::FailbackTry { from, after } => format!(
+                "trying the preferred gateway {} again after {}s on {}",
+                name(0),
+                after.as_secs(),
+                name(*from)
             ),
         }
     }
@@ -143,6 +200,17 @@ impl Failover {
                 let from = self.active;
                 self.give_up(now, Reason::TunnelLost { from })
             }
+            Observation::Tick => {
+                let after = now.saturating_duration_since(self.since);
+                if !self.policy.try_failback
+                    || self.active == 0
+                    || after < self.policy.failback_after
+                {
+                    return None;
+                }
+                let from = self.active;
+                Some(self.switch_to(0, now, Reason::FailbackTry { from, after }))
+            }
             Observation::PreferredProbe { ok } => {
                 if self.active == 0 {
                     return None;
@@ -198,6 +266,7 @@ mod tests {
     const POLICY: Policy = Policy {
         failures: 3,
         failback_after: Duration::from_secs(300),
+        try_failback: false,
     };
 
     fn at(t0: Instant, secs: u64) -> Instant {
@@ -328,6 +397,51 @@ mod tests {
         assert!(f.all_failed());
         f.observe(at(t0, 1), probe(true));
         assert!(!f.all_failed());
+    }
+
+    #[test]
+    fn try_failback_moves_back_after_failback_after_and_on_again_if_the_preferred_is_dead() {
+        let t0 = Instant::now();
+        let policy = Policy {
+            try_failback: true,
+            ..POLICY
+        };
+        let mut f = Failover::new(2, policy, t0);
+        f.observe(at(t0, 10), Observation::ActiveLost);
+        assert_eq!(f.active(), 1);
+        assert_eq!(f.observe(at(t0, 309), Observation::Tick), None);
+        let s = f.observe(at(t0, 310), Observation::Tick);
+        assert_eq!(
+            s,
+            Some(Switch {
+                to: 0,
+                reason: Reason::FailbackTry {
+                    from: 1,
+                    after: Duration::from_secs(300)
+                }
+            })
+        );
+        // The preferred does not answer: back to the backup after `failures` probes.
+        f.observe(at(t0, 315), probe(false));
+        f.observe(at(t0, 320), probe(false));
+        let s = f.observe(at(t0, 325), probe(false));
+        assert_eq!(s.map(|s| s.to), Some(1));
+        // It answers next time: it stays.
+        f.observe(at(t0, 625), Observation::Tick);
+        assert_eq!(f.active(), 0);
+        f.observe(at(t0, 630), probe(true));
+        assert_eq!(f.active(), 0);
+        assert!(f.failed().is_empty());
+        assert_eq!(f.observe(at(t0, 2000), Observation::Tick), None);
+    }
+
+    #[test]
+    fn tick_without_try_failback_does_nothing() {
+        let t0 = Instant::now();
+        let mut f = Failover::new(2, POLICY, t0);
+        f.observe(at(t0, 0), Observation::ActiveLost);
+        assert_eq!(f.observe(at(t0, 10_000), Observation::Tick), None);
+        assert_eq!(f.active(), 1);
     }
 
     #[test]

@@ -198,6 +198,7 @@ impl IpsecTunnel {
             kind: "ipsec".to_owned(),
             state: state.to_owned(),
             detail,
+            gateway: None,
         }
     }
 
