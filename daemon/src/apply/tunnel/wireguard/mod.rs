@@ -117,10 +117,10 @@ struct Spec {
 
 impl Spec {
     /// `peer` then the backups, in order of preference.
-    fn gateways(&self) -> failover::Gateways {
+    fn gateways(&self) -> Box<failover::Gateways> {
         let mut peers = vec![self.peer.clone()];
         peers.extend(self.backups.iter().cloned());
-        failover::Gateways::new(peers, self.health)
+        Box::new(failover::Gateways::new(peers, self.health))
     }
 }
 
@@ -315,7 +315,7 @@ pub struct WireGuardTunnel {
     /// The state last logged.
     logged: Option<State>,
     /// Which of `peer` and `backup_peers` is in use (issue 21).
-    gateways: failover::Gateways,
+    gateways: Box<failover::Gateways>,
 }
 
 impl WireGuardTunnel {
