@@ -553,6 +553,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                 report.tick(firewall, &daemon.status().await, &daemon.config);
             }
             pending = control.next() => daemon.serve(pending).await,
+            probe = daemon.tunnel.next_probe() => daemon.tunnel.probed(probe).await,
         }
     }
     notify::stopping();

@@ -226,6 +226,12 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
         "failover: switch decided {switched:.1} s after the stop; ping gap {gap:.1} s ({replies} replies); target {} s",
         INTERVAL_SECS * FAILURES + 5
     );
+    // The target: interval × failures + 5 s from the death to traffic flowing again.
+    assert!(
+        gap <= (INTERVAL_SECS * FAILURES + 5) as f64,
+        "failover gap {gap:.1} s is over the target"
+    );
+    assert!(replies > 0, "the ping got no replies at all");
     assert_eq!(s["health"], "degraded", "{s:#}");
     assert!(
         s["problems"].as_array().unwrap().iter().any(|p| p

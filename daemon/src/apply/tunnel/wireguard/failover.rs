@@ -24,8 +24,18 @@ pub(super) struct Gateways {
     health: Option<HealthPlan>,
     machine: Failover,
     since_wall: SystemTime,
-    last_probe: Option<Instant>,
+    /// Results of the probe task (`health`): when the probe started, and whether it connected.
+    probes: Option<tokio::sync::mpsc::Receiver<(Instant, bool)>>,
+    prober: Option<tokio::task::JoinHandle<()>>,
     switches: u64,
+}
+
+impl Drop for Gateways {
+    fn drop(&mut self) {
+        if let Some(task) = self.prober.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Gateways {
@@ -43,12 +53,33 @@ impl Gateways {
                 try_failback: true,
             },
         };
+        // The probes run on their own task, paced by `interval` and not by the watch: a
+        // switch is decided as soon as the last of `failures` probes fails.
+        let (probes, prober) = match (health, tokio::runtime::Handle::try_current()) {
+            (Some(h), Ok(runtime)) if peers.len() > 1 => {
+                let (tx, rx) = tokio::sync::mpsc::channel(16);
+                let task = runtime.spawn(async move {
+                    let every = Duration::from_secs(h.interval_secs.max(1));
+                    loop {
+                        let started = Instant::now();
+                        let ok = probe(h.target, h.interval_secs).await;
+                        if tx.send((started, ok)).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(every.saturating_sub(started.elapsed())).await;
+                    }
+                });
+                (Some(rx), Some(task))
+            }
+            _ => (None, None),
+        };
         Gateways {
             machine: Failover::new(peers.len(), policy, Instant::now()),
             peers,
             health,
             since_wall: SystemTime::now(),
-            last_probe: None,
+            probes,
+            prober,
             switches: 0,
         }
     }
@@ -73,19 +104,8 @@ impl Gateways {
         }
         let now = Instant::now();
         let observation = match self.health {
-            Some(h) => {
-                let due = self
-                    .last_probe
-                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(h.interval_secs));
-                if due {
-                    self.last_probe = Some(now);
-                    Some(Observation::ActiveProbe {
-                        ok: probe(h.target, h.interval_secs).await,
-                    })
-                } else {
-                    None
-                }
-            }
+            // The probe task's results come through `probed`.
+            Some(_) => None,
             None => {
                 let never_answered = state == State::Connecting
                     && now.saturating_duration_since(self.machine.since()) > STALE_AFTER;
@@ -97,11 +117,36 @@ impl Gateways {
             None => None,
         }
         .or_else(|| self.machine.observe(now, Observation::Tick))?;
+        Some(self.switched(switch))
+    }
+
+    /// The next probe result (never, without `health`).
+    pub(super) async fn next_probe(&mut self) -> (Instant, bool) {
+        match &mut self.probes {
+            Some(rx) => match rx.recv().await {
+                Some(result) => result,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A probe result: a probe started before the last switch says nothing of the active one.
+    pub(super) fn probed(&mut self, started: Instant, ok: bool) -> Option<(Switch, String)> {
+        if self.peers.len() < 2 || started < self.machine.since() {
+            return None;
+        }
+        let switch = self
+            .machine
+            .observe(Instant::now(), Observation::ActiveProbe { ok })?;
+        Some(self.switched(switch))
+    }
+
+    fn switched(&mut self, switch: Switch) -> (Switch, String) {
         self.since_wall = SystemTime::now();
         self.switches += 1;
-        self.last_probe = None;
         let why = switch.reason.describe(&self.names());
-        Some((switch, why))
+        (switch, why)
     }
 
     pub(super) fn info(&self) -> Option<GatewayInfo> {

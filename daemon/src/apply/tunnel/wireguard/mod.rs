@@ -419,7 +419,23 @@ impl WireGuardTunnel {
     /// routes and the kill switch stay: closed-network traffic waits in the tunnel or is
     /// dropped, never sent in clear.
     async fn failover(&mut self, state: State) {
-        let Some((switch, why)) = self.gateways.step(state).await else {
+        let decided = self.gateways.step(state).await;
+        self.switch(decided).await;
+    }
+
+    /// The next result of the health probe (never without `tunnel.health` or a backup).
+    pub async fn next_probe(&mut self) -> (Instant, bool) {
+        self.gateways.next_probe().await
+    }
+
+    /// Feed a health probe's result; switch if it decides so.
+    pub async fn probed(&mut self, (started, ok): (Instant, bool)) {
+        let decided = self.gateways.probed(started, ok);
+        self.switch(decided).await;
+    }
+
+    async fn switch(&mut self, decided: Option<(crate::plan::failover::Switch, String)>) {
+        let Some((switch, why)) = decided else {
             return;
         };
         let peer = self.peer().clone();
