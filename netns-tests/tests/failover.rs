@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use netns_tests::lab::{Capture, Lab, Outcome, Role};
 use netns_tests::wireguard::{router_keygen, wireguard_config, Concentrator};
-use netns_tests::{oqs_edge_bin, skip_unless_root, wait_for};
+use netns_tests::{oqs_edge_bin, process_ended, skip_unless_root, wait_for};
 
 const CLOSED_SERVER: &str = "10.200.0.10:80";
 /// health: interval 2s × failures 2: the target is 2 × 2 + 5 = 9 s.
@@ -201,7 +201,31 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
         &format!("ether src {mac} and ip and dst net 10.200.0.0/24"),
     );
 
-    // Failover under a paced ping.
+    // Failover under a paced ping and a TCP stream (iperf3 at 2 Mbit/s for 20 s).
+    lab.spawn(
+        Role::Closed,
+        &["iperf3", "-s", "-B", "10.200.0.10", "-p", "5201"],
+    );
+    assert!(wait_for(10, || lab
+        .probe(Role::Pc, addr("10.200.0.10:5201"))
+        != Outcome::Timeout));
+    let (stream, stream_log) = lab.spawn_log(
+        Role::Pc,
+        &[
+            "iperf3",
+            "-c",
+            "10.200.0.10",
+            "-p",
+            "5201",
+            "-t",
+            "20",
+            "-b",
+            "2M",
+            "-i",
+            "1",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
     let ping = Pinger::start(&lab);
     assert!(wait_for(10, || lab.ping(Role::Pc, "10.200.0.10".parse().unwrap())));
     let stopped = Instant::now();
@@ -225,6 +249,20 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
     println!(
         "failover: switch decided {switched:.1} s after the stop; ping gap {gap:.1} s ({replies} replies); target {} s",
         INTERVAL_SECS * FAILURES + 5
+    );
+    assert!(
+        wait_for(40, || process_ended(stream)),
+        "the TCP stream did not finish"
+    );
+    let stream_out = std::fs::read_to_string(&stream_log).unwrap_or_default();
+    let stalled = stream_out
+        .lines()
+        .filter(|l| l.contains("sec") && l.contains(" 0.00 Bytes"))
+        .count();
+    println!("failover: the TCP stream had {stalled} one-second intervals with no data");
+    assert!(
+        stream_out.contains("iperf Done."),
+        "the TCP stream did not survive the switch:\n{stream_out}"
     );
     // The target: interval × failures + 5 s from the death to traffic flowing again.
     assert!(
