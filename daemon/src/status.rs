@@ -145,6 +145,26 @@ pub struct GatewayInfo {
 }
 
 impl GatewayInfo {
+    /// One line for `status`: the active gateway, since when, why the last switch.
+    pub fn line(&self) -> String {
+        let role = if self.active_index == 0 {
+            "preferred"
+        } else {
+            "backup"
+        };
+        let mut line = format!(
+            "gateway   {} ({role}, {} of {}) since {}",
+            self.active,
+            self.active_index + 1,
+            self.gateways.len(),
+            self.since
+        );
+        if let Some(why) = &self.last_switch {
+            line.push_str(&format!("; last switch: {why}"));
+        }
+        line
+    }
+
     /// A backup in use, or every gateway failing, is a problem the installer should see.
     pub fn problem(&self) -> Option<String> {
         if !self.gateways.is_empty() && self.failed.len() == self.gateways.len() {
@@ -246,6 +266,9 @@ impl Status {
         out.push('\n');
         let t = &self.tunnel;
         let _ = writeln!(out, "tunnel    {}: {} ({})", t.kind, t.state, t.detail);
+        if let Some(g) = &t.gateway {
+            let _ = writeln!(out, "{}", g.line());
+        }
         let f = &self.firewall;
         let _ = writeln!(
             out,
@@ -354,6 +377,45 @@ mod tests {
         assert!(text.contains("the file has changed since: `oqs-edge reload` applies it"));
         assert!(text.contains("       3  eligibility PC tried the internet (rejected)"));
         assert!(text.contains("firewall  NOT APPLIED"));
+    }
+
+    #[test]
+    fn a_backup_gateway_in_use_is_a_problem_and_shows_in_the_text() {
+        let gateway = GatewayInfo {
+            gateways: vec!["203.0.113.2:51820".into(), "203.0.113.3:51820".into()],
+            active: "203.0.113.3:51820".into(),
+            active_index: 1,
+            since: "2026-12-03T11:00:00Z".into(),
+            last_switch: Some("203.0.113.2:51820 failed 3 health probes in a row".into()),
+            switches: 1,
+            failed: vec!["203.0.113.2:51820".into()],
+        };
+        let problem = gateway.problem().expect("a backup in use is a problem");
+        assert!(problem.starts_with("backup gateway 203.0.113.3:51820 in use since"));
+        let status = Status {
+            tunnel: TunnelInfo {
+                gateway: Some(gateway.clone()),
+                ..TunnelInfo::default()
+            },
+            ..Status::default()
+        };
+        assert!(status.to_text().contains(
+            "gateway   203.0.113.3:51820 (backup, 2 of 2) since 2026-12-03T11:00:00Z; last switch: 203.0.113.2:51820 failed 3 health probes in a row"
+        ));
+        let both = GatewayInfo {
+            failed: gateway.gateways.clone(),
+            ..gateway.clone()
+        };
+        assert_eq!(
+            both.problem().as_deref(),
+            Some("every gateway is failing: 203.0.113.2:51820, 203.0.113.3:51820")
+        );
+        let preferred = GatewayInfo {
+            active_index: 0,
+            failed: Vec::new(),
+            ..gateway
+        };
+        assert_eq!(preferred.problem(), None);
     }
 
     #[test]
