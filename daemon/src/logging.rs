@@ -25,6 +25,8 @@ pub mod event {
     pub const ROUTE_REMOVED: &str = "route-removed";
     pub const ROUTE_FAILED: &str = "route-failed";
     pub const TUNNEL_STATE: &str = "tunnel-state";
+    /// The active gateway changed (failover or failback, issue 21).
+    pub const GATEWAY_SWITCH: &str = "gateway-switch";
     pub const RELOAD: &str = "reload";
     pub const CONFIG_INVALID: &str = "config-invalid";
     pub const STOPPING: &str = "stopping";

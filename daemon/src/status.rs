@@ -147,6 +147,9 @@ pub struct TunnelInfo {
     /// WireGuard: bytes received from the peer since the interface came up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_bytes: Option<u64>,
+    /// With more than one gateway: which one carries the traffic (issue 21).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayInfo>,
 }
 
 /// An interface's traffic counters, as the kernel keeps them.
@@ -156,6 +159,70 @@ pub struct LinkCounters {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
+}
+
+/// Which of several gateways is active, since when and why (issue 21). Metrics export
+/// `active_index` (0 = preferred) and `switches`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// The gateways in order of preference (endpoint or address).
+    pub gateways: Vec<String>,
+    /// The active one's name.
+    pub active: String,
+    /// Its place in `gateways`: 0 is the preferred one.
+    pub active_index: usize,
+    /// When it became active, RFC 3339.
+    pub since: String,
+    /// Why the last switch happened, in plain words; none before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_switch: Option<String>,
+    /// Switches since the daemon started.
+    pub switches: u64,
+    /// The gateways last seen failing.
+    pub failed: Vec<String>,
+}
+
+impl GatewayInfo {
+    /// One line for `status`: the active gateway, since when, why the last switch.
+    pub fn line(&self) -> String {
+        let role = if self.active_index == 0 {
+            "preferred"
+        } else {
+            "backup"
+        };
+        let mut line = format!(
+            "gateway   {} ({role}, {} of {}) since {}",
+            self.active,
+            self.active_index + 1,
+            self.gateways.len(),
+            self.since
+        );
+        if let Some(why) = &self.last_switch {
+            line.push_str(&format!("; last switch: {why}"));
+        }
+        line
+    }
+
+    /// A backup in use, or every gateway failing, is a problem the installer should see.
+    pub fn problem(&self) -> Option<String> {
+        if !self.gateways.is_empty() && self.failed.len() == self.gateways.len() {
+            return Some(format!(
+                "every gateway is failing: {}",
+                self.failed.join(", ")
+            ));
+        }
+        if self.active_index == 0 {
+            return None;
+        }
+        Some(format!(
+            "backup gateway {} in use since {}: {}",
+            self.active,
+            self.since,
+            self.last_switch
+                .as_deref()
+                .unwrap_or("the preferred gateway failed")
+        ))
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -411,6 +478,9 @@ impl Status {
         out.push('\n');
         let t = &self.tunnel;
         let _ = writeln!(out, "tunnel    {}: {} ({})", t.kind, t.state, t.detail);
+        if let Some(g) = &t.gateway {
+            let _ = writeln!(out, "{}", g.line());
+        }
         let f = &self.firewall;
         let _ = writeln!(
             out,
@@ -600,6 +670,45 @@ mod tests {
         assert!(text.contains("the file has changed since: `oqs-edge reload` applies it"));
         assert!(text.contains("       3  eligibility PC tried the internet (rejected)"));
         assert!(text.contains("firewall  NOT APPLIED"));
+    }
+
+    #[test]
+    fn a_backup_gateway_in_use_is_a_problem_and_shows_in_the_text() {
+        let gateway = GatewayInfo {
+            gateways: vec!["203.0.113.2:51820".into(), "203.0.113.3:51820".into()],
+            active: "203.0.113.3:51820".into(),
+            active_index: 1,
+            since: "2026-12-03T11:00:00Z".into(),
+            last_switch: Some("203.0.113.2:51820 failed 3 health probes in a row".into()),
+            switches: 1,
+            failed: vec!["203.0.113.2:51820".into()],
+        };
+        let problem = gateway.problem().expect("a backup in use is a problem");
+        assert!(problem.starts_with("backup gateway 203.0.113.3:51820 in use since"));
+        let status = Status {
+            tunnel: TunnelInfo {
+                gateway: Some(gateway.clone()),
+                ..TunnelInfo::default()
+            },
+            ..Status::default()
+        };
+        assert!(status.to_text().contains(
+            "gateway   203.0.113.3:51820 (backup, 2 of 2) since 2026-12-03T11:00:00Z; last switch: 203.0.113.2:51820 failed 3 health probes in a row"
+        ));
+        let both = GatewayInfo {
+            failed: gateway.gateways.clone(),
+            ..gateway.clone()
+        };
+        assert_eq!(
+            both.problem().as_deref(),
+            Some("every gateway is failing: 203.0.113.2:51820, 203.0.113.3:51820")
+        );
+        let preferred = GatewayInfo {
+            active_index: 0,
+            failed: Vec::new(),
+            ..gateway
+        };
+        assert_eq!(preferred.problem(), None);
     }
 
     #[test]

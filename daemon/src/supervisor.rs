@@ -401,6 +401,12 @@ impl Daemon {
                 tunnel.kind, tunnel.state, tunnel.detail
             ));
         }
+        problems.extend(
+            tunnel
+                .gateway
+                .as_ref()
+                .and_then(status::GatewayInfo::problem),
+        );
         if let Some(r) = &self.last_reload {
             if !r.result.succeeded() {
                 problems.push(format!(
@@ -656,6 +662,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                 // A scrape: the state as `status` shows it now.
                 let _ = ask.send(daemon.status().await);
             }
+            probe = daemon.tunnel.next_probe() => daemon.tunnel.probed(probe).await,
         }
     }
     notify::stopping();

@@ -941,3 +941,64 @@ fn the_status_page_and_health_path_are_checked_with_a_fix() {
     let d = assert_one_error(&text, "health\n", "`health` is not a request path");
     assert!(d.hint.unwrap().contains("starting with `/`"));
 }
+
+// ---- two gateways (issue 21) -------------------------------------------------------------
+
+const BACKUP: &str = "      persistent_keepalive: 25s
+    backup_peers:
+      - public_key: \"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\"
+        endpoint: 203.0.113.3:51820
+        persistent_keepalive: 25s
+  health:
+    target: 10.200.0.10:443
+    interval: 5s
+    failures: 3
+    failback_after: 5m
+";
+
+fn with_backup() -> String {
+    broken("      persistent_keepalive: 25s\n", BACKUP)
+}
+
+#[test]
+fn backup_peer_and_health_are_valid() {
+    assert_eq!(lint(&with_backup()), vec![], "two gateways must lint clean");
+}
+
+#[test]
+fn backup_peer_with_the_primarys_key_is_reported_at_its_key() {
+    let text = with_backup().replace(
+        "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",
+        "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+    );
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let loc = found[0].loc.expect("located");
+    assert_eq!((loc.line, loc.column), position(&text, "\"xTIBA5", 1));
+    assert!(found[0].message.contains("the primary peer's public key"));
+}
+
+#[test]
+fn duplicate_gateway_is_reported_at_the_second_endpoint() {
+    let text = with_backup().replace("203.0.113.3:51820", "203.0.113.2:51820");
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let loc = found[0].loc.expect("located");
+    assert_eq!(
+        (loc.line, loc.column),
+        position(&text, "203.0.113.2:51820", 1)
+    );
+    assert!(found[0].message.contains("listed twice"), "{found:#?}");
+}
+
+#[test]
+fn health_target_outside_the_closed_prefixes_is_reported_at_it() {
+    let text = with_backup().replace("target: 10.200.0.10:443", "target: 192.0.2.10:443");
+    assert_one_error(&text, "192.0.2.10:443", "outside the closed prefixes");
+}
+
+#[test]
+fn health_with_zero_failures_is_refused() {
+    let text = with_backup().replace("failures: 3", "failures: 0");
+    assert_one_error(&text, "0\n    failback_after", "failures: 0");
+}

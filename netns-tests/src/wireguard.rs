@@ -31,6 +31,8 @@ pub struct Concentrator {
     key_file: PathBuf,
     /// The router's public key, the one peer it accepts.
     router_public: String,
+    /// Its UDP port in `vpngw` (51820, or another for a second concentrator).
+    pub port: u16,
     pub pid: Option<u32>,
 }
 
@@ -57,15 +59,22 @@ fn wg_keypair(lab: &Lab, file: &Path) -> String {
 impl Concentrator {
     /// Make the concentrator's key and start it, accepting `router_public` from 10.201.0.2.
     pub fn start(lab: &Lab, router_public: &str) -> Concentrator {
+        Self::start_on(lab, router_public, 51820)
+    }
+
+    /// A concentrator on its own UDP port with its own key (a second one in the same `vpngw`,
+    /// for the failover tests).
+    pub fn start_on(lab: &Lab, router_public: &str, port: u16) -> Concentrator {
         let n = SERIAL.fetch_add(1, Ordering::Relaxed);
         let interface = format!("owg{}-{n}", std::process::id() % 10_000_000);
-        let key_file = lab.dir().join("vpngw").join("wg.key");
+        let key_file = lab.dir().join("vpngw").join(format!("wg-{port}.key"));
         let public_key = wg_keypair(lab, &key_file);
         let mut c = Concentrator {
             interface,
             public_key,
             key_file,
             router_public: router_public.to_owned(),
+            port,
             pid: None,
         };
         c.restart(lab);
@@ -103,7 +112,7 @@ impl Concentrator {
                 "private-key",
                 key,
                 "listen-port",
-                "51820",
+                &self.port.to_string(),
                 "peer",
                 &self.router_public,
                 "allowed-ips",

@@ -174,6 +174,24 @@ pub struct Tunnel {
     pub wireguard: Option<Node<WireGuard>>,
     pub ipsec: Option<Node<Ipsec>>,
     pub ip_vpn: Option<Node<IpVpn>>,
+    /// A probe through the tunnel that decides when to switch gateways; without it the
+    /// tunnel's own state decides.
+    #[serde(default)]
+    pub health: Option<Node<HealthCheck>>,
+}
+
+/// A TCP connect through the tunnel, from the router, to a closed-network server.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// address:port inside the closed prefixes, e.g. 10.200.0.10:443.
+    pub target: At<SocketAddr>,
+    /// Time between probes, e.g. 5s.
+    pub interval: At<Duration>,
+    /// Failed probes in a row before the active gateway is given up, e.g. 3.
+    pub failures: At<u32>,
+    /// How long the preferred gateway must answer before traffic moves back to it, e.g. 5m.
+    pub failback_after: At<Duration>,
 }
 
 /// WireGuard through boringtun, inside the daemon.
@@ -190,6 +208,9 @@ pub struct WireGuard {
     #[serde(default)]
     pub listen_port: Option<At<u16>>,
     pub peer: Node<WireGuardPeer>,
+    /// Further concentrators in order of preference, used when `peer` fails; same allowed IPs.
+    #[serde(default)]
+    pub backup_peers: Vec<Node<WireGuardPeer>>,
 }
 
 /// The concentrator at the other end.

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod failover;
+
 use super::diagnostic::{Diagnostic, Severity};
 use super::model::{Config, InternetAccess, ProxyRoute, Role, TunnelType};
 use super::scalar::{is_dns_name, At, Loc};
@@ -34,6 +36,7 @@ pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec
     c.dhcp(config);
     c.dns(config);
     c.tunnel(config);
+    c.failover(config);
     c.client_certificates(config);
     c.proxy(config);
     c.management(config);

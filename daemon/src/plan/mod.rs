@@ -2,6 +2,7 @@
 //! same plan out. `oqs-edge plan` prints it; the appliers make the system match it.
 
 pub mod diff;
+pub mod failover;
 pub mod firewall;
 pub mod lan;
 pub mod nft;
@@ -105,6 +106,11 @@ pub enum TunnelPlan {
         #[serde(skip_serializing_if = "Option::is_none")]
         persistent_keepalive_secs: Option<u64>,
         allowed_ips: Vec<IpNet>,
+        /// Further concentrators in order of preference (issue 21).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        backup_peers: Vec<failover::BackupPeer>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        health: Option<failover::HealthPlan>,
     },
     Ipsec {
         connection: &'static str,
@@ -377,6 +383,8 @@ fn tunnel(config: &ValidConfig) -> TunnelPlan {
             peer_endpoint: wg.peer.endpoint.to_string(),
             persistent_keepalive_secs: wg.peer.persistent_keepalive.as_ref().map(|k| k.0.as_secs()),
             allowed_ips: closed_prefixes(config),
+            backup_peers: failover::backup_peers(wg),
+            health: failover::health(config),
         },
         TunnelSection::Ipsec(ipsec) => TunnelPlan::Ipsec {
             connection: IPSEC_CONNECTION,

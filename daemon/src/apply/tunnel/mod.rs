@@ -44,6 +44,22 @@ impl Tunnel {
         }
     }
 
+    /// The next result of a health probe through the tunnel (issue 21); never, for a tunnel
+    /// without one.
+    pub async fn next_probe(&mut self) -> (std::time::Instant, bool) {
+        match self {
+            Tunnel::WireGuard(t) => t.next_probe().await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Act on a probe result: maybe switch gateways.
+    pub async fn probed(&mut self, result: (std::time::Instant, bool)) {
+        if let Tunnel::WireGuard(t) = self {
+            t.probed(result).await;
+        }
+    }
+
     /// What a reload to `plan` needs that the config check cannot see (a key file's content,
     /// an endpoint that resolves, ...). An error refuses the reload before anything changes.
     pub async fn check(plan: &TunnelPlan) -> Result<(), TunnelError> {

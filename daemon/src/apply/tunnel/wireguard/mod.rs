@@ -34,6 +34,7 @@
 //! goes with it, and the firewall's kill switch (keyed to this interface) drops what would leak.
 
 mod datapath;
+mod failover;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -45,9 +46,12 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 use ipnet::IpNet;
 use log::{info, warn};
 
+use crate::logging::event;
+
 use crate::apply::net::{Net, NetError};
 use crate::config::scalar::parse_wg_key;
 use crate::plan::diff::{tunnel_change, TunnelChange};
+use crate::plan::failover::HealthPlan;
 use crate::plan::TunnelPlan;
 use crate::status::TunnelInfo;
 use datapath::{Datapath, PeerConfig};
@@ -106,6 +110,18 @@ struct Spec {
     private_key_file: PathBuf,
     listen_port: Option<u16>,
     peer: PeerSpec,
+    /// `backup_peers` (issue 21), same allowed IPs as `peer`.
+    backups: Vec<PeerSpec>,
+    health: Option<HealthPlan>,
+}
+
+impl Spec {
+    /// `peer` then the backups, in order of preference.
+    fn gateways(&self) -> Box<failover::Gateways> {
+        let mut peers = vec![self.peer.clone()];
+        peers.extend(self.backups.iter().cloned());
+        Box::new(failover::Gateways::new(peers, self.health))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +144,8 @@ impl Spec {
                 peer_endpoint,
                 persistent_keepalive_secs,
                 allowed_ips,
+                backup_peers,
+                health,
             } => Some(Spec {
                 interface: interface.clone(),
                 address: *address,
@@ -139,6 +157,16 @@ impl Spec {
                     keepalive_secs: *persistent_keepalive_secs,
                     allowed_ips: allowed_ips.clone(),
                 },
+                backups: backup_peers
+                    .iter()
+                    .map(|b| PeerSpec {
+                        public_key: b.public_key.clone(),
+                        endpoint: b.endpoint.clone(),
+                        keepalive_secs: b.persistent_keepalive_secs,
+                        allowed_ips: allowed_ips.clone(),
+                    })
+                    .collect(),
+                health: *health,
             }),
             _ => None,
         }
@@ -286,6 +314,8 @@ pub struct WireGuardTunnel {
     resolved_at: Option<Instant>,
     /// The state last logged.
     logged: Option<State>,
+    /// Which of `peer` and `backup_peers` is in use (issue 21).
+    gateways: Box<failover::Gateways>,
 }
 
 impl WireGuardTunnel {
@@ -301,7 +331,10 @@ impl WireGuardTunnel {
                 keepalive_secs: None,
                 allowed_ips: Vec::new(),
             },
+            backups: Vec::new(),
+            health: None,
         }));
+        let gateways = spec.gateways();
         let mut tunnel = WireGuardTunnel {
             spec,
             planned: Box::new(plan.clone()),
@@ -312,6 +345,7 @@ impl WireGuardTunnel {
             endpoint: None,
             resolved_at: None,
             logged: None,
+            gateways,
         };
         tunnel.bring_up().await;
         tunnel
@@ -328,8 +362,8 @@ impl WireGuardTunnel {
                     "WireGuard interface {} is up ({}), peer {} at {}",
                     self.spec.interface,
                     self.spec.address,
-                    self.spec.peer.public_key,
-                    self.spec.peer.endpoint
+                    self.peer().public_key,
+                    self.peer().endpoint
                 );
             }
             Err(e) => {
@@ -344,9 +378,10 @@ impl WireGuardTunnel {
 
     async fn try_bring_up(&mut self) -> Result<(), WireGuardError> {
         let spec = (*self.spec).clone();
+        let peer = self.peer().clone();
         let secret = read_private_key(&spec.private_key_file)?;
-        let peer_key = parse_wg_key(&spec.peer.public_key).map_err(WireGuardError::PeerKey)?;
-        let endpoint = resolve(&spec.peer.endpoint).await;
+        let peer_key = parse_wg_key(&peer.public_key).map_err(WireGuardError::PeerKey)?;
+        let endpoint = resolve(&peer.endpoint).await;
         self.resolved_at = Some(Instant::now());
         let endpoint = endpoint?;
         let failed = |e: std::io::Error| WireGuardError::Device {
@@ -359,7 +394,7 @@ impl WireGuardTunnel {
         let device = Datapath::start(
             tun,
             spec.listen_port,
-            peer_config(&spec.peer, &secret, peer_key, endpoint),
+            peer_config(&peer, &secret, peer_key, endpoint),
         )
         .map_err(failed)?;
         self.net()?
@@ -372,6 +407,70 @@ impl WireGuardTunnel {
         self.device = Some(device);
         self.own_public = Some(public_of(&secret));
         self.endpoint = Some(endpoint);
+        Ok(())
+    }
+
+    /// The peer in use: `peer`, or a backup after a failover.
+    fn peer(&self) -> &PeerSpec {
+        self.gateways.active_peer().unwrap_or(&self.spec.peer)
+    }
+
+    /// Feed the gateway choice; on a switch, give the data path the next peer. The TUN, the
+    /// routes and the kill switch stay: closed-network traffic waits in the tunnel or is
+    /// dropped, never sent in clear.
+    async fn failover(&mut self, state: State) {
+        let decided = self.gateways.step(state).await;
+        self.switch(decided).await;
+    }
+
+    /// The next result of the health probe (never without `tunnel.health` or a backup).
+    pub async fn next_probe(&mut self) -> (Instant, bool) {
+        self.gateways.next_probe().await
+    }
+
+    /// Feed a health probe's result; switch if it decides so.
+    pub async fn probed(&mut self, (started, ok): (Instant, bool)) {
+        let decided = self.gateways.probed(started, ok);
+        self.switch(decided).await;
+    }
+
+    async fn switch(&mut self, decided: Option<(crate::plan::failover::Switch, String)>) {
+        let Some((switch, why)) = decided else {
+            return;
+        };
+        let peer = self.peer().clone();
+        warn!(
+            oqs_event = event::GATEWAY_SWITCH,
+            oqs_gateway = peer.endpoint.as_str();
+            "WireGuard {}: switching to gateway {} ({}): {why}",
+            self.spec.interface,
+            peer.endpoint,
+            if switch.to == 0 { "preferred" } else { "backup" }
+        );
+        if let Err(e) = self.set_active_peer(&peer).await {
+            warn!(
+                "WireGuard {}: cannot switch to {}: {e}",
+                self.spec.interface, peer.endpoint
+            );
+        }
+    }
+
+    /// Replace the data path's peer with `peer` (a fresh `Tunn` and an immediate handshake).
+    async fn set_active_peer(&mut self, peer: &PeerSpec) -> Result<(), WireGuardError> {
+        let secret = read_private_key(&self.spec.private_key_file)?;
+        let peer_key = parse_wg_key(&peer.public_key).map_err(WireGuardError::PeerKey)?;
+        let endpoint = resolve(&peer.endpoint).await?;
+        self.resolved_at = Some(Instant::now());
+        if let Some(device) = &mut self.device {
+            device
+                .set_peer(peer_config(peer, &secret, peer_key, endpoint))
+                .map_err(|e| WireGuardError::Device {
+                    interface: self.spec.interface.clone(),
+                    why: e.to_string(),
+                })?;
+        }
+        self.endpoint = Some(endpoint);
+        self.logged = None;
         Ok(())
     }
 
@@ -421,12 +520,17 @@ impl WireGuardTunnel {
             *self.spec = next;
             *self.planned = plan.clone();
             self.logged = None;
+            self.gateways = self.spec.gateways();
             self.bring_up().await;
             return Ok(());
         }
         let peer_key = parse_wg_key(&next.peer.public_key).map_err(WireGuardError::PeerKey)?;
         let endpoint = resolve(&next.peer.endpoint).await?;
-        let peer_changed = matches!(decision, TunnelChange::PeerReplaced { .. }) || key_changed;
+        let gateways_changed = next.backups != self.spec.backups || next.health != self.spec.health;
+        // A changed gateway list starts again from the preferred peer.
+        let peer_changed = matches!(decision, TunnelChange::PeerReplaced { .. })
+            || key_changed
+            || (gateways_changed && self.gateways.active() != 0);
         if let Some(device) = &mut self.device {
             let failed = |e: std::io::Error| WireGuardError::Device {
                 interface: next.interface.clone(),
@@ -473,6 +577,9 @@ impl WireGuardTunnel {
         self.own_public = Some(public_of(&secret));
         *self.spec = next;
         *self.planned = plan.clone();
+        if peer_changed || gateways_changed {
+            self.gateways = self.spec.gateways();
+        }
         Ok(())
     }
 
@@ -506,6 +613,7 @@ impl WireGuardTunnel {
             }
             self.logged = Some(state);
         }
+        self.failover(state).await;
         if state != State::Up
             && self
                 .resolved_at
@@ -518,7 +626,7 @@ impl WireGuardTunnel {
     /// The concentrator's name may point elsewhere now: give the peer the new address.
     async fn reresolve(&mut self) {
         self.resolved_at = Some(Instant::now());
-        let endpoint = match resolve(&self.spec.peer.endpoint).await {
+        let endpoint = match resolve(&self.peer().endpoint).await {
             Ok(endpoint) => endpoint,
             Err(e) => {
                 warn!("{e}");
@@ -528,13 +636,14 @@ impl WireGuardTunnel {
         if Some(endpoint) == self.endpoint {
             return;
         }
+        let name = self.peer().endpoint.clone();
         let Some(device) = &mut self.device else {
             return;
         };
         info!(
             "WireGuard {}: {} now resolves to {endpoint} (was {}); giving the peer the new address",
             self.spec.interface,
-            self.spec.peer.endpoint,
+            name,
             self.endpoint
                 .map_or_else(|| "unresolved".to_owned(), |e| e.to_string())
         );
@@ -571,7 +680,8 @@ impl WireGuardTunnel {
         let detail = match (state, stats.handshake_age) {
             (_, None) => format!(
                 "no handshake yet with {endpoint} ({}) on {}; {traffic}",
-                self.spec.peer.endpoint, self.spec.interface
+                self.peer().endpoint,
+                self.spec.interface
             ),
             (_, Some(age)) => format!(
                 "last handshake {} ago with {endpoint} on {}; {traffic}",
@@ -599,6 +709,7 @@ impl WireGuardTunnel {
                 .and_then(|s| s.handshake_age)
                 .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
             received_bytes: stats.map(|s| s.rx_bytes),
+            gateway: self.gateways.info(),
             ..TunnelInfo::default()
         }
     }

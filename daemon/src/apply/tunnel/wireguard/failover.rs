@@ -1,0 +1,181 @@
+//! Two (or more) concentrators: which peer the WireGuard data path talks to (issue 21).
+//!
+//! The decision is `plan::failover::Failover`'s; this shell feeds it (a TCP connect through
+//! the tunnel to `health.target`, or without health the handshake state) and reports it. The
+//! data path keeps one peer at a time: a switch replaces the peer on the running interface, so
+//! the TUN, the routes and the firewall (keyed to the interface) stay as they are and nothing
+//! leaks while the new handshake is made. Failback is "try the preferred one, move on again if
+//! it does not answer" (`Policy::try_failback`).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::plan::failover::{Failover, HealthPlan, Observation, Policy, Switch};
+use crate::status::GatewayInfo;
+
+use super::{PeerSpec, State, STALE_AFTER};
+
+/// The longest a probe waits for the TCP handshake.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(super) struct Gateways {
+    /// 0 is `peer`, then `backup_peers` in order.
+    peers: Vec<PeerSpec>,
+    health: Option<HealthPlan>,
+    machine: Failover,
+    since_wall: SystemTime,
+    /// Results of the probe task (`health`): when the probe started, and whether it connected.
+    probes: Option<tokio::sync::mpsc::Receiver<(Instant, bool)>>,
+    prober: Option<tokio::task::JoinHandle<()>>,
+    switches: u64,
+}
+
+impl Drop for Gateways {
+    fn drop(&mut self) {
+        if let Some(task) = self.prober.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Gateways {
+    pub(super) fn new(peers: Vec<PeerSpec>, health: Option<HealthPlan>) -> Gateways {
+        let policy = match health {
+            Some(h) => Policy {
+                failures: h.failures,
+                failback_after: Duration::from_secs(h.failback_after_secs),
+                try_failback: true,
+            },
+            // Without a probe: the tunnel's own state; fail back after Reject-After-Time.
+            None => Policy {
+                failures: 1,
+                failback_after: STALE_AFTER,
+                try_failback: true,
+            },
+        };
+        // The probes run on their own task, paced by `interval` and not by the watch: a
+        // switch is decided as soon as the last of `failures` probes fails.
+        let (probes, prober) = match (health, tokio::runtime::Handle::try_current()) {
+            (Some(h), Ok(runtime)) if peers.len() > 1 => {
+                let (tx, rx) = tokio::sync::mpsc::channel(16);
+                let task = runtime.spawn(async move {
+                    let every = Duration::from_secs(h.interval_secs.max(1));
+                    loop {
+                        let started = Instant::now();
+                        let ok = probe(h.target, h.interval_secs).await;
+                        if tx.send((started, ok)).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(every.saturating_sub(started.elapsed())).await;
+                    }
+                });
+                (Some(rx), Some(task))
+            }
+            _ => (None, None),
+        };
+        Gateways {
+            machine: Failover::new(peers.len(), policy, Instant::now()),
+            peers,
+            health,
+            since_wall: SystemTime::now(),
+            probes,
+            prober,
+            switches: 0,
+        }
+    }
+
+    pub(super) fn active(&self) -> usize {
+        self.machine.active()
+    }
+
+    pub(super) fn active_peer(&self) -> Option<&PeerSpec> {
+        self.peers.get(self.machine.active())
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.peers.iter().map(|p| p.endpoint.clone()).collect()
+    }
+
+    /// One step of the watch: observe the active gateway and maybe decide a switch. `state` is
+    /// the handshake state of the data path.
+    pub(super) async fn step(&mut self, state: State) -> Option<(Switch, String)> {
+        if self.peers.len() < 2 {
+            return None;
+        }
+        let now = Instant::now();
+        let observation = match self.health {
+            // The probe task's results come through `probed`.
+            Some(_) => None,
+            None => {
+                let never_answered = state == State::Connecting
+                    && now.saturating_duration_since(self.machine.since()) > STALE_AFTER;
+                (state == State::Down || never_answered).then_some(Observation::ActiveLost)
+            }
+        };
+        let switch = match observation {
+            Some(o) => self.machine.observe(now, o),
+            None => None,
+        }
+        .or_else(|| self.machine.observe(now, Observation::Tick))?;
+        Some(self.switched(switch))
+    }
+
+    /// The next probe result (never, without `health`).
+    pub(super) async fn next_probe(&mut self) -> (Instant, bool) {
+        match &mut self.probes {
+            Some(rx) => match rx.recv().await {
+                Some(result) => result,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A probe result: a probe started before the last switch says nothing of the active one.
+    pub(super) fn probed(&mut self, started: Instant, ok: bool) -> Option<(Switch, String)> {
+        if self.peers.len() < 2 || started < self.machine.since() {
+            return None;
+        }
+        let switch = self
+            .machine
+            .observe(Instant::now(), Observation::ActiveProbe { ok })?;
+        Some(self.switched(switch))
+    }
+
+    fn switched(&mut self, switch: Switch) -> (Switch, String) {
+        self.since_wall = SystemTime::now();
+        self.switches += 1;
+        let why = switch.reason.describe(&self.names());
+        (switch, why)
+    }
+
+    pub(super) fn info(&self) -> Option<GatewayInfo> {
+        if self.peers.len() < 2 {
+            return None;
+        }
+        let names = self.names();
+        Some(GatewayInfo {
+            active: names.get(self.active()).cloned().unwrap_or_default(),
+            active_index: self.active(),
+            since: humantime::format_rfc3339_seconds(self.since_wall).to_string(),
+            last_switch: self.machine.last_reason().map(|r| r.describe(&names)),
+            switches: self.switches,
+            failed: self
+                .machine
+                .failed()
+                .into_iter()
+                .filter_map(|i| names.get(i).cloned())
+                .collect(),
+            gateways: names,
+        })
+    }
+}
+
+/// A TCP connect to `target` through the tunnel (the routes send the closed prefixes there).
+async fn probe(target: SocketAddr, interval_secs: u64) -> bool {
+    let wait = PROBE_TIMEOUT.min(Duration::from_secs(interval_secs.max(1)));
+    matches!(
+        tokio::time::timeout(wait, tokio::net::TcpStream::connect(target)).await,
+        Ok(Ok(_))
+    )
+}

@@ -1,0 +1,351 @@
+//! Two WireGuard concentrators (issue 21): wireguard-go on 203.0.113.2:51820 (preferred) and
+//! :51821 (backup) in `vpngw`, the same closed server behind both. Stop the preferred one under
+//! a paced ping (10/s): traffic resumes through the backup, the gap is measured; restart it:
+//! after `failback_after` the router is back on it; both down: degraded with both named; one
+//! back: traffic resumes. A capture in `inet` counts cleartext closed-network packets: 0.
+//!
+//! `vpngw` sends the replies back through the concentrator the request came in by (a
+//! connection mark per wireguard-go interface and one routing table per mark), as two real
+//! concentrators behind one closed network route to the one that holds the session.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Instant;
+
+use netns_tests::lab::{Capture, Lab, Outcome, Role};
+use netns_tests::wireguard::{router_keygen, wireguard_config, Concentrator};
+use netns_tests::{oqs_edge_bin, process_ended, skip_unless_root, wait_for};
+
+const CLOSED_SERVER: &str = "10.200.0.10:80";
+/// health: interval 2s × failures 2: the issue's target is 2 × 2 + 5 = 9 s.
+const INTERVAL_SECS: u64 = 2;
+const FAILURES: u64 = 2;
+const FAILBACK_AFTER_SECS: u64 = 20;
+
+fn oqs_edge(lab: &Lab, args: &[&str]) -> Output {
+    let bin = oqs_edge_bin();
+    let mut all = vec![bin.to_str().unwrap()];
+    all.extend_from_slice(args);
+    lab.exec(Role::Router, &all)
+}
+
+fn status(lab: &Lab, config: &Path) -> serde_json::Value {
+    let out = oqs_edge(lab, &["status", "--json", "-c", config.to_str().unwrap()]);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn active_index(lab: &Lab, config: &Path) -> Option<u64> {
+    status(lab, config)["tunnel"]["gateway"]["active_index"].as_u64()
+}
+
+fn router_wan_mac(lab: &Lab) -> String {
+    let json = lab.ok(Role::Router, &["ip", "-j", "link", "show", "wan0"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v[0]["address"].as_str().unwrap().to_owned()
+}
+
+/// Replies leave `vpngw` through the concentrator the flow last came in by.
+fn route_replies_by_concentrator(lab: &Lab, concentrators: &[&Concentrator]) {
+    lab.ok(
+        Role::Vpngw,
+        &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"],
+    );
+    lab.ok(
+        Role::Vpngw,
+        &["sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0"],
+    );
+    let mut rules = String::from(
+        "table inet oqsfo {\n chain pre {\n  type filter hook prerouting priority mangle;\n",
+    );
+    for (i, c) in concentrators.iter().enumerate() {
+        rules.push_str(&format!(
+            "  iifname \"{}\" ct mark set {}\n",
+            c.interface,
+            i + 1
+        ));
+    }
+    rules.push_str("  ct mark != 0 meta mark set ct mark\n }\n}\n");
+    let file = lab.dir().join("vpngw-failover.nft");
+    std::fs::write(&file, rules).unwrap();
+    lab.ok(Role::Vpngw, &["nft", "-f", file.to_str().unwrap()]);
+    for i in 0..concentrators.len() {
+        let mark = (i + 1).to_string();
+        let table = (101 + i).to_string();
+        lab.ok(
+            Role::Vpngw,
+            &["ip", "rule", "add", "fwmark", &mark, "table", &table],
+        );
+    }
+    for (i, c) in concentrators.iter().enumerate() {
+        concentrator_route(lab, c, i);
+    }
+}
+
+/// The route of concentrator `i`'s table (again after a restart recreated its interface).
+fn concentrator_route(lab: &Lab, c: &Concentrator, i: usize) {
+    let table = (101 + i).to_string();
+    lab.ok(
+        Role::Vpngw,
+        &[
+            "ip",
+            "route",
+            "replace",
+            "10.201.0.0/24",
+            "dev",
+            &c.interface,
+            "table",
+            &table,
+        ],
+    );
+    lab.ok(
+        Role::Vpngw,
+        &[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{}.rp_filter=0", c.interface),
+        ],
+    );
+}
+
+fn two_gateway_config(lab: &Lab, key: &Path, a: &Concentrator, b: &Concentrator) -> PathBuf {
+    let yaml = wireguard_config(lab, key, &a.public_key, "203.0.113.2:51820", "25s");
+    let anchor = "      persistent_keepalive: 25s\n";
+    assert!(yaml.contains(anchor));
+    let backup = format!(
+        "{anchor}    backup_peers:\n      - public_key: \"{}\"\n        endpoint: 203.0.113.2:51821\n        persistent_keepalive: 25s\n  health:\n    target: {CLOSED_SERVER}\n    interval: {INTERVAL_SECS}s\n    failures: {FAILURES}\n    failback_after: {FAILBACK_AFTER_SECS}s\n",
+        b.public_key
+    );
+    lab.write_config(&yaml.replacen(anchor, &backup, 1))
+}
+
+/// `ping -D -i 0.1` from the PC to the closed server, until the returned guard stops it.
+struct Pinger {
+    pid: u32,
+    log: PathBuf,
+}
+
+impl Pinger {
+    fn start(lab: &Lab) -> Pinger {
+        let (pid, log) = lab.spawn_log(Role::Pc, &["ping", "-D", "-n", "-i", "0.1", "10.200.0.10"]);
+        Pinger { pid, log }
+    }
+
+    /// Stop it and return the longest time between two replies, in seconds, and the count.
+    fn stop(self, lab: &Lab) -> (f64, usize) {
+        lab.stop(self.pid);
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let times: Vec<f64> = text
+            .lines()
+            .filter(|l| l.contains("bytes from"))
+            .filter_map(|l| l.strip_prefix('['))
+            .filter_map(|l| l.split(']').next())
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let gap = times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(0.0_f64, f64::max);
+        (gap, times.len())
+    }
+}
+
+fn assert_none(capture: Capture<'_>, phase: &str) {
+    let packets = capture.stop();
+    assert!(
+        packets.is_empty(),
+        "{phase}: {} cleartext packet(s) to the closed network on the WAN:\n{}",
+        packets.len(),
+        packets.join("\n")
+    );
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
+    if skip_unless_root("wireguard_fails_over_to_the_backup_fails_back_and_never_leaks") {
+        return;
+    }
+    let lab = Lab::build("fo");
+    let (key, router_public) = router_keygen(&lab);
+    let mut a = Concentrator::start_on(&lab, &router_public, 51820);
+    let mut b = Concentrator::start_on(&lab, &router_public, 51821);
+    route_replies_by_concentrator(&lab, &[&a, &b]);
+    let config = two_gateway_config(&lab, &key, &a, &b);
+    let check = oqs_edge(&lab, &["check", "-c", config.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "the two-gateway config does not check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    lab.start_daemon(&config);
+    let mac = router_wan_mac(&lab);
+    assert!(
+        wait_for(30, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
+            == Outcome::Connected),
+        "start: the closed server is not reached: {:#}\n{}",
+        status(&lab, &config)["tunnel"],
+        lab.daemon_log()
+    );
+    assert_eq!(
+        active_index(&lab, &config),
+        Some(0),
+        "start on the preferred"
+    );
+    let clear = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and ip and dst net 10.200.0.0/24"),
+    );
+
+    // Failover under a paced ping and a TCP stream (iperf3 at 2 Mbit/s for 20 s).
+    lab.spawn(
+        Role::Closed,
+        &["iperf3", "-s", "-B", "10.200.0.10", "-p", "5201"],
+    );
+    assert!(wait_for(10, || lab
+        .probe(Role::Pc, addr("10.200.0.10:5201"))
+        != Outcome::Timeout));
+    let (stream, stream_log) = lab.spawn_log(
+        Role::Pc,
+        &[
+            "iperf3",
+            "-c",
+            "10.200.0.10",
+            "-p",
+            "5201",
+            "-t",
+            "20",
+            "-b",
+            "2M",
+            "-i",
+            "1",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let ping = Pinger::start(&lab);
+    assert!(wait_for(10, || lab.ping(Role::Pc, "10.200.0.10".parse().unwrap())));
+    let stopped = Instant::now();
+    a.stop(&lab);
+    assert!(
+        wait_for(60, || active_index(&lab, &config) == Some(1)),
+        "failover: still not on the backup: {:#}\n{}",
+        status(&lab, &config)["tunnel"],
+        lab.daemon_log()
+    );
+    let switched = stopped.elapsed().as_secs_f64();
+    assert!(
+        wait_for(30, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
+            == Outcome::Connected),
+        "failover: the closed server is not reached through the backup:\n{}",
+        lab.daemon_log()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (gap, replies) = ping.stop(&lab);
+    let s = status(&lab, &config);
+    println!(
+        "failover: switch decided {switched:.1} s after the stop; ping gap {gap:.1} s ({replies} replies); target {} s",
+        INTERVAL_SECS * FAILURES + 5
+    );
+    assert!(
+        wait_for(40, || process_ended(stream)),
+        "the TCP stream did not finish"
+    );
+    let stream_out = std::fs::read_to_string(&stream_log).unwrap_or_default();
+    let stalled = stream_out
+        .lines()
+        .filter(|l| l.contains("sec") && l.contains(" 0.00 Bytes"))
+        .count();
+    println!("failover: the TCP stream had {stalled} one-second intervals with no data");
+    assert!(
+        stream_out.contains("iperf Done."),
+        "the TCP stream did not survive the switch:\n{stream_out}"
+    );
+    // The issue's target: interval × failures + 5 s from the death to traffic flowing again.
+    assert!(
+        gap <= (INTERVAL_SECS * FAILURES + 5) as f64,
+        "failover gap {gap:.1} s is over the target"
+    );
+    assert!(replies > 0, "the ping got no replies at all");
+    assert_eq!(s["health"], "degraded", "{s:#}");
+    assert!(
+        s["problems"].as_array().unwrap().iter().any(|p| p
+            .as_str()
+            .unwrap_or_default()
+            .contains("backup gateway 203.0.113.2:51821")),
+        "{s:#}"
+    );
+    assert!(
+        s["tunnel"]["gateway"]["last_switch"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed 2 health probes"),
+        "{s:#}"
+    );
+    assert!(
+        lab.daemon_log()
+            .contains("switching to gateway 203.0.113.2:51821"),
+        "the switch is not in the journal/log"
+    );
+
+    // Failback after failback_after.
+    a.restart(&lab);
+    concentrator_route(&lab, &a, 0);
+    assert!(
+        wait_for(FAILBACK_AFTER_SECS + 40, || active_index(&lab, &config)
+            == Some(0)),
+        "failback: not back on the preferred: {:#}\n{}",
+        status(&lab, &config)["tunnel"],
+        lab.daemon_log()
+    );
+    assert!(
+        wait_for(30, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
+            == Outcome::Connected),
+        "failback: the closed server is not reached through the preferred:\n{}",
+        lab.daemon_log()
+    );
+    assert!(
+        a.latest_handshake(&lab) > 0,
+        "no handshake with the preferred"
+    );
+
+    // Both down: degraded, both named; no leak.
+    a.stop(&lab);
+    b.stop(&lab);
+    assert!(
+        wait_for(60, || {
+            status(&lab, &config)["tunnel"]["gateway"]["failed"]
+                .as_array()
+                .is_some_and(|f| f.len() == 2)
+        }),
+        "both down: not both named failing: {:#}",
+        status(&lab, &config)["tunnel"]
+    );
+    let s = status(&lab, &config);
+    assert_eq!(s["health"], "degraded");
+    assert!(
+        s["problems"].as_array().unwrap().iter().any(|p| {
+            let p = p.as_str().unwrap_or_default();
+            p.contains("every gateway is failing")
+                && p.contains("203.0.113.2:51820")
+                && p.contains("203.0.113.2:51821")
+        }),
+        "{s:#}"
+    );
+    assert_ne!(lab.probe(Role::Pc, addr(CLOSED_SERVER)), Outcome::Connected);
+
+    // One comes back: traffic resumes.
+    b.restart(&lab);
+    concentrator_route(&lab, &b, 1);
+    assert!(
+        wait_for(60, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
+            == Outcome::Connected),
+        "one back: the closed server is not reached: {:#}\n{}",
+        status(&lab, &config)["tunnel"],
+        lab.daemon_log()
+    );
+    assert_none(clear, "failover, failback, both down, one back");
+}
