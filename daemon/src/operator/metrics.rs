@@ -314,6 +314,26 @@ pub fn encode(status: &Status) -> Result<String, prometheus::Error> {
         &kind,
         flag(t.state == "up"),
     );
+    if let Some(g) = &t.gateway {
+        f.gauge(
+            "oqs_edge_tunnel_gateway_active_index",
+            "Which gateway carries the traffic: 0 the preferred one, 1 and up a backup.",
+            &kind,
+            g.active_index as f64,
+        );
+        f.counter(
+            "oqs_edge_tunnel_gateway_switches_total",
+            "Switches between gateways since the daemon started.",
+            &kind,
+            g.switches,
+        );
+        f.gauge(
+            "oqs_edge_tunnel_gateways_failing",
+            "Gateways last seen failing.",
+            &kind,
+            g.failed.len() as f64,
+        );
+    }
     for state in ["up", "connecting", "down"] {
         f.gauge(
             "oqs_edge_tunnel_state",
@@ -650,8 +670,17 @@ mod tests {
             not_after_unix: Some(1_800_000_000),
             ..Default::default()
         });
+        status.tunnel.gateway = Some(crate::status::GatewayInfo {
+            gateways: vec!["203.0.113.2:51820".into(), "203.0.113.3:51820".into()],
+            active: "203.0.113.3:51820".into(),
+            active_index: 1,
+            switches: 2,
+            ..Default::default()
+        });
         let text = encode(&status).unwrap();
         for line in [
+            "oqs_edge_tunnel_gateway_active_index{type=\"wireguard\"} 1",
+            "oqs_edge_tunnel_gateway_switches_total{type=\"wireguard\"} 2",
             "oqs_edge_tunnel_up{type=\"wireguard\"} 1",
             "oqs_edge_tunnel_state{type=\"wireguard\",state=\"down\"} 0",
             "oqs_edge_firewall_packets_total{counter=\"eligibility_to_internet\"} 3",
