@@ -229,3 +229,320 @@ fn drop_clinic_segment(text: &str) -> String {
         .replace("allow: [clinic, oqs]", "allow: [oqs]")
         .replace("allow: [clinic]", "allow: [oqs]")
 }
+
+#[test]
+fn the_relay_answers_closed_zones_refuses_the_rest_and_the_proxy_resolves_by_name() {
+    if skip_unless_root(
+        "the_relay_answers_closed_zones_refuses_the_rest_and_the_proxy_resolves_by_name",
+    ) {
+        return;
+    }
+    let lab = Lab::build("dns");
+    let closed_dns = lab.start_closed_dns();
+    let internet_dns = lab.start_internet_dns();
+    let nginx = lab.start_nginx("ca/oqs-server");
+    // The clinic segment may use the internet (and so the internet's names); the proxy route
+    // to the eligibility API goes by name alone: no upstream_address.
+    let yaml = lab
+        .config_from_lab_yaml()
+        .replacen("    internet: deny\n", "    internet: allow\n", 1)
+        .replacen(
+            "      upstream_address: 10.200.0.10    # the lab's upstream server\n",
+            "",
+            1,
+        )
+        .replacen(
+            "\ntunnel:",
+            "\ndns:\n  internet_servers: [198.51.100.1]\n\ntunnel:",
+            1,
+        );
+    assert!(
+        !yaml.contains("upstream_address: 10.200.0.10    #"),
+        "fixture"
+    );
+    let config = lab.write_config(&yaml);
+    lab.start_daemon(&config);
+    let answered = || {
+        lab.dig(
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "hweb-api.oqs.example"],
+        )
+    };
+    assert!(
+        wait_for(10, || answered().trim() == "10.200.0.10"),
+        "the relay did not answer a closed name: {:?}\n{}\nclosed DNS saw: {}\n{}",
+        answered(),
+        lab.dig(Role::Pc, "@192.168.50.1", &["hweb-api.oqs.example"]),
+        closed_dns.queries(),
+        lab.daemon_log()
+    );
+
+    // Closed zones from the eligibility PC: any letter case, over TCP too, AAAA for a name
+    // with only an A record (an empty answer, not an error).
+    assert_eq!(
+        lab.dig(Role::Pc, "@192.168.50.1", &["+short", "CLAIMS.Oqs.Example"])
+            .trim(),
+        "10.200.0.10"
+    );
+    assert_eq!(
+        lab.dig(
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "+tcp", "hweb-api.oqs.example"]
+        )
+        .trim(),
+        "10.200.0.10"
+    );
+    let aaaa = lab.dig(Role::Pc, "@192.168.50.1", &["hweb-api.oqs.example", "AAAA"]);
+    assert!(aaaa.contains("status: NOERROR"), "{aaaa}");
+    assert!(lab
+        .dig(Role::Pc, "@192.168.50.1", &["nothere.oqs.example"])
+        .contains("status: NXDOMAIN"));
+
+    // Anything else from the eligibility PC: REFUSED, and not one packet about it leaves.
+    let wan = lab.capture(Role::Router, "wan0", "port 53");
+    for name in [
+        "www.example.com",
+        "oqs.example.example.com",
+        "evil-oqs.example",
+        "example",
+    ] {
+        let reply = lab.dig(Role::Pc, "@192.168.50.1", &[name]);
+        assert!(reply.contains("status: REFUSED"), "{name}: {reply}");
+    }
+    let refused_tcp = lab.dig(Role::Pc, "@192.168.50.1", &["+tcp", "www.example.com"]);
+    assert!(refused_tcp.contains("status: REFUSED"), "{refused_tcp}");
+    let seen = wan.stop();
+    assert!(
+        seen.iter()
+            .all(|p| !p.contains("example.com") && !p.contains("evil-oqs")),
+        "DNS for a refused name left the router: {seen:#?}"
+    );
+    assert!(!internet_dns.queries().contains("www.example.com"));
+
+    // The clinic segment (internet: allow) gets internet names from the internet resolver.
+    assert_eq!(
+        lab.dig(
+            Role::Clinic,
+            "@192.168.60.1",
+            &["+short", "www.example.com"]
+        )
+        .trim(),
+        "192.0.2.80"
+    );
+    assert!(internet_dns.queries().contains("www.example.com"));
+
+    // status counts per segment.
+    let s = status(&lab, &config);
+    let oqs = &segment(&s, "oqs")["dns"];
+    assert!(oqs["refused"].as_u64().unwrap_or(0) >= 5, "{s:#}");
+    assert!(oqs["answered"].as_u64().unwrap_or(0) >= 4, "{s:#}");
+
+    // The proxy reaches its upstream by name, through the closed DNS.
+    let ca = lab.dir().join("local-ca/ca.pem");
+    let curl = || {
+        let out = lab.exec(
+            Role::Clinic,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                ca.to_str().unwrap(),
+                "-w",
+                "code=%{http_code}\n",
+                "https://192.168.60.1:8443/by-name",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = curl();
+    assert!(first.contains("code=200"), "{first}\n{}", lab.daemon_log());
+    assert!(
+        nginx
+            .requests()
+            .last()
+            .is_some_and(|l| l.ends_with(" 10.200.0.10")),
+        "{:?}",
+        nginx.requests()
+    );
+    assert!(closed_dns.queries().contains("hweb-api.oqs.example"));
+
+    // The closed DNS moves the name: once the TTL (2 s) and the pooled connection's hold
+    // (5 s) are over, new requests go to the new address.
+    closed_dns.set_hosts("10.200.0.11 hweb-api.oqs.example claims.oqs.example\n");
+    let moved = wait_for(20, || {
+        let out = curl();
+        out.contains("code=200")
+            && nginx
+                .requests()
+                .last()
+                .is_some_and(|l| l.ends_with(" 10.200.0.11"))
+    });
+    assert!(
+        moved,
+        "requests did not follow the DNS change: {:?}",
+        nginx.requests()
+    );
+
+    // A name the closed DNS does not know: 502 with the reason in status.
+    closed_dns.set_hosts("10.200.0.11 claims.oqs.example\n");
+    let failed = wait_for(20, || curl().contains("code=502"));
+    assert!(
+        failed,
+        "a name that no longer resolves did not fail: {}",
+        curl()
+    );
+    let s = status(&lab, &config);
+    let last_error = s["proxy"]["routes"][0]["last_upstream_error"].to_string();
+    assert!(
+        last_error.contains("the closed network's DNS has no address for hweb-api.oqs.example"),
+        "{s:#}"
+    );
+}
+
+#[test]
+fn closed_names_go_only_through_the_tunnel_and_fail_closed_without_it() {
+    use netns_tests::wireguard::{
+        router_keygen, wireguard_config, Concentrator, EtcOverride, CONCENTRATOR,
+    };
+    if skip_unless_root("closed_names_go_only_through_the_tunnel_and_fail_closed_without_it") {
+        return;
+    }
+    let lab = Lab::build("dnswg");
+    let _etc = EtcOverride::router(&lab, "203.0.113.2");
+    let (key, router_public) = router_keygen(&lab);
+    let mut concentrator = Concentrator::start(&lab, &router_public);
+    let closed_dns = lab.start_closed_dns();
+    let yaml = wireguard_config(&lab, &key, &concentrator.public_key, CONCENTRATOR, "25s");
+    assert!(yaml.contains("dns_zones: [oqs.example]"), "{yaml}");
+    let config = lab.write_config(&yaml);
+    lab.start_daemon_when(&config, || status(&lab, &config)["tunnel"]["state"] == "up");
+    let mac = lab.router_wan_mac();
+    // Every DNS packet the router sends the carrier in cleartext.
+    let cleartext_dns = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and (udp port 53 or tcp port 53)"),
+    );
+    let tunnel = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and udp dst port 51820"),
+    );
+    let closed = || {
+        lab.dig(
+            Role::Pc,
+            "@192.168.50.1",
+            &["+short", "hweb-api.oqs.example"],
+        )
+    };
+    assert!(
+        wait_for(10, || closed().trim() == "10.200.0.10"),
+        "no answer through the tunnel: {}\n{}",
+        closed(),
+        lab.daemon_log()
+    );
+    assert!(closed_dns.queries().contains("hweb-api.oqs.example"));
+    assert!(
+        !tunnel.stop().is_empty(),
+        "the capture saw no WireGuard: it would miss cleartext too"
+    );
+
+    // The concentrator goes: closed names fail (SERVFAIL, after the relay's timeouts), the
+    // rest is still refused, and not one DNS packet leaves in cleartext.
+    concentrator.stop(&lab);
+    let reply = lab.dig(
+        Role::Pc,
+        "@192.168.50.1",
+        &["+time=8", "claims.oqs.example"],
+    );
+    assert!(reply.contains("status: SERVFAIL"), "{reply}");
+    assert!(lab
+        .dig(Role::Pc, "@192.168.50.1", &["www.example.com"])
+        .contains("status: REFUSED"));
+    let seen = cleartext_dns.stop();
+    assert!(
+        seen.is_empty(),
+        "DNS left the router in cleartext: {seen:#?}"
+    );
+    let s = status(&lab, &config);
+    assert!(
+        segment(&s, "oqs")["dns"]["failed"].as_u64().unwrap_or(0) >= 1,
+        "{s:#}"
+    );
+}
+
+#[test]
+fn a_query_flood_from_one_pc_leaves_the_relay_answering_the_others() {
+    if skip_unless_root("a_query_flood_from_one_pc_leaves_the_relay_answering_the_others") {
+        return;
+    }
+    let lab = Lab::build("dnsflood");
+    let _closed_dns = lab.start_closed_dns();
+    let config = lab.write_config(&lab.config_from_lab_yaml());
+    lab.start_daemon(&config);
+    let clinic = || {
+        lab.dig(
+            Role::Clinic,
+            "@192.168.60.1",
+            &["+short", "claims.oqs.example"],
+        )
+    };
+    assert!(
+        wait_for(10, || clinic().trim() == "10.200.0.10"),
+        "{}",
+        clinic()
+    );
+    // 10,000 queries from the eligibility PC, as fast as dnsperf sends them, half refused names.
+    let queries = lab.dir().join("flood.txt");
+    let lines: String = (0..10_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("host{i}.example.com A\n")
+            } else {
+                "hweb-api.oqs.example A\n".to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&queries, lines).unwrap();
+    let flood = lab.spawn(
+        Role::Pc,
+        &[
+            "dnsperf",
+            "-s",
+            "192.168.50.1",
+            "-d",
+            queries.to_str().unwrap(),
+            "-n",
+            "1",
+            "-q",
+            "500",
+            "-t",
+            "2",
+        ],
+    );
+    // Meanwhile the clinic PC is answered, every time.
+    let started = Instant::now();
+    let mut answered = 0;
+    while !process_ended(flood) && started.elapsed().as_secs() < 60 {
+        assert_eq!(
+            clinic().trim(),
+            "10.200.0.10",
+            "the clinic PC was not answered during the flood"
+        );
+        answered += 1;
+    }
+    assert!(answered >= 1);
+    assert!(
+        wait_for(60, || process_ended(flood)),
+        "dnsperf did not finish"
+    );
+    assert_eq!(clinic().trim(), "10.200.0.10");
+    let s = status(&lab, &config);
+    let oqs = &segment(&s, "oqs")["dns"];
+    assert!(oqs["refused"].as_u64().unwrap_or(0) >= 4_000, "{s:#}");
+    assert!(oqs["answered"].as_u64().unwrap_or(0) >= 4_000, "{s:#}");
+}
