@@ -656,26 +656,18 @@ async fn route_steps(
 /// The upstream's addresses as the proxy finds them: through the closed network's DNS when
 /// `closed_network.dns` is set, else the router's own resolver.
 async fn resolve(route: &ProxyRoutePlan, plan: &Plan) -> Result<Vec<SocketAddr>, String> {
-    let port = route.upstream_port;
-    match &plan.dns {
-        Some(dns) => {
-            let resolver = crate::apply::lan::dns::closed_resolver(dns)?;
-            let lookup = resolver
-                .lookup_ip(route.upstream_host.as_str())
-                .await
-                .map_err(|e| {
-                    format!(
-                        "the closed network's DNS has no address for {}: {e}",
-                        route.upstream_host
-                    )
-                })?;
-            Ok(lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect())
-        }
-        None => tokio::net::lookup_host((route.upstream_host.as_str(), port))
-            .await
-            .map(|a| a.collect())
-            .map_err(|e| format!("{}: {e}", route.upstream_host)),
-    }
+    let closed_dns = match &plan.dns {
+        Some(dns) => Some(crate::apply::lan::dns::closed_resolver(dns)?),
+        None => None,
+    };
+    upstream::resolve(
+        &route.upstream_host,
+        route.upstream_port,
+        closed_dns.as_ref(),
+    )
+    .await
+    .map(|(addrs, _)| addrs)
+    .map_err(|e| e.to_string())
 }
 
 async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), String> {

@@ -41,6 +41,34 @@ pub enum UpstreamError {
     Tls { to: String, reason: String },
 }
 
+/// An upstream host's addresses, the one way the proxy (and `diag`) finds them: through the
+/// closed network's DNS when there is one (cached for the answer's TTL, until when the
+/// addresses hold), else the router's own resolver.
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    closed_dns: Option<&hickory_resolver::TokioResolver>,
+) -> Result<(Vec<SocketAddr>, Option<Instant>), UpstreamError> {
+    let Some(resolver) = closed_dns else {
+        let addrs = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|source| UpstreamError::Resolve {
+                host: host.to_owned(),
+                source,
+            })?;
+        return Ok((addrs.collect(), None));
+    };
+    let lookup = resolver
+        .lookup_ip(host)
+        .await
+        .map_err(|e| UpstreamError::ClosedDns {
+            host: host.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let addrs = lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect();
+    Ok((addrs, Some(lookup.valid_until())))
+}
+
 /// Trust only the CAs in `server_ca` and present `cert`. TLS 1.3 preferred, 1.2 allowed;
 /// each config has its own session cache, so a new client certificate starts fresh sessions.
 pub fn client_config(
@@ -122,21 +150,13 @@ impl Upstream {
     }
 
     async fn connect_tcp(&self) -> Result<(TcpStream, Option<Instant>), UpstreamError> {
-        let mut valid_until = None;
-        let addrs: Vec<SocketAddr> = match self.address {
-            Some(addr) => vec![SocketAddr::new(addr, self.port)],
-            None if self.resolver.is_some() => {
-                let (addrs, until) = self.resolve_closed().await?;
-                valid_until = Some(until.max(Instant::now() + MIN_DNS_HOLD));
-                addrs
+        let (addrs, valid_until) = match self.address {
+            Some(addr) => (vec![SocketAddr::new(addr, self.port)], None),
+            None => {
+                let (addrs, until) =
+                    resolve(&self.host, self.port, self.resolver.as_deref()).await?;
+                (addrs, until.map(|u| u.max(Instant::now() + MIN_DNS_HOLD)))
             }
-            None => tokio::net::lookup_host((self.host.as_str(), self.port))
-                .await
-                .map_err(|source| UpstreamError::Resolve {
-                    host: self.host.clone(),
-                    source,
-                })?
-                .collect(),
         };
         let mut last = None;
         for addr in addrs {
@@ -155,27 +175,6 @@ impl Upstream {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
             },
         })
-    }
-
-    /// The upstream's addresses from the closed DNS (cached for their TTL, so a changed
-    /// answer is followed once it expires).
-    async fn resolve_closed(&self) -> Result<(Vec<SocketAddr>, Instant), UpstreamError> {
-        let Some(resolver) = &self.resolver else {
-            return Ok((Vec::new(), Instant::now()));
-        };
-        let lookup =
-            resolver
-                .lookup_ip(self.host.as_str())
-                .await
-                .map_err(|e| UpstreamError::ClosedDns {
-                    host: self.host.clone(),
-                    reason: e.to_string(),
-                })?;
-        let addrs = lookup
-            .iter()
-            .map(|ip| SocketAddr::new(ip, self.port))
-            .collect();
-        Ok((addrs, lookup.valid_until()))
     }
 
     /// A TLS failure in the words an operator can act on.
