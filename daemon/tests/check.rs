@@ -1002,3 +1002,69 @@ fn health_with_zero_failures_is_refused() {
     let text = with_backup().replace("failures: 3", "failures: 0");
     assert_one_error(&text, "0\n    failback_after", "failures: 0");
 }
+
+// ---- the WAN's addressing (issue 17) ---------------------------------------------------
+
+fn with_wan(wan: &str) -> String {
+    broken(
+        "wan:\n  interface: wan0\n",
+        &format!("wan:\n  interface: wan0\n{wan}"),
+    )
+}
+
+#[test]
+fn wan_modes_dhcp_ra_and_static_are_valid() {
+    for wan in [
+        "  ipv4: dhcp\n  ipv6: ra\n",
+        "  ipv4: os\n  ipv6: os\n",
+        "  ipv4: static\n  address: 198.51.100.2/24\n  gateway: 198.51.100.1\n  dns: [198.51.100.53]\n",
+        "  ipv6: static\n  address6: 2001:db8:1::2/64\n  gateway6: fe80::1\n",
+    ] {
+        let text = with_wan(wan);
+        assert_eq!(errors(&text), vec![], "{wan}");
+    }
+    let nat = broken(
+        "  dns_zones: [onshikaku.org]\n",
+        "  dns_zones: [onshikaku.org]\n  nat: true\n",
+    );
+    assert_eq!(errors(&nat), vec![]);
+}
+
+#[test]
+fn a_wan_address_with_ipv4_dhcp_is_refused_at_the_address() {
+    let text = with_wan("  ipv4: dhcp\n  address: 198.51.100.2/24\n");
+    let d = assert_one_error(&text, "198.51.100.2/24", "`address` is for `ipv4: static`");
+    assert_eq!(d.key.as_deref(), Some("wan.address"));
+}
+
+#[test]
+fn a_static_gateway_outside_the_address_prefix_is_refused_at_the_gateway() {
+    let text = with_wan("  ipv4: static\n  address: 198.51.100.2/24\n  gateway: 198.51.101.1\n");
+    assert_one_error(&text, "198.51.101.1", "outside 198.51.100.0/24");
+    let own = with_wan("  ipv4: static\n  address: 198.51.100.2/24\n  gateway: 198.51.100.2\n");
+    assert_one_error(&own, "198.51.100.2\n", "the router's own address");
+}
+
+#[test]
+fn static_needs_an_address_of_its_family() {
+    let text = with_wan("  ipv4: static\n");
+    assert_one_error(&text, "interface: wan0", "`ipv4: static` needs `address`");
+    let v6 = with_wan("  ipv4: static\n  address: 2001:db8::2/64\n");
+    assert_one_error(&v6, "2001:db8::2/64", "is not an IPv4 address");
+}
+
+#[test]
+fn a_delegated_segment_prefix_needs_ipv6_ra() {
+    let seg = "    address: 192.168.50.1/24\n    role: eligibility\n";
+    let delegated =
+        "    address: 192.168.50.1/24\n    address6: delegated:1\n    role: eligibility\n";
+    let text = broken(seg, delegated);
+    assert_one_error(&text, "delegated:1", "`wan.ipv6` is `os`");
+    let with_ra = text.replacen("  interface: wan0\n", "  interface: wan0\n  ipv6: ra\n", 1);
+    assert_eq!(errors(&with_ra), vec![]);
+    let typo = broken(
+        seg,
+        "    address: 192.168.50.1/24\n    address6: delegated-1\n    role: eligibility\n",
+    );
+    assert_one_error(&typo, "delegated-1", "is not `delegated` or `delegated:N`");
+}

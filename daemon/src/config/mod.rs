@@ -10,6 +10,7 @@ pub mod model;
 mod proposal;
 pub mod scalar;
 mod validate;
+mod wan_checks;
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

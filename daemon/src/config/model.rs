@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::scalar::{
-    keyword_enum, At, DhcpRange, DnsZone, Duration, HostPort, IfName, MacAddr, Node, OneOrMore,
-    WgKey,
+    keyword_enum, Address6, At, DhcpRange, DnsZone, Duration, HostPort, IfName, MacAddr, Node,
+    OneOrMore, WgKey,
 };
 
 /// oqs-edge configuration (オンライン資格確認 / オンライン請求 router).
@@ -82,9 +82,10 @@ pub struct Segment {
     pub interface: At<IfName>,
     /// The router's address on this segment with the prefix length, e.g. 192.168.50.1/24.
     pub address: At<IpNet>,
-    /// An optional IPv6 address of the router on this segment, e.g. fd00:50::1/64.
+    /// An optional IPv6 address of the router on this segment, e.g. fd00:50::1/64, or
+    /// `delegated[:N]`: subnet N of the prefix the WAN's line delegates (needs `wan.ipv6: ra`).
     #[serde(default)]
-    pub address6: Option<At<IpNet>>,
+    pub address6: Option<At<Address6>>,
     /// eligibility (資格確認端末) or clinic (レセコン / 電子カルテ).
     pub role: At<Role>,
     /// Required for clinic segments: allow or deny internet access. Not allowed for eligibility.
@@ -122,12 +123,70 @@ pub struct DhcpHost {
     pub address: At<IpAddr>,
 }
 
+keyword_enum! {
+    /// How the WAN gets its IPv4 address.
+    pub enum Ipv4Mode ("WAN ipv4 mode") {
+        /// The OS addresses the WAN (as before oqs-edge did any); oqs-edge only filters.
+        Os = "os",
+        /// oqs-edge runs a DHCP client (dhcpcd) on the WAN.
+        Dhcp = "dhcp",
+        /// oqs-edge puts `address`, `gateway` and `dns` on the WAN.
+        Static = "static",
+    }
+}
+
+keyword_enum! {
+    /// How the WAN gets its IPv6 addresses.
+    pub enum Ipv6Mode ("WAN ipv6 mode") {
+        /// The OS addresses the WAN; oqs-edge only filters.
+        Os = "os",
+        /// Router advertisements (SLAAC) and DHCPv6, a delegated prefix when offered (dhcpcd).
+        Ra = "ra",
+        /// oqs-edge puts `address6` and `gateway6` on the WAN.
+        Static = "static",
+    }
+}
+
 /// The router's uplink to the internet (or the carrier's line).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Wan {
-    /// Addressed by the OS (DHCP, PPPoE, static); oqs-edge only filters and routes through it.
+    /// The WAN interface, e.g. wan0 (or ppp0 made by the OS's pppd).
     pub interface: At<IfName>,
+    /// dhcp, static or os (default os: the OS addresses the WAN, oqs-edge only filters).
+    #[serde(default)]
+    pub ipv4: Option<At<Ipv4Mode>>,
+    /// `ipv4: static` only: the router's WAN address with its prefix, e.g. 198.51.100.2/24.
+    #[serde(default)]
+    pub address: Option<At<IpNet>>,
+    /// `ipv4: static` only: the default gateway, inside `address`'s prefix.
+    #[serde(default)]
+    pub gateway: Option<At<IpAddr>>,
+    /// Static modes only: the line's resolvers (with dhcp/ra the line's own are used).
+    #[serde(default)]
+    pub dns: Vec<At<IpAddr>>,
+    /// ra, static or os (default os).
+    #[serde(default)]
+    pub ipv6: Option<At<Ipv6Mode>>,
+    /// `ipv6: static` only: the router's IPv6 WAN address with its prefix, e.g. 2001:db8:1::2/64.
+    #[serde(default)]
+    pub address6: Option<At<IpNet>>,
+    /// `ipv6: static` only: the IPv6 default gateway (link-local fe80:: is fine).
+    #[serde(default)]
+    pub gateway6: Option<At<IpAddr>>,
+}
+
+impl Wan {
+    pub fn ipv4_mode(&self) -> Ipv4Mode {
+        self.ipv4.as_ref().map_or(Ipv4Mode::Os, |m| m.value)
+    }
+    pub fn ipv6_mode(&self) -> Ipv6Mode {
+        self.ipv6.as_ref().map_or(Ipv6Mode::Os, |m| m.value)
+    }
+    /// Whether oqs-edge runs dhcpcd on the WAN.
+    pub fn runs_dhcp_client(&self) -> bool {
+        self.ipv4_mode() == Ipv4Mode::Dhcp || self.ipv6_mode() == Ipv6Mode::Ra
+    }
 }
 
 /// オンライン請求ネットワーク: what must only ever travel through the tunnel.
@@ -143,6 +202,16 @@ pub struct ClosedNetwork {
     /// are asked of `dns`, through the tunnel.
     #[serde(default)]
     pub dns_zones: Vec<At<DnsZone>>,
+    /// Masquerade LAN sources toward the closed prefixes (v4 and v6) behind the router's
+    /// address on the tunnel (or the WAN for ip-vpn); default false.
+    #[serde(default)]
+    pub nat: Option<At<bool>>,
+}
+
+impl ClosedNetwork {
+    pub fn nat(&self) -> bool {
+        self.nat.as_ref().is_some_and(|n| n.value)
+    }
 }
 
 /// The router's DNS relay on each segment address.

@@ -292,6 +292,84 @@ impl Scalar for PathBuf {
     }
 }
 
+impl Scalar for bool {
+    fn parse(text: &str) -> Result<Self, Refusal> {
+        match text {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(Refusal::new(format!("`{text}` is not true or false"))),
+        }
+    }
+    fn placeholder() -> Self {
+        false
+    }
+    fn schema() -> Schema {
+        json_schema!({ "type": "boolean" })
+    }
+}
+
+/// A segment's IPv6 address: written out (`fd00:50::1/64`), or `delegated[:N]`, subnet N
+/// (default 0) of the prefix delegated to the WAN, the router taking ::1/64 in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Address6 {
+    Fixed(IpNet),
+    Delegated { subnet: u32 },
+}
+
+impl Address6 {
+    /// The written-out address; `None` for a delegated one (known only at run time).
+    pub fn fixed(&self) -> Option<IpNet> {
+        match self {
+            Address6::Fixed(net) => Some(*net),
+            Address6::Delegated { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Address6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address6::Fixed(net) => net.fmt(f),
+            Address6::Delegated { subnet } => write!(f, "delegated:{subnet}"),
+        }
+    }
+}
+
+impl Serialize for Address6 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Scalar for Address6 {
+    fn parse(text: &str) -> Result<Self, Refusal> {
+        if let Some(rest) = text.strip_prefix("delegated") {
+            let subnet = match rest.strip_prefix(':') {
+                None if rest.is_empty() => Some(0),
+                Some(n) => n.parse::<u32>().ok(),
+                None => None,
+            };
+            return subnet
+                .map(|subnet| Address6::Delegated { subnet })
+                .ok_or_else(|| {
+                    Refusal::new(format!("`{text}` is not `delegated` or `delegated:N`"))
+                        .hint("write the subnet number after a colon, e.g. delegated:1")
+                });
+        }
+        <IpNet as Scalar>::parse(text).map(Address6::Fixed)
+    }
+    fn placeholder() -> Self {
+        Address6::Fixed(IpNet::default())
+    }
+    fn schema() -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "An IPv6 address with prefix length like fd00:50::1/64, or delegated[:N] (subnet N of the WAN's delegated prefix).",
+            "pattern": "^([0-9A-Fa-f:.]+/[0-9]{1,3}|delegated(:[0-9]+)?)$"
+        })
+    }
+}
+
 impl Scalar for u32 {
     fn parse(text: &str) -> Result<Self, Refusal> {
         text.parse()

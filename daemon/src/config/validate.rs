@@ -33,6 +33,7 @@ pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec
     c.site(config);
     c.segments(config);
     c.closed_network(config);
+    c.wan(config);
     c.dhcp(config);
     c.dns(config);
     c.tunnel(config);
@@ -169,7 +170,8 @@ impl Checker<'_> {
             }
             self.router_address(&seg.address, &key("address"));
             if let Some(a6) = &seg.address6 {
-                if !matches!(a6.value, IpNet::V6(_)) {
+                let fixed = a6.fixed();
+                if fixed.is_some_and(|net| !matches!(net, IpNet::V6(_))) {
                     self.error(
                         a6.loc,
                         key("address6"),
@@ -179,8 +181,14 @@ impl Checker<'_> {
                 } else if matches!(seg.address.value, IpNet::V6(_)) {
                     self.error(a6.loc, key("address6"), "`address` is already IPv6")
                         .hint = Some("use `address` for IPv4 and `address6` for IPv6".into());
-                } else {
-                    self.router_address(a6, &key("address6"));
+                } else if let Some(net) = fixed {
+                    self.router_address(
+                        &At {
+                            value: net,
+                            loc: a6.loc,
+                        },
+                        &key("address6"),
+                    );
                 }
             }
             let role_ok = self.ok(&seg.role) && seg.internet.as_ref().is_none_or(|i| self.ok(i));
@@ -228,8 +236,9 @@ impl Checker<'_> {
                     s.address.loc,
                     s.address.trunc(),
                 )];
-                if let Some(a6) = &s.address6 {
-                    v.push((format!("segments[{i}].address6"), a6.loc, a6.trunc()));
+                if let Some(net) = s.address6.as_ref().and_then(|a| a.fixed()) {
+                    let loc = s.address6.as_ref().map_or(s.loc, |a| a.loc);
+                    v.push((format!("segments[{i}].address6"), loc, net.trunc()));
                 }
                 v
             })
@@ -1191,8 +1200,8 @@ impl Checker<'_> {
 /// The router's addresses on a segment, with the key each came from.
 fn segment_nets(seg: &super::model::Segment) -> Vec<(&'static str, IpNet)> {
     let mut v = vec![("address", seg.address.value)];
-    if let Some(a6) = &seg.address6 {
-        v.push(("address6", a6.value));
+    if let Some(net) = seg.address6.as_ref().and_then(|a| a.fixed()) {
+        v.push(("address6", net));
     }
     v
 }

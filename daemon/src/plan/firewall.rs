@@ -581,7 +581,12 @@ pub fn resolve_sources<'a>(
         match config.segments.iter().find(|s| *s.name == entry) {
             Some(seg) => {
                 nets.push(seg.address.trunc());
-                nets.extend(seg.address6.iter().map(|a| a.trunc()));
+                nets.extend(
+                    seg.address6
+                        .iter()
+                        .filter_map(|a| a.fixed())
+                        .map(|a| a.trunc()),
+                );
             }
             None => nets.extend(entry.parse::<IpNet>().ok()),
         }

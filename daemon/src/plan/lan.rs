@@ -110,7 +110,7 @@ pub fn addresses(config: &ValidConfig) -> Vec<AddressPlan> {
         .iter()
         .flat_map(|s| {
             std::iter::once(s.address.value)
-                .chain(s.address6.as_ref().map(|a| a.value))
+                .chain(s.address6.as_ref().and_then(|a| a.fixed()))
                 .map(|address| AddressPlan {
                     segment: s.name.value.clone(),
                     interface: s.interface.0.clone(),
@@ -139,7 +139,7 @@ pub fn dns(config: &ValidConfig) -> Option<DnsPlan> {
             .iter()
             .flat_map(|s| {
                 std::iter::once(s.address.value)
-                    .chain(s.address6.as_ref().map(|a| a.value))
+                    .chain(s.address6.as_ref().and_then(|a| a.fixed()))
                     .map(|a| DnsListenPlan {
                         segment: s.name.value.clone(),
                         address: a.addr(),

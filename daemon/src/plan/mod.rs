@@ -420,7 +420,12 @@ fn tunnel(config: &ValidConfig) -> TunnelPlan {
                 .iter()
                 .filter(|s| s.role.value == crate::config::model::Role::Eligibility)
                 .flat_map(|s| {
-                    std::iter::once(s.address.trunc()).chain(s.address6.iter().map(|a| a.trunc()))
+                    std::iter::once(s.address.trunc()).chain(
+                        s.address6
+                            .iter()
+                            .filter_map(|a| a.fixed())
+                            .map(|a| a.trunc()),
+                    )
                 })
                 .collect(),
             remote_ts: closed_prefixes(config),
