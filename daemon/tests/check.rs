@@ -1068,3 +1068,13 @@ fn a_delegated_segment_prefix_needs_ipv6_ra() {
     );
     assert_one_error(&typo, "delegated-1", "is not `delegated` or `delegated:N`");
 }
+
+#[test]
+fn nat_is_refused_for_ipsec_at_the_key() {
+    let text = ipsec_config("      psk_file: /etc/oqs-edge/secrets/ipsec.psk\n").replacen(
+        "  dns_zones: [onshikaku.org]\n",
+        "  dns_zones: [onshikaku.org]\n  nat: true\n",
+        1,
+    );
+    assert_one_error(&text, "true\n", "`nat: true` is for wireguard and ip-vpn");
+}

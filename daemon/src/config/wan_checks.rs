@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::model::{Config, Ipv4Mode, Ipv6Mode};
+use super::model::{Config, Ipv4Mode, Ipv6Mode, TunnelType};
 use super::scalar::{Address6, At};
 use super::validate::Checker;
 
@@ -61,6 +61,20 @@ impl Checker<'_> {
                     "`wan.dns` is for a static WAN: with dhcp, ra or os the line's own resolvers are used",
                 )
                 .hint = Some("delete `dns:`, or set the resolvers the relay uses in `dns.internet_servers`".into());
+            }
+        }
+
+        if let Some(nat) = &config.closed_network.nat {
+            if nat.value
+                && self.ok(&config.tunnel.kind)
+                && config.tunnel.kind.value == TunnelType::Ipsec
+            {
+                self.error(
+                    nat.loc,
+                    "closed_network.nat",
+                    "`nat: true` is for wireguard and ip-vpn tunnels: IPsec's traffic selectors already carry the LAN's prefixes",
+                )
+                .hint = Some("delete `nat:`, or ask the provider to route the LAN's prefixes back".into());
             }
         }
 

@@ -30,6 +30,9 @@ pub struct PlanDiff {
     /// The DNS relay's policy lines (`oqs-edge plan`'s "DNS relay" part).
     #[serde(default)]
     pub dns: Changes,
+    /// The WAN's addressing and dhcpcd's config.
+    #[serde(default)]
+    pub wan: Changes,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
@@ -245,6 +248,7 @@ pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
         addresses: as_set(&addresses(old), &addresses(new)),
         dhcp: as_set(&dhcp_lines(old), &dhcp_lines(new)),
         dns: as_set(&dns_lines(old), &dns_lines(new)),
+        wan: as_set(&wan_lines(old), &wan_lines(new)),
     }
 }
 
@@ -265,6 +269,20 @@ fn dhcp_lines(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
+/// The WAN as `oqs-edge plan` shows it, with dhcpcd's config lines (comments left out).
+fn wan_lines(plan: &Plan) -> Vec<String> {
+    let mut lines = plan.wan.lines();
+    lines.extend(
+        plan.wan
+            .dhcpcd_conf
+            .iter()
+            .flat_map(|c| c.lines())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| format!("dhcpcd: {}", l.trim())),
+    );
+    lines
+}
+
 /// The relay's policy as the lines `oqs-edge plan` shows.
 fn dns_lines(plan: &Plan) -> Vec<String> {
     plan.dns.iter().flat_map(|d| d.policy_lines()).collect()
@@ -282,6 +300,7 @@ impl PlanDiff {
             && self.addresses.is_empty()
             && self.dhcp.is_empty()
             && self.dns.is_empty()
+            && self.wan.is_empty()
     }
 
     /// What `oqs-edge diff` prints: one heading per part that changes, `+`/`-`/`~` lines.
@@ -319,6 +338,7 @@ impl PlanDiff {
                 &self.dhcp,
             ),
             ("DNS relay", &self.dns),
+            ("WAN (dhcpcd restarts when its config changes)", &self.wan),
         ] {
             if changes.is_empty() {
                 continue;

@@ -18,7 +18,7 @@ use super::nft::{
     Addrs, Chain, Counter, Family, Hook, Match, Names, Op, Policy, Rule, Ruleset, Set, SetType,
     Verdict, L4,
 };
-use crate::config::model::{Dataplane, InternetAccess, Role, Segment};
+use crate::config::model::{Dataplane, InternetAccess, Ipv4Mode, Ipv6Mode, Role, Segment};
 use crate::config::{TunnelSection, ValidConfig};
 
 /// How closed-network traffic must leave the router; anything else is dropped.
@@ -164,7 +164,7 @@ pub fn ruleset(config: &ValidConfig) -> Ruleset {
             input(config, &wan),
             forward(config, &egress, &families, &wan),
             output(&egress, &families),
-            postrouting(config, &egress, &wan),
+            postrouting(config, &egress, &families, &wan),
         ],
     }
 }
@@ -207,16 +207,8 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
         Rule::new(vec![Match::CtState(vec!["invalid"])], Verdict::Drop),
         Rule::new(vec![Match::Icmpv6Types(ND_TYPES.to_vec())], Verdict::Accept)
             .comment("IPv6 neighbour discovery"),
-        Rule::new(
-            vec![
-                Match::Iif(Op::Is, one(wan)),
-                Match::Sport(L4::Udp, 547),
-                Match::Dports(L4::Udp, vec![546]),
-            ],
-            Verdict::Accept,
-        )
-        .comment("DHCPv6 replies to the WAN's address client"),
     ];
+    rules.extend(wan_client(config, wan));
     rules.extend(tunnel_ports(config, wan));
     rules.push(
         Rule::new(vec![Match::Iif(Op::Is, one(wan))], Verdict::Drop).counted("wan_to_router"),
@@ -311,6 +303,40 @@ fn input(config: &ValidConfig, wan: &str) -> Chain {
         policy: Policy::Drop,
         rules,
     }
+}
+
+/// What the WAN's address clients need from the line: DHCPv4 replies when oqs-edge runs
+/// dhcpcd for IPv4, DHCPv6 replies unless IPv6 is static (router advertisements are neighbour
+/// discovery, accepted above). Nothing for a static WAN.
+fn wan_client(config: &ValidConfig, wan: &str) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    if config.wan.ipv4_mode() == Ipv4Mode::Dhcp {
+        rules.push(
+            Rule::new(
+                vec![
+                    Match::Iif(Op::Is, one(wan)),
+                    Match::Sport(L4::Udp, 67),
+                    Match::Dports(L4::Udp, vec![68]),
+                ],
+                Verdict::Accept,
+            )
+            .comment("DHCPv4 replies to the WAN's client"),
+        );
+    }
+    if config.wan.ipv6_mode() != Ipv6Mode::Static {
+        rules.push(
+            Rule::new(
+                vec![
+                    Match::Iif(Op::Is, one(wan)),
+                    Match::Sport(L4::Udp, 547),
+                    Match::Dports(L4::Udp, vec![546]),
+                ],
+                Verdict::Accept,
+            )
+            .comment("DHCPv6 replies to the WAN's address client"),
+        );
+    }
+    rules
 }
 
 /// What the WAN may send to the router itself: the tunnel's own packets.
@@ -462,7 +488,7 @@ fn output(egress: &Egress, families: &[Family]) -> Chain {
 /// WireGuard tunnel, LAN sources leave as the tunnel address (the concentrator routes only
 /// that back); on an IP-VPN line, as the line's address. IPsec needs none: its traffic
 /// selectors carry the LAN segments.
-fn postrouting(config: &ValidConfig, egress: &Egress, wan: &str) -> Chain {
+fn postrouting(config: &ValidConfig, egress: &Egress, families: &[Family], wan: &str) -> Chain {
     let mut rules = Vec::new();
     for seg in clinic_segments(config) {
         if seg
@@ -504,7 +530,24 @@ fn postrouting(config: &ValidConfig, egress: &Egress, wan: &str) -> Chain {
         )),
         _ => None,
     };
-    if let (Some((out, to_closed)), false) = (tunnel_nat, eligibility_v4.is_empty()) {
+    if let Some(out) = closed_nat_out(config, egress) {
+        // `closed_network.nat: true`: every LAN source, v4 and v6, leaves as the router.
+        for family in families {
+            rules.push(
+                Rule::new(
+                    vec![
+                        Match::Oif(Op::Is, one(&out)),
+                        Match::Iif(Op::Is, Names::Set(LAN_IFS)),
+                        Match::Daddr(*family, closed_set(*family)),
+                    ],
+                    Verdict::Masquerade,
+                )
+                .comment("closed_network.nat"),
+            );
+        }
+    } else if config.closed_network.nat.is_some() {
+        // `nat: false` written out: LAN sources keep their addresses.
+    } else if let (Some((out, to_closed)), false) = (tunnel_nat, eligibility_v4.is_empty()) {
         rules.push(
             Rule::new(
                 vec![
@@ -522,6 +565,19 @@ fn postrouting(config: &ValidConfig, egress: &Egress, wan: &str) -> Chain {
         hook: Hook::Postrouting,
         policy: Policy::Accept,
         rules,
+    }
+}
+
+/// Where `closed_network.nat: true` masquerades: the tunnel interface (WireGuard) or the WAN
+/// (IP-VPN). `check` refuses it for IPsec, whose traffic selectors carry the LAN prefixes.
+fn closed_nat_out(config: &ValidConfig, egress: &Egress) -> Option<String> {
+    if !config.closed_network.nat() {
+        return None;
+    }
+    match (config.tunnel(), egress) {
+        (TunnelSection::WireGuard(_), Egress::Interface(name)) => Some(name.clone()),
+        (TunnelSection::IpVpn(_), Egress::Wan(name)) => Some(name.clone()),
+        _ => None,
     }
 }
 

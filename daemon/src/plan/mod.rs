@@ -6,6 +6,7 @@ pub mod failover;
 pub mod firewall;
 pub mod lan;
 pub mod nft;
+pub mod wan;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +16,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::model::Dataplane;
+use crate::config::model::{Dataplane, Ipv6Mode};
 use crate::config::{TunnelSection, ValidConfig};
 use firewall::Egress;
 
@@ -44,6 +45,8 @@ pub struct Plan {
     /// The DNS relay, when `closed_network.dns` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<lan::DnsPlan>,
+    /// How the WAN gets its addresses.
+    pub wan: wan::WanPlan,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -192,12 +195,16 @@ pub fn plan(config: &ValidConfig) -> Plan {
         dns,
         firewall: firewall::ruleset(config),
         sysctls: sysctls(config),
-        routes: routes(config),
+        routes: routes(config)
+            .into_iter()
+            .chain(wan::routes(config))
+            .collect(),
         tunnel: tunnel(config),
         certificates: certificates(config),
         local_ca_dir: config.proxy.as_ref().map(|p| p.local_ca_dir.value.clone()),
         proxy: proxy(config),
         metrics: metrics(config),
+        wan: wan::wan(config),
     }
 }
 
@@ -323,7 +330,8 @@ fn sysctls(config: &ValidConfig) -> Vec<(String, String)> {
         || config
             .segments
             .iter()
-            .any(|s| s.address6.is_some() || matches!(s.address.value, IpNet::V6(_)));
+            .any(|s| s.address6.is_some() || matches!(s.address.value, IpNet::V6(_)))
+        || config.wan.ipv6_mode() == Ipv6Mode::Ra;
     if any_v6 {
         // A router ignores router advertisements unless told otherwise: keep taking the WAN's
         // (the carrier's default route) before forwarding turns that off.
@@ -489,6 +497,13 @@ fn proxy(config: &ValidConfig) -> Vec<ProxyRoutePlan> {
 }
 
 impl Plan {
+    /// Every address oqs-edge puts on an interface: the segments' and the WAN's static ones.
+    pub fn marked_addresses(&self) -> Vec<lan::AddressPlan> {
+        let mut all = self.addresses.clone();
+        all.extend(wan::addresses(&self.wan));
+        all
+    }
+
     /// The plan as an operator reads it.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -539,6 +554,14 @@ impl Plan {
                 r.server_ca.display(),
                 allow.join(" ")
             );
+        }
+        out.push_str("\n# WAN\n");
+        for line in self.wan.lines() {
+            let _ = writeln!(out, "{line}");
+        }
+        if let Some(conf) = &self.wan.dhcpcd_conf {
+            out.push_str("\n# DHCP client on the WAN (dhcpcd)\n");
+            out.push_str(conf);
         }
         out.push_str("\n# segment addresses (added by oqs-edge, proto 79)\n");
         for a in &self.addresses {

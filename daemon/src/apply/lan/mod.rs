@@ -28,7 +28,7 @@ impl Lan {
     /// Make the LAN side match the plan; the watch calls it again to put back what went
     /// missing. Nothing here is fatal: what cannot be done now is a problem in `status`.
     pub async fn apply(&mut self, net: &Net, plan: &Plan, state_dir: &Path) {
-        match net.sync_addresses(&plan.addresses).await {
+        match net.sync_addresses(&plan.marked_addresses()).await {
             Ok(sync) => {
                 for a in &sync.added {
                     info!(oqs_event = event::SEGMENT_ADDRESS; "segment {}: address {} added on {}", a.segment, a.address, a.interface);
@@ -50,7 +50,7 @@ impl Lan {
             Err(e) => {
                 warn!(oqs_event = event::SEGMENT_ADDRESS; "segment addresses: {e}");
                 self.address_problems = plan
-                    .addresses
+                    .marked_addresses()
                     .iter()
                     .map(|a| (a.clone(), e.to_string()))
                     .collect();
