@@ -41,6 +41,10 @@ pub mod event {
     pub const CERTIFICATE_EXPIRY: &str = "certificate-expiry";
     /// The DHCP server (dnsmasq) started, stopped or failed.
     pub const DHCP: &str = "dhcp";
+    /// The WAN's DHCP client (dhcpcd) started, stopped or failed.
+    pub const WAN: &str = "wan";
+    /// A WAN lease (DHCPv4, DHCPv6, RA) gained, renewed or lost.
+    pub const WAN_LEASE: &str = "wan-lease";
     /// A segment address added, removed or missing.
     pub const SEGMENT_ADDRESS: &str = "segment-address";
     /// The DNS relay started or failed.

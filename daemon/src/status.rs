@@ -31,6 +31,88 @@ pub struct Status {
     /// The LAN segments: the router's addresses, DHCP and the DNS relay on each.
     #[serde(default)]
     pub segments: Vec<SegmentInfo>,
+    /// The WAN's addressing: mode, addresses and where each came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wan: Option<WanInfo>,
+}
+
+/// The WAN as `status` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WanInfo {
+    pub interface: String,
+    /// dhcp, static or os.
+    pub ipv4: String,
+    /// ra, static or os.
+    pub ipv6: String,
+    /// Whether dhcpcd runs, when oqs-edge runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp_client_running: Option<bool>,
+    pub addresses: Vec<WanAddressInfo>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub resolvers: Vec<String>,
+    /// Prefixes the line delegated (DHCPv6 prefix delegation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegated: Vec<String>,
+    /// "no address yet", "lease lost", in plain words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WanAddressInfo {
+    pub address: String,
+    /// static, dhcp, dhcpv6 or ra.
+    pub source: String,
+    /// Seconds of the lease left, for a leased address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_left_secs: Option<u64>,
+}
+
+impl WanInfo {
+    /// One line for `status`, e.g. `wan0 (ipv4 dhcp, ipv6 ra): 198.51.100.50/24 from dhcp (9m left)`.
+    pub fn line(&self) -> String {
+        let addresses: Vec<String> = self
+            .addresses
+            .iter()
+            .map(|a| match a.lease_left_secs {
+                Some(secs) => format!(
+                    "{} from {} ({} left)",
+                    a.address,
+                    a.source,
+                    humantime::format_duration(Duration::from_secs(secs))
+                ),
+                None => format!("{} from {}", a.address, a.source),
+            })
+            .collect();
+        let mut line = format!(
+            "{} (ipv4 {}, ipv6 {}): ",
+            self.interface, self.ipv4, self.ipv6
+        );
+        if addresses.is_empty() {
+            line.push_str(if self.ipv4 == "os" && self.ipv6 == "os" {
+                "addressed by the OS"
+            } else {
+                "no address yet"
+            });
+        } else {
+            line.push_str(&addresses.join(", "));
+        }
+        if !self.gateways.is_empty() {
+            line.push_str(&format!("; gateway {}", self.gateways.join(" ")));
+        }
+        if !self.resolvers.is_empty() {
+            line.push_str(&format!("; resolvers {}", self.resolvers.join(" ")));
+        }
+        if !self.delegated.is_empty() {
+            line.push_str(&format!("; delegated {}", self.delegated.join(" ")));
+        }
+        if self.dhcp_client_running == Some(false) {
+            line.push_str("; dhcpcd NOT RUNNING");
+        }
+        line
+    }
 }
 
 /// A change applied with `reload --confirm`, waiting for `oqs-edge confirm`.
@@ -480,6 +562,9 @@ impl Status {
         let _ = writeln!(out, "tunnel    {}: {} ({})", t.kind, t.state, t.detail);
         if let Some(g) = &t.gateway {
             let _ = writeln!(out, "{}", g.line());
+        }
+        if let Some(w) = &self.wan {
+            let _ = writeln!(out, "wan       {}", w.line());
         }
         let f = &self.firewall;
         let _ = writeln!(

@@ -21,6 +21,7 @@ use crate::apply::lan::Lan;
 use crate::apply::net::{self, Net, NetError};
 use crate::apply::proxy::Proxy;
 use crate::apply::tunnel::Tunnel;
+use crate::apply::wan::Wan;
 use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
 use crate::logging::event;
 use crate::operator::certificates::{self, Schedule};
@@ -33,6 +34,10 @@ use crate::status::{self, Health, Status};
 
 /// How often the watch checks the table and the routes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the WAN's lease files are looked at: a new address is followed within this.
+const WAN_POLL: Duration = Duration::from_millis(200);
+/// After a lease change, how long routes that failed are retried at each WAN poll.
+const WAN_SETTLE: Duration = Duration::from_secs(5);
 
 pub struct RunOptions {
     pub config_path: PathBuf,
@@ -135,6 +140,8 @@ struct Daemon {
     proxy: Proxy,
     /// The segments' addresses, DHCP and the DNS relay.
     lan: Lan,
+    /// The WAN's DHCP client (dhcpcd), when the WAN is not the OS's.
+    wan: Wan,
     /// Why the tunnel could not take the last reloaded plan, when it could not.
     tunnel_problem: Option<String>,
     started: Instant,
@@ -178,7 +185,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// Kernel settings, the LAN side and routes, after the firewall. Failures here leave the daemon up and
+    /// Kernel settings, the WAN, the LAN side and routes, after the firewall. Failures here leave the daemon up and
     /// degraded (the watch retries), never less safe: the firewall already stands.
     async fn apply_net(&mut self) {
         self.sysctl_problem = match net::apply_sysctls(&self.plan.sysctls) {
@@ -188,10 +195,26 @@ impl Daemon {
                 Some(e.to_string())
             }
         };
+        self.follow_wan().await;
+    }
+
+    /// The WAN (dhcpcd and its leases, journalled), the LAN side with the line's resolvers for the
+    /// DNS relay, and the routes; at start, on every watch, and at once when a lease changes
+    /// (routes that need the WAN's address come up then, not at the next watch). A changed WAN
+    /// address makes the tunnel follow.
+    async fn follow_wan(&mut self) {
+        let moved = self
+            .wan
+            .apply(&self.plan.wan, &self.options.state_dir)
+            .await;
+        let resolvers = self.wan.resolvers(&self.plan.wan);
         self.lan
-            .apply(&self.net, &self.plan, &self.options.state_dir)
+            .apply(&self.net, &self.plan, &resolvers, &self.options.state_dir)
             .await;
         self.sync_routes().await;
+        if moved {
+            self.tunnel.wan_changed().await;
+        }
     }
 
     async fn sync_routes(&mut self) {
@@ -345,10 +368,7 @@ impl Daemon {
             }
         };
         self.tunnel.watch().await;
-        self.lan
-            .apply(&self.net, &self.plan, &self.options.state_dir)
-            .await;
-        self.sync_routes().await;
+        self.follow_wan().await;
         self.proxy.apply(&self.plan).await;
         firewall
     }
@@ -387,6 +407,7 @@ impl Daemon {
                 "the tunnel did not take the reloaded config: {why}"
             ));
         }
+        problems.extend(self.wan.problems(&self.plan.wan));
         problems.extend(self.lan.problems());
         problems.extend(self.proxy.problems());
         problems.extend(self.metrics_problem.clone());
@@ -472,6 +493,7 @@ impl Daemon {
                 routes: self.proxy.route_info(&self.plan.proxy),
             },
             segments: self.lan.info(&self.plan),
+            wan: Some(self.wan.info(&self.plan.wan)),
             pending: self.pending_info(),
         }
     }
@@ -599,6 +621,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         tunnel: Tunnel::IpVpn,
         proxy: Proxy::default(),
         lan: Lan::default(),
+        wan: Wan::default(),
         tunnel_problem: None,
         started: since,
         sysctl_problem: None,
@@ -633,6 +656,9 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
 
     let mut tick = tokio::time::interval(notify::loop_interval(WATCH_INTERVAL));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wan_poll = tokio::time::interval(WAN_POLL);
+    let mut wan_settle: Option<Instant> = None;
+    wan_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = confirm::until(daemon.pending_left());
         tokio::select! {
@@ -663,6 +689,18 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                 let _ = ask.send(daemon.status().await);
             }
             probe = daemon.tunnel.next_probe() => daemon.tunnel.probed(probe).await,
+            _ = wan_poll.tick() => {
+                if daemon.wan.changed() {
+                    daemon.follow_wan().await;
+                    wan_settle = Some(Instant::now() + WAN_SETTLE);
+                } else if wan_settle.is_some_and(|until| Instant::now() < until)
+                    && !daemon.route_problems.is_empty()
+                {
+                    // dhcpcd may record a lease a moment before the kernel holds its address:
+                    // routes through the WAN are tried again until they take, for a while.
+                    daemon.sync_routes().await;
+                }
+            }
         }
     }
     notify::stopping();
@@ -670,6 +708,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     drop(status_page);
     daemon.proxy.stop();
     daemon.lan.stop();
+    daemon.wan.stop();
     daemon.tunnel.stop().await;
     Ok(())
 }

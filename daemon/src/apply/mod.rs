@@ -6,8 +6,10 @@
 //! [`crate::plan::Plan`] and reports its state as [`crate::status`] types; none knows about the
 //! supervisor that drives it or the operator's side that reads it.
 
+pub mod child;
 pub mod firewall;
 pub mod lan;
 pub mod net;
 pub mod proxy;
 pub mod tunnel;
+pub mod wan;

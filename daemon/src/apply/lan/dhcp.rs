@@ -10,32 +10,22 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use log::{error, info, warn};
-use tokio::process::Command;
+use log::{error, info};
 use tokio::task::JoinHandle;
 
+use crate::apply::child::{self, ChildSpec, Shared};
 use crate::logging::event;
 use crate::plan::lan::DhcpPlan;
 use crate::status::{DhcpHostInfo, DhcpInfo};
 
 /// The dnsmasq binary (Debian `dnsmasq-base`); `OQS_EDGE_DNSMASQ` overrides it for tests.
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
-/// How long after dnsmasq dies it is started again.
-const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 pub const CONF_FILE: &str = "dnsmasq.conf";
 pub const LEASE_FILE: &str = "dnsmasq.leases";
 const PID_FILE: &str = "dnsmasq.pid";
-
-/// What the supervising task shares with status.
-#[derive(Debug, Default)]
-struct Shared {
-    pid: Option<u32>,
-    starts: u64,
-    problem: Option<String>,
-}
 
 struct Running {
     conf: String,
@@ -72,16 +62,16 @@ impl Dhcp {
             return;
         };
         let shared = Arc::new(Mutex::new(Shared::default()));
-        stop_leftover(state_dir);
+        child::stop_leftover(&state_dir.join(PID_FILE), "dnsmasq", event::DHCP);
         let conf_path = state_dir.join(CONF_FILE);
         if let Err(e) = crate::files::write_atomically(&conf_path, conf.as_bytes(), 0o644) {
             error!(oqs_event = event::DHCP; "DHCP server not started: cannot write {}: {e}", conf_path.display());
-            set_problem(
+            child::set_problem(
                 &shared,
                 Some(format!("cannot write {}: {e}", conf_path.display())),
             );
         }
-        let task = tokio::spawn(supervise(state_dir.to_owned(), shared.clone()));
+        let task = tokio::spawn(child::supervise(dnsmasq(state_dir), shared.clone()));
         self.running = Some(Running {
             conf: conf.to_owned(),
             task,
@@ -108,10 +98,7 @@ impl Dhcp {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let pid = self
-            .running
-            .as_ref()
-            .and_then(|r| r.shared.lock().ok().and_then(|s| s.pid));
+        let pid = self.running.as_ref().and_then(|r| child::pid(&r.shared));
         plan.segments
             .iter()
             .map(|seg| {
@@ -151,102 +138,24 @@ impl Dhcp {
     }
 }
 
-fn set_problem(shared: &Mutex<Shared>, problem: Option<String>) {
-    if let Ok(mut s) = shared.lock() {
-        s.problem = problem;
-    }
-}
-
-/// Run dnsmasq, and again a second after each exit, until the task is aborted (which kills
-/// the child: `kill_on_drop`).
-async fn supervise(state_dir: PathBuf, shared: Arc<Mutex<Shared>>) {
+/// dnsmasq as [`child::supervise`] runs it.
+fn dnsmasq(state_dir: &Path) -> ChildSpec {
     let program = std::env::var_os("OQS_EDGE_DNSMASQ").unwrap_or_else(|| DNSMASQ.into());
-    loop {
-        let mut command = Command::new(&program);
-        command
-            // `--no-daemon`: in the foreground, and no change of user, group or capabilities,
-            // which the unit's system call filter (no @privileged) would refuse; dnsmasq keeps
-            // the daemon's already narrowed capabilities. It writes no pid file: we do.
-            .arg("--no-daemon")
-            .arg(format!(
-                "--conf-file={}",
-                state_dir.join(CONF_FILE).display()
-            ))
-            .arg(format!(
-                "--dhcp-leasefile={}",
-                state_dir.join(LEASE_FILE).display()
-            ))
-            .arg("--log-facility=-")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        // SAFETY: pre_exec runs in the forked child before exec; prctl is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        match command.spawn() {
-            Ok(mut child) => {
-                let pid = child.id();
-                if let Some(pid) = pid {
-                    let _ = crate::files::write_atomically(
-                        &state_dir.join(PID_FILE),
-                        format!("{pid}\n").as_bytes(),
-                        0o644,
-                    );
-                }
-                if let Ok(mut s) = shared.lock() {
-                    s.pid = pid;
-                    s.starts += 1;
-                    s.problem = None;
-                    let again = if s.starts > 1 { " again" } else { "" };
-                    info!(oqs_event = event::DHCP; "DHCP server (dnsmasq) started{again}, pid {}", pid.unwrap_or(0));
-                }
-                let status = child.wait().await;
-                let why = match status {
-                    Ok(status) => format!("dnsmasq exited ({status})"),
-                    Err(e) => format!("cannot wait for dnsmasq: {e}"),
-                };
-                warn!(oqs_event = event::DHCP; "DHCP server stopped: {why}; starting it again in {}s", RESTART_DELAY.as_secs());
-                if let Ok(mut s) = shared.lock() {
-                    s.pid = None;
-                    s.problem = Some(why);
-                }
-            }
-            Err(e) => {
-                let why = format!("cannot start {}: {e}", program.to_string_lossy());
-                error!(oqs_event = event::DHCP; "DHCP server: {why}");
-                set_problem(&shared, Some(why));
-            }
-        }
-        tokio::time::sleep(RESTART_DELAY).await;
-    }
-}
-
-/// A dnsmasq a killed daemon left running still holds the DHCP port: stop it, by the pid in
-/// its pid file, and only when that pid is a dnsmasq.
-fn stop_leftover(state_dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(state_dir.join(PID_FILE)) else {
-        return;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return;
-    };
-    let is_dnsmasq = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|comm| comm.trim() == "dnsmasq");
-    if is_dnsmasq {
-        warn!(oqs_event = event::DHCP; "stopping dnsmasq pid {pid}, left by an earlier run");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        for _ in 0..50 {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    ChildSpec {
+        name: "dnsmasq",
+        role: "DHCP server",
+        event: event::DHCP,
+        program,
+        // `--no-daemon`: in the foreground, and no change of user, group or capabilities,
+        // which the unit's system call filter (no @privileged) would refuse; dnsmasq keeps
+        // the daemon's already narrowed capabilities. It writes no pid file: we do.
+        args: vec![
+            "--no-daemon".into(),
+            format!("--conf-file={}", state_dir.join(CONF_FILE).display()).into(),
+            format!("--dhcp-leasefile={}", state_dir.join(LEASE_FILE).display()).into(),
+            "--log-facility=-".into(),
+        ],
+        pid_file: state_dir.join(PID_FILE),
     }
 }
 

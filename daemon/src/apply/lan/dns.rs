@@ -72,8 +72,8 @@ impl RequestHandler for Counted {
 struct Running {
     /// The listen plan this server was started for; another one restarts it.
     listen: DnsListenPlan,
-    /// Dropping the server stops its sockets' tasks.
-    _server: Server<Counted>,
+    /// Dropping the server stops its sockets' tasks (not at once: see [`DnsRelay::apply`]).
+    server: Server<Counted>,
 }
 
 /// The DNS relay applier.
@@ -95,7 +95,15 @@ impl DnsRelay {
             if !self.running.is_empty() {
                 info!(oqs_event = event::DNS; "DNS relay: the policy changed; restarting it");
             }
-            self.running.clear();
+            // Stop the old servers and wait until their sockets are closed, so the new ones
+            // can bind the same addresses now (a dropped server lets go of them later).
+            for (_, mut running) in std::mem::take(&mut self.running) {
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    running.server.shutdown_gracefully(),
+                )
+                .await;
+            }
             self.problems.clear();
             self.plan = plan.cloned();
         }
@@ -123,7 +131,7 @@ impl DnsRelay {
                         listen.address,
                         Running {
                             listen: listen.clone(),
-                            _server: server,
+                            server,
                         },
                     );
                 }

@@ -27,7 +27,15 @@ pub struct Lan {
 impl Lan {
     /// Make the LAN side match the plan; the watch calls it again to put back what went
     /// missing. Nothing here is fatal: what cannot be done now is a problem in `status`.
-    pub async fn apply(&mut self, net: &Net, plan: &Plan, state_dir: &Path) {
+    /// `wan_resolvers`: the line's resolvers as dhcpcd learnt them (or the static WAN's), the
+    /// DNS relay's `internet_servers` when the config sets none.
+    pub async fn apply(
+        &mut self,
+        net: &Net,
+        plan: &Plan,
+        wan_resolvers: &[std::net::IpAddr],
+        state_dir: &Path,
+    ) {
         match net.sync_addresses(&plan.marked_addresses()).await {
             Ok(sync) => {
                 for a in &sync.added {
@@ -56,7 +64,11 @@ impl Lan {
                     .collect();
             }
         }
-        self.dns.apply(plan.dns.as_ref()).await;
+        let mut dns = plan.dns.clone();
+        if let Some(dns) = dns.as_mut().filter(|d| d.internet_servers.is_empty()) {
+            dns.internet_servers = wan_resolvers.to_vec();
+        }
+        self.dns.apply(dns.as_ref()).await;
         self.dhcp.apply(plan.dhcp.as_ref(), state_dir).await;
     }
 

@@ -96,6 +96,15 @@ impl Tunnel {
     }
 
     /// The state for `status`; `None` for IP-VPN, which the supervisor judges itself.
+    /// The WAN's address changed: WireGuard handshakes from the new one at once. IPsec is
+    /// left to charon (its kernel interface follows address changes) and to the watch, which
+    /// initiates again when the SA is gone.
+    pub async fn wan_changed(&mut self) {
+        if let Tunnel::WireGuard(wg) = self {
+            wg.wan_changed();
+        }
+    }
+
     pub async fn info(&self) -> Option<TunnelInfo> {
         match self {
             Tunnel::IpVpn => None,

@@ -467,6 +467,13 @@ impl Datapath {
         Ok(())
     }
 
+    /// The WAN's address changed: a handshake now, from the new address (the socket is
+    /// unconnected and unbound to an address, so the kernel picks the source), so the
+    /// concentrator learns where this router is without waiting for data to go unanswered.
+    pub(super) fn handshake_now(&self) {
+        self.shared.initiate.store(true, Ordering::Relaxed);
+    }
+
     pub(super) fn set_listen_port(&mut self, port: Option<u16>) -> io::Result<()> {
         self.listen_port = port;
         self.restart_io()

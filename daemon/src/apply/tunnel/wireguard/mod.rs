@@ -583,6 +583,17 @@ impl WireGuardTunnel {
         Ok(())
     }
 
+    /// The WAN's address changed (a new lease, a new RA prefix): handshake from it now.
+    pub fn wan_changed(&self) {
+        if let Some(device) = &self.device {
+            info!(
+                "WireGuard tunnel {}: the WAN's address changed; a handshake from the new address",
+                self.spec.interface
+            );
+            device.handshake_now();
+        }
+    }
+
     /// Every few seconds: log state changes; retry a device that could not start; look the
     /// endpoint up again while handshakes do not come.
     pub async fn watch(&mut self) {

@@ -1,0 +1,382 @@
+//! The WAN side from the one YAML, with real parts: `inet` runs dnsmasq as the ISP (DHCPv4,
+//! router advertisements), the daemon runs dhcpcd on the router's WAN and keeps it running;
+//! the router gets its address, gateway and resolvers from the line, `status` says where each
+//! came from, and `closed_network.nat` decides which source the closed network sees.
+//!
+//! dhcpcd keeps its own state in /run/dhcpcd and /var/lib/dhcpcd: here it runs through a
+//! wrapper (`OQS_EDGE_DHCPCD`) that binds private copies of both from the lab's dir, so the
+//! host's are never touched and two labs never share them.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use netns_tests::{process_ended, skip_unless_root, wait_for, Lab, Role};
+
+/// The wrapper the daemon starts as dhcpcd: same PID (exec), private /run and /var/lib/dhcpcd.
+fn dhcpcd_wrapper(lab: &Lab) -> PathBuf {
+    let dir = lab.dir().join("dhcpcd-root");
+    for sub in ["run", "lib"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let wrapper = lab.dir().join("dhcpcd-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec unshare -m sh -c 'mount --bind {0}/run /run && mount --bind {0}/lib /var/lib/dhcpcd && exec /usr/sbin/dhcpcd \"$@\"' dhcpcd \"$@\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    wrapper
+}
+
+/// dnsmasq in `inet` as the ISP on its eth0 (toward the router), DNS off; returns its PID.
+fn start_isp(lab: &Lab, extra: &[&str]) -> u32 {
+    let leases = lab.dir().join(format!("isp-{}.leases", extra.len()));
+    let leasefile = format!("--dhcp-leasefile={}", leases.display());
+    let mut args = vec![
+        "dnsmasq",
+        "--no-daemon",
+        "--port=0",
+        "--interface=eth0",
+        "--bind-dynamic",
+        "--pid-file=",
+        "--user=root",
+        "--group=root",
+        "--log-dhcp",
+        &leasefile,
+    ];
+    args.extend_from_slice(extra);
+    lab.spawn(Role::Inet, &args)
+}
+
+const ISP_DHCP4: &[&str] = &[
+    "--dhcp-range=198.51.100.50,198.51.100.59,255.255.255.0,2m",
+    "--dhcp-option=option:router,198.51.100.1",
+    "--dhcp-option=option:dns-server,198.51.100.53",
+];
+
+/// config/lab.yaml (IP-VPN) with `wan_keys` under `wan:` and `closed_keys` under
+/// `closed_network:`.
+fn lab_config(lab: &Lab, wan_keys: &str, closed_keys: &str) -> PathBuf {
+    let yaml = lab.config_from_lab_yaml();
+    let wan_line = "  interface: wan0";
+    let at = yaml.find(wan_line).expect("lab.yaml has wan.interface");
+    let end = at + yaml[at..].find('\n').unwrap() + 1;
+    let yaml = format!("{}{wan_keys}{}", &yaml[..end], &yaml[end..]);
+    let closed = "  prefixes: [10.200.0.0/24]\n";
+    let yaml = yaml.replacen(closed, &format!("{closed}{closed_keys}"), 1);
+    lab.write_config(&yaml)
+}
+
+fn status(lab: &Lab, config: &Path) -> serde_json::Value {
+    lab.status_json(config)
+}
+
+/// The router's global addresses on wan0 of one family (`-4`/`-6`).
+fn wan_addresses(lab: &Lab, family: &str) -> Vec<String> {
+    let out = lab.exec(
+        Role::Router,
+        &[
+            "ip", "-j", family, "address", "show", "dev", "wan0", "scope", "global",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn default_route(lab: &Lab, family: &str) -> String {
+    let out = lab.exec(Role::Router, &["ip", family, "route", "show", "default"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dhcpcd_pid(state: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(state.join("dhcpcd.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (!process_ended(pid)).then_some(pid)
+}
+
+fn prepare(lab: &Lab) {
+    // The OS configured nothing on the WAN: no address, no default route.
+    lab.ok(
+        Role::Router,
+        &["ip", "-4", "address", "flush", "dev", "wan0"],
+    );
+    let _ = lab.exec(Role::Router, &["ip", "-4", "route", "del", "default"]);
+    // SAFETY (set_var): this file's tests run one at a time (--test-threads=1) and set the
+    // same value before any thread of theirs reads the environment.
+    std::env::set_var("OQS_EDGE_DHCPCD", dhcpcd_wrapper(lab));
+}
+
+#[test]
+fn the_wan_gets_its_address_by_dhcp_and_keeps_it_when_dhcpcd_dies_or_the_link_returns() {
+    if skip_unless_root("the_wan_gets_its_address_by_dhcp") {
+        return;
+    }
+    let lab = Lab::build("wandhcp");
+    prepare(&lab);
+    let mut isp = start_isp(&lab, ISP_DHCP4);
+    let config = lab_config(&lab, "  ipv4: dhcp\n", "");
+    let state = lab.dir().join("state");
+    let started = Instant::now();
+    let _daemon = lab.start_daemon_when(&config, || !wan_addresses(&lab, "-4").is_empty());
+    let addresses = wan_addresses(&lab, "-4");
+    println!(
+        "WAN address by DHCP after {:.1} s: {addresses:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        addresses.iter().any(|a| a.starts_with("198.51.100.5")),
+        "{addresses:?}"
+    );
+    assert!(
+        default_route(&lab, "-4").contains("via 198.51.100.1 dev wan0"),
+        "{}",
+        default_route(&lab, "-4")
+    );
+    // The line works: the eligibility PC reaches the closed network through it.
+    assert!(
+        wait_for(15, || lab
+            .probe(Role::Pc, "10.200.0.10:80".parse().unwrap())
+            == netns_tests::Outcome::Connected),
+        "the PC cannot reach the closed network over the DHCP WAN:\n{}",
+        lab.daemon_log()
+    );
+
+    // status: where the address came from, the lease left, gateway and resolvers.
+    assert!(
+        wait_for(10, || status(&lab, &config)["wan"]["resolvers"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r == "198.51.100.53"))),
+        "status: {:#}\n{}",
+        status(&lab, &config)["wan"],
+        lab.daemon_log()
+    );
+    let s = status(&lab, &config);
+    let wan = &s["wan"];
+    assert_eq!(wan["ipv4"], "dhcp", "{wan:#}");
+    let leased = wan["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["source"] == "dhcp"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        leased["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("198.51.100.5")),
+        "{wan:#}"
+    );
+    assert!(
+        leased["lease_left_secs"]
+            .as_u64()
+            .is_some_and(|s| s > 0 && s <= 120),
+        "{wan:#}"
+    );
+    assert!(
+        wan["gateways"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "198.51.100.1")),
+        "{wan:#}"
+    );
+    assert!(
+        wait_for(6, || status(&lab, &config)["health"] == "healthy"),
+        "{:#}",
+        status(&lab, &config)
+    );
+    assert!(
+        lab.daemon_log().contains("lease gained"),
+        "{}",
+        lab.daemon_log()
+    );
+    // The host's resolv.conf is not dhcpcd's business here.
+    assert!(!std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .contains("198.51.100.53"));
+
+    // dhcpcd killed: back within 5 s, the address kept throughout.
+    let first = dhcpcd_pid(&state).expect("dhcpcd runs");
+    netns_tests::signal(first, "KILL");
+    let killed = Instant::now();
+    assert!(
+        wait_for(5, || dhcpcd_pid(&state).is_some_and(|p| p != first)),
+        "dhcpcd was not started again within 5 s:\n{}",
+        lab.daemon_log()
+    );
+    println!(
+        "dhcpcd back {:.2} s after SIGKILL",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(wan_addresses(&lab, "-4"), addresses, "the address went");
+
+    // The WAN link removed and made again (a USB NIC replugged): the address comes back.
+    lab.ok(Role::Router, &["ip", "link", "del", "wan0"]);
+    lab.stop(isp);
+    lab.ok(
+        Role::Router,
+        &[
+            "ip",
+            "link",
+            "add",
+            "wan0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            lab.ns(Role::Inet),
+        ],
+    );
+    lab.ok(Role::Router, &["ip", "link", "set", "wan0", "up"]);
+    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "up"]);
+    lab.ok(
+        Role::Inet,
+        &["ip", "address", "add", "198.51.100.1/24", "dev", "eth0"],
+    );
+    isp = start_isp(&lab, ISP_DHCP4);
+    let replugged = Instant::now();
+    assert!(
+        wait_for(40, || !wan_addresses(&lab, "-4").is_empty()),
+        "no WAN address after the link came back:\n{}",
+        lab.daemon_log()
+    );
+    println!(
+        "WAN address back {:.1} s after the link returned: {:?}",
+        replugged.elapsed().as_secs_f64(),
+        wan_addresses(&lab, "-4")
+    );
+    lab.stop(isp);
+}
+
+#[test]
+fn the_wan_takes_ipv6_from_router_advertisements() {
+    if skip_unless_root("the_wan_takes_ipv6_from_router_advertisements") {
+        return;
+    }
+    let lab = Lab::build("wanra");
+    prepare(&lab);
+    lab.ok(
+        Role::Router,
+        &[
+            "ip", "-6", "address", "flush", "dev", "wan0", "scope", "global",
+        ],
+    );
+    let _ = lab.exec(Role::Router, &["ip", "-6", "route", "del", "default"]);
+    let _isp = start_isp(
+        &lab,
+        &[
+            "--enable-ra",
+            "--ra-param=eth0,4",
+            "--dhcp-range=2001:db8:100::,ra-only,64,2m",
+            "--dhcp-option=option6:dns-server,[2001:db8:100::53]",
+        ],
+    );
+    // IPv4 stays the harness's (static here), so the IP-VPN route comes up at once.
+    lab.ok(
+        Role::Router,
+        &[
+            "ip",
+            "-4",
+            "address",
+            "add",
+            "198.51.100.2/24",
+            "dev",
+            "wan0",
+        ],
+    );
+    let config = lab_config(&lab, "  ipv6: ra\n", "");
+    let started = Instant::now();
+    let _daemon = lab.start_daemon_when(&config, || {
+        wan_addresses(&lab, "-6")
+            .iter()
+            .any(|a| a.starts_with("2001:db8:100:"))
+    });
+    println!(
+        "WAN IPv6 address by RA after {:.1} s: {:?}",
+        started.elapsed().as_secs_f64(),
+        wan_addresses(&lab, "-6")
+    );
+    assert!(
+        wait_for(10, || default_route(&lab, "-6").contains("dev wan0")),
+        "no IPv6 default route from the RA:\n{}\n{}",
+        default_route(&lab, "-6"),
+        lab.daemon_log()
+    );
+    let sysctl = lab.ok(
+        Role::Router,
+        &["sysctl", "-n", "net.ipv6.conf.wan0.accept_ra"],
+    );
+    assert_eq!(sysctl.trim(), "2");
+    assert!(
+        wait_for(10, || status(&lab, &config)["wan"]["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["source"] == "ra"))),
+        "status: {:#}\n{}",
+        status(&lab, &config)["wan"],
+        lab.daemon_log()
+    );
+}
+
+/// Sources of the TCP SYNs the closed server saw during one probe from the eligibility PC.
+fn closed_sees(lab: &Lab) -> Vec<String> {
+    let capture = lab.capture(
+        Role::Closed,
+        "eth0",
+        "tcp dst port 80 and tcp[tcpflags] & tcp-syn != 0",
+    );
+    let outcome = lab.probe(Role::Pc, "10.200.0.10:80".parse().unwrap());
+    assert_eq!(outcome, netns_tests::Outcome::Connected);
+    capture
+        .stop()
+        .iter()
+        .filter_map(|l| {
+            let after = l.split(" IP ").nth(1)?;
+            let source = after.split_whitespace().next()?;
+            Some(
+                source
+                    .rsplit_once('.')
+                    .map_or(source, |(a, _)| a)
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn nat_toward_the_closed_network_decides_which_source_it_sees() {
+    if skip_unless_root("nat_toward_the_closed_network_decides_which_source_it_sees") {
+        return;
+    }
+    let lab = Lab::build("wannat");
+    // The carrier routes the LAN back to the router (as a line that routes the LAN prefix).
+    lab.carrier_routes_lan(true);
+    let config = lab_config(&lab, "", "  nat: true\n");
+    let daemon = lab.start_daemon(&config);
+    let seen = closed_sees(&lab);
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| s == "198.51.100.2"),
+        "nat: true: {seen:?}"
+    );
+    lab.stop(daemon);
+
+    let config = lab_config(&lab, "", "  nat: false\n");
+    let _daemon = lab.start_daemon(&config);
+    let seen = closed_sees(&lab);
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| s == "192.168.50.10"),
+        "nat: false: {seen:?}"
+    );
+}
