@@ -315,17 +315,23 @@ fn the_wan_takes_ipv6_from_router_advertisements() {
         default_route(&lab, "-6"),
         lab.daemon_log()
     );
+    // dhcpcd takes the RAs itself (forwarding does not stop it) and turns the kernel's off:
+    // the daemon sets no accept_ra to fight it.
     let sysctl = lab.ok(
         Role::Router,
         &["sysctl", "-n", "net.ipv6.conf.wan0.accept_ra"],
     );
-    assert_eq!(sysctl.trim(), "2");
+    assert_eq!(sysctl.trim(), "0");
     assert!(
         wait_for(10, || status(&lab, &config)["wan"]["addresses"]
             .as_array()
-            .is_some_and(|a| a.iter().any(|a| a["source"] == "ra"))),
-        "status: {:#}\n{}",
+            .is_some_and(|a| a.iter().any(|a| a["source"] == "ra"
+                && a["address"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("2001:db8:100:"))))),
+        "status: {:#}\nrecorded: {}\n{}",
         status(&lab, &config)["wan"],
+        std::fs::read_to_string(lab.dir().join("state/dhcpcd-ra.env")).unwrap_or_default(),
         lab.daemon_log()
     );
 }
@@ -374,6 +380,12 @@ fn nat_toward_the_closed_network_decides_which_source_it_sees() {
 
     let config = lab_config(&lab, "", "  nat: false\n");
     let _daemon = lab.start_daemon(&config);
+    // The first daemon's table and route stay (fail-closed): wait for this one's firewall.
+    assert!(
+        wait_for(10, || lab.daemon_log().contains("firewall applied")),
+        "{}",
+        lab.daemon_log()
+    );
     let seen = closed_sees(&lab);
     assert!(
         !seen.is_empty() && seen.iter().all(|s| s == "192.168.50.10"),

@@ -332,7 +332,10 @@ fn sysctls(config: &ValidConfig) -> Vec<(String, String)> {
             .iter()
             .any(|s| s.address6.is_some() || matches!(s.address.value, IpNet::V6(_)))
         || config.wan.ipv6_mode() == Ipv6Mode::Ra;
-    if any_v6 {
+    // With `ipv6: ra` dhcpcd takes the WAN's router advertisements itself (forwarding does
+    // not stop it) and switches the kernel's off: setting accept_ra would fight it.
+    let kernel_ra = config.wan.ipv6_mode() != Ipv6Mode::Ra;
+    if any_v6 && kernel_ra {
         // A router ignores router advertisements unless told otherwise: keep taking the WAN's
         // (the carrier's default route) before forwarding turns that off.
         v.push((
@@ -343,6 +346,8 @@ fn sysctls(config: &ValidConfig) -> Vec<(String, String)> {
             ),
             "2".to_owned(),
         ));
+    }
+    if any_v6 {
         v.push(("net.ipv6.conf.all.forwarding".to_owned(), "1".to_owned()));
     }
     v

@@ -54,7 +54,7 @@ case "$reason" in
   ROUTERADVERT) kind=ra ;;
   *) exit 0 ;;
 esac
-env | grep -E '^(reason|interface|new_|old_)' > "$dir/dhcpcd-$kind.tmp" && mv -f "$dir/dhcpcd-$kind.tmp" "$dir/dhcpcd-$kind.env"
+env | grep -E '^(reason|interface|new_|old_|nd[0-9])' > "$dir/dhcpcd-$kind.tmp" && mv -f "$dir/dhcpcd-$kind.tmp" "$dir/dhcpcd-$kind.env"
 exit 0
 "#,
         state_dir.display()
@@ -168,16 +168,12 @@ pub fn parse(kind: LeaseKind, text: &str, written: u64) -> Lease {
             Vec::new(),
             words(get("new_dhcp6_name_servers")),
         ),
+        // dhcpcd gives the RA's options without `new_`: nd1_from, nd1_addr1, …
         LeaseKind::Ra => (
-            get("new_nd1_prefix_information1_prefix").map(|p| {
-                match get("new_nd1_prefix_information1_length") {
-                    Some(len) => format!("{p}/{len}"),
-                    None => p.clone(),
-                }
-            }),
-            get("new_nd1_prefix_information1_vltime").and_then(|s| s.parse().ok()),
-            words(get("new_nd1_from")),
-            words(get("new_nd1_rdnss1_servers")),
+            get("nd1_addr1").cloned(),
+            get("nd1_prefix_information1_vltime").and_then(|s| s.parse().ok()),
+            words(get("nd1_from")),
+            words(get("nd1_rdnss1_servers")),
         ),
     };
     resolvers.dedup();
@@ -280,5 +276,18 @@ mod tests {
         assert_eq!(lease.left(1100), Some(500));
         let lost = parse(LeaseKind::Dhcp4, "reason=EXPIRE\n", 1000);
         assert!(!lost.held());
+    }
+
+    #[test]
+    fn a_router_advertisement_gives_the_slaac_address_router_and_rdnss() {
+        let text = "nd1_addr1=2001:db8:100:0:807c:bbff:feeb:9e5/64\nnd1_rdnss1_servers=2001:db8:100::53\nnd1_prefix_information1_length=64\ninterface=wan0\nreason=ROUTERADVERT\nnd1_from=fe80::c831:89ff:fe4a:a372\nnd1_prefix_information1_prefix=2001:db8:100::\nnd1_prefix_information1_vltime=120\n";
+        let lease = parse(LeaseKind::Ra, text, 1000);
+        assert!(lease.held());
+        assert_eq!(
+            lease.address.as_deref(),
+            Some("2001:db8:100:0:807c:bbff:feeb:9e5/64")
+        );
+        assert_eq!(lease.routers, vec!["fe80::c831:89ff:fe4a:a372"]);
+        assert_eq!(lease.resolvers, vec!["2001:db8:100::53"]);
     }
 }

@@ -90,6 +90,9 @@ impl Wan {
                         && b.address == lease.address
                         && b.reason == lease.reason
                         && b.written == lease.written => {}
+                // Router advertisements repeat every few minutes: only their coming and going.
+                (Some(b), true)
+                    if b.held() && b.address == lease.address && lease.kind == LeaseKind::Ra => {}
                 (Some(b), true) if b.held() && b.address == lease.address => {
                     info!(oqs_event = event::WAN_LEASE; "WAN {}: lease renewed, {} ({})", lease.kind, lease.address_text(), lease.reason);
                 }
