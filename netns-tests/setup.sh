@@ -21,6 +21,8 @@ packages=(
     # the LAN side: the DHCP server oqs-edge supervises, a PC's DHCP client (busybox udhcpc),
     # dig for name lookups
     dnsmasq-base busybox dnsutils dnsperf
+    # the WAN side: the DHCP client oqs-edge supervises on the WAN (dnsmasq above is the ISP)
+    dhcpcd-base
     strongswan-swanctl strongswan-charon charon-systemd libcharon-extra-plugins
     libstrongswan-standard-plugins  # openssl (AES-GCM, ECP) for the lab charons
     # benchmark tools (same as a user has)

@@ -86,7 +86,7 @@ done
 
 echo "== install into a fresh Debian 12 root"
 root="$work/root"
-include=man-db,nftables,netbase,dnsmasq-base  # the package's dependencies (dpkg -i fetches nothing)
+include=man-db,nftables,netbase,dnsmasq-base,dhcpcd-base  # the package's dependencies (dpkg -i fetches nothing)
 # Kept between runs (target/ is not committed); named by what it includes.
 cache=target/debootstrap-bookworm-${include//,/-}.tar
 if [ -f "$cache" ]; then

@@ -73,7 +73,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== a Debian 12 root with systemd"
-include=systemd,systemd-sysv,dbus,nftables,netbase,iproute2,dnsmasq-base
+include=systemd,systemd-sysv,dbus,nftables,netbase,iproute2,dnsmasq-base,dhcpcd-base
 # Kept between runs (target/ is not committed); named by what it includes.
 cache=target/debootstrap-bookworm-${include//,/-}.tar
 if [ -f "$cache" ]; then
