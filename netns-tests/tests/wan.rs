@@ -65,13 +65,19 @@ const ISP_DHCP4: &[&str] = &[
 /// `closed_network:`.
 fn lab_config(lab: &Lab, wan_keys: &str, closed_keys: &str) -> PathBuf {
     let yaml = lab.config_from_lab_yaml();
-    let wan_line = "  interface: wan0";
-    let at = yaml.find(wan_line).expect("lab.yaml has wan.interface");
-    let end = at + yaml[at..].find('\n').unwrap() + 1;
-    let yaml = format!("{}{wan_keys}{}", &yaml[..end], &yaml[end..]);
+    let yaml = with_wan_keys(&yaml, wan_keys);
     let closed = "  prefixes: [10.200.0.0/24]\n";
     let yaml = yaml.replacen(closed, &format!("{closed}{closed_keys}"), 1);
     lab.write_config(&yaml)
+}
+
+/// `yaml` with `wan_keys` after the line `  interface: wan0` (which may carry a comment).
+fn with_wan_keys(yaml: &str, wan_keys: &str) -> String {
+    let at = yaml
+        .find("  interface: wan0")
+        .expect("the config has wan.interface");
+    let end = at + yaml[at..].find('\n').unwrap_or(0) + 1;
+    format!("{}{wan_keys}{}", &yaml[..end], &yaml[end..])
 }
 
 fn status(lab: &Lab, config: &Path) -> serde_json::Value {
@@ -390,5 +396,91 @@ fn nat_toward_the_closed_network_decides_which_source_it_sees() {
     assert!(
         !seen.is_empty() && seen.iter().all(|s| s == "192.168.50.10"),
         "nat: false: {seen:?}"
+    );
+}
+
+/// The ISP gives the router another address (dnsmasq restarted with a new pool, authoritative,
+/// and the line bounced from its side): the WireGuard tunnel carries traffic again from the new
+/// address without operator action, and no cleartext packet to the closed network leaves.
+#[test]
+fn wireguard_follows_a_new_wan_address_from_the_isp() {
+    use netns_tests::wireguard::{router_keygen, wireguard_config, Concentrator, EtcOverride};
+    if skip_unless_root("wireguard_follows_a_new_wan_address_from_the_isp") {
+        return;
+    }
+    let lab = Lab::build("wanwg");
+    prepare(&lab);
+    let _etc = EtcOverride::router(&lab, "203.0.113.2");
+    let (key, router_public) = router_keygen(&lab);
+    let concentrator = Concentrator::start(&lab, &router_public);
+    let yaml = wireguard_config(
+        &lab,
+        &key,
+        &concentrator.public_key,
+        "203.0.113.2:51820",
+        "25s",
+    );
+    let config = lab.write_config(&with_wan_keys(&yaml, "  ipv4: dhcp\n"));
+    let pool_a = [
+        "--dhcp-authoritative",
+        "--dhcp-range=198.51.100.50,198.51.100.59,255.255.255.0,2m",
+        "--dhcp-option=option:router,198.51.100.1",
+        "--dhcp-option=option:dns-server,198.51.100.53",
+    ];
+    let isp = start_isp(&lab, &pool_a);
+    let closed: std::net::SocketAddr = "10.200.0.10:80".parse().unwrap();
+    let _daemon = lab.start_daemon_when(&config, || !wan_addresses(&lab, "-4").is_empty());
+    assert!(
+        wait_for(20, || lab.probe(Role::Pc, closed)
+            == netns_tests::Outcome::Connected),
+        "no traffic through the tunnel on the first address:\n{}",
+        lab.daemon_log()
+    );
+    let first = wan_addresses(&lab, "-4");
+    let mac = lab.router_wan_mac();
+    let leaks = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and ip and dst net 10.200.0.0/24"),
+    );
+
+    // A new pool, the old lease forgotten, and the line bounced from the ISP's side.
+    lab.stop(isp);
+    let pool_b = [
+        "--dhcp-authoritative",
+        "--dhcp-range=198.51.100.70,198.51.100.79,255.255.255.0,2m",
+        "--dhcp-option=option:router,198.51.100.1",
+        "--dhcp-option=option:dns-server,198.51.100.53",
+        // A fifth option: start_isp names the lease file by the count, so this one is fresh.
+        "--log-queries",
+    ];
+    let _isp = start_isp(&lab, &pool_b);
+    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "down"]);
+    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "up"]);
+    assert!(
+        wait_for(60, || wan_addresses(&lab, "-4")
+            .iter()
+            .any(|a| a.starts_with("198.51.100.7"))),
+        "no new address from the new pool (had {first:?}, now {:?}):\n{}",
+        wan_addresses(&lab, "-4"),
+        lab.daemon_log()
+    );
+    let moved = Instant::now();
+    assert!(
+        wait_for(30, || lab.probe(Role::Pc, closed)
+            == netns_tests::Outcome::Connected),
+        "the tunnel did not carry traffic again from the new address {:?}:\n{}",
+        wan_addresses(&lab, "-4"),
+        lab.daemon_log()
+    );
+    println!(
+        "WAN address {first:?} -> {:?}: traffic through the tunnel again {:.2} s after the new address",
+        wan_addresses(&lab, "-4"),
+        moved.elapsed().as_secs_f64()
+    );
+    let packets = leaks.stop();
+    assert!(
+        packets.is_empty(),
+        "cleartext to the closed network on the WAN: {packets:?}"
     );
 }
