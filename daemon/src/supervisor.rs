@@ -25,6 +25,7 @@ use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
 use crate::logging::event;
 use crate::operator::certificates::{self, Schedule};
 use crate::operator::control::{self, Pending, Request};
+use crate::operator::i18n::Lang;
 use crate::operator::metrics;
 use crate::operator::notify;
 use crate::operator::status_page::StatusPage;
@@ -41,6 +42,8 @@ pub struct RunOptions {
     pub nft: Nft,
     /// The shortest `reload --confirm` window accepted.
     pub confirm_min: Duration,
+    /// The journal's language for what the operator reads (certificate warnings).
+    pub lang: Lang,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -591,6 +594,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let control = control::Server::bind(&config.control_socket()).await?;
     let plan = plan::plan(&config);
     let state_dir = options.state_dir.clone();
+    let lang = options.lang;
     let mut daemon = Daemon {
         net: Net::connect()?,
         options,
@@ -605,7 +609,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         route_problems: Vec::new(),
         last_reload: None,
         pending: None,
-        schedule: Schedule::open(&state_dir),
+        schedule: Schedule::open(&state_dir, lang),
         started_at: std::time::SystemTime::now(),
         reloads: Default::default(),
         tunnel_since: Default::default(),

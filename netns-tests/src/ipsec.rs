@@ -280,6 +280,24 @@ pub fn lab_yaml_with_ipsec(lab: &Lab, router: &Charon, auth_yaml: &str) -> Strin
     format!("{}{tunnel}{}", &yaml[..start], &yaml[end..])
 }
 
+/// A lab on IPsec with a PSK: the gateway's charon in `vpngw` with `gateway_psk`, the router's
+/// charon, and the daemon's config with `router_psk` in `secrets/ipsec.psk` (the carrier has no
+/// route to the closed network, so only the tunnel reaches it). Returns (lab, gateway, router's
+/// charon, config).
+pub fn psk_lab(name: &str, router_psk: &str, gateway_psk: &str) -> (Lab, Charon, Charon, PathBuf) {
+    let lab = Lab::build(name);
+    carrier_without_closed_route(&lab);
+    let gw = start_charon(&lab, Role::Vpngw, "vpngw");
+    configure_gateway(&lab, &gw, GatewayAuth::Psk(gateway_psk));
+    let router = start_charon(&lab, Role::Router, "router");
+    // Creates the lab's files (secrets/ among them) before the PSK goes there.
+    lab.config_from_lab_yaml();
+    let psk = write_secret(&lab, "ipsec.psk", &format!("{router_psk}\n"));
+    let yaml = lab_yaml_with_ipsec(&lab, &router, &format!("      psk_file: {}", psk.display()));
+    let config = lab.write_config(&yaml);
+    (lab, gw, router, config)
+}
+
 /// A secret file (mode 600) in the lab's `secrets/`.
 pub fn write_secret(lab: &Lab, name: &str, body: &str) -> PathBuf {
     let path = lab.dir().join("secrets").join(name);

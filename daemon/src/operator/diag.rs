@@ -8,9 +8,9 @@
 //! status; last, each 電子証明書's days left. Each step has a short timeout. A branch stops at
 //! the first failure whose later steps cannot succeed: those are reported as skipped, with why.
 //!
-//! Name resolution: the proxy resolves an upstream through the router's own resolver (closed
-//! DNS relaying is not built yet), so `diag` resolves the same way; a route with
-//! `upstream_address` has no name to resolve and the step says so.
+//! Name resolution: `diag` resolves an upstream the one way the proxy does
+//! ([`upstream::resolve`]: the closed network's DNS when configured, else the router's
+//! resolver); a route with `upstream_address` has no name to resolve and the step says so.
 //!
 //! It reads the system and never changes it. The daemon's state comes from the control socket's
 //! `status` (the tunnel's handshake, which only the daemon knows); the rest is measured here.
@@ -586,10 +586,7 @@ async fn route_steps(
         }
         (None, None) => {
             let started = Instant::now();
-            let found = match tokio::time::timeout(RESOLVE_TIMEOUT, resolve(route, plan)).await {
-                Err(_) => Err(format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs())),
-                Ok(found) => found,
-            };
+            let found = resolve(route, plan).await;
             let addrs = found.clone().unwrap_or_default();
             let said = found.map(|a| {
                 let list: Vec<String> = a.iter().map(|a| a.ip().to_string()).collect();
@@ -654,20 +651,29 @@ async fn route_steps(
 }
 
 /// The upstream's addresses as the proxy finds them: through the closed network's DNS when
-/// `closed_network.dns` is set, else the router's own resolver.
+/// `closed_network.dns` is set, else the router's own resolver. A failure names the host and
+/// the server asked, so a stopped closed DNS is told apart from a misspelt name.
 async fn resolve(route: &ProxyRoutePlan, plan: &Plan) -> Result<Vec<SocketAddr>, String> {
-    let closed_dns = match &plan.dns {
-        Some(dns) => Some(crate::apply::lan::dns::closed_resolver(dns)?),
-        None => None,
+    let (closed_dns, asked) = match &plan.dns {
+        Some(dns) => {
+            let servers: Vec<String> = dns.closed_servers.iter().map(|s| s.to_string()).collect();
+            (
+                Some(crate::apply::lan::dns::closed_resolver(dns)?),
+                format!("the closed network's DNS ({})", servers.join(", ")),
+            )
+        }
+        None => (None, "the router's resolver".to_owned()),
     };
-    upstream::resolve(
-        &route.upstream_host,
-        route.upstream_port,
-        closed_dns.as_ref(),
-    )
-    .await
-    .map(|(addrs, _)| addrs)
-    .map_err(|e| e.to_string())
+    let host = &route.upstream_host;
+    let lookup = upstream::resolve(host, route.upstream_port, closed_dns.as_ref());
+    match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+        Err(_) => Err(format!(
+            "{host}: no answer from {asked} within {}s",
+            RESOLVE_TIMEOUT.as_secs()
+        )),
+        Ok(Err(e)) => Err(format!("{e} (asked {asked})")),
+        Ok(Ok((addrs, _))) => Ok(addrs),
+    }
 }
 
 async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), String> {
