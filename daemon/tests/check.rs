@@ -1002,3 +1002,49 @@ fn health_with_zero_failures_is_refused() {
     let text = with_backup().replace("failures: 3", "failures: 0");
     assert_one_error(&text, "0\n    failback_after", "failures: 0");
 }
+
+fn ipsec_gateways(remote_address: &str) -> String {
+    ipsec_config("      psk_file: /etc/oqs-edge/secrets/ipsec.psk\n").replace(
+        "    remote_address: 203.0.113.2\n",
+        &format!("    remote_address:{remote_address}"),
+    )
+}
+
+#[test]
+fn ipsec_gateway_lists_are_valid_and_planned_in_order() {
+    let text = ipsec_gateways(
+        "\n      - 203.0.113.2\n      - address: vpngw2.example\n        remote_id: vpngw2.example\n",
+    );
+    assert_eq!(errors(&text), vec![], "a list of two gateways");
+    let checked = check_source(Path::new("test.yaml"), &text, FileChecks::Off);
+    let plan = oqs_edge::plan::plan(&checked.config.unwrap());
+    let json = serde_json::to_value(&plan.tunnel).unwrap();
+    assert_eq!(json["remote_address"], "203.0.113.2");
+    assert_eq!(json["remote_id"], "vpngw.example");
+    assert_eq!(
+        json["backup_gateways"],
+        serde_json::json!([{"address": "vpngw2.example", "remote_id": "vpngw2.example"}])
+    );
+    // The single form stays valid, with no backups in the plan.
+    let one = ipsec_gateways(" 203.0.113.2\n");
+    assert_eq!(errors(&one), vec![]);
+}
+
+#[test]
+fn ipsec_duplicate_gateway_and_bad_entries_are_reported_at_their_place() {
+    let text = ipsec_gateways("\n      - 203.0.113.2\n      - 203.0.113.3\n      - 203.0.113.2\n");
+    let d = assert_one_error(&text, "203.0.113.2\n    local_id", "listed twice");
+    assert!(d.message.contains("remote_address[0] at line"), "{d:?}");
+    assert_eq!(d.key.as_deref(), Some("tunnel.ipsec.remote_address[2]"));
+
+    let text = ipsec_gateways("\n      - 203.0.113.2\n      - address: not a host\n");
+    assert_one_error(&text, "not a host", "neither an address nor a host name");
+
+    let text = ipsec_gateways(
+        "\n      - 203.0.113.2\n      - address: 203.0.113.3\n        remote_id: \"\"\n",
+    );
+    assert_one_error(&text, "\"\"", "an IKE identity cannot be empty");
+
+    let text = ipsec_gateways(" []\n");
+    assert_one_error(&text, "[]", "the list of gateways is empty");
+}

@@ -465,14 +465,7 @@ impl Checker<'_> {
         }
         if let Some(ipsec) = tunnel.ipsec.as_ref().filter(|_| kind == TunnelType::Ipsec) {
             self.absolute(&ipsec.vici_socket, "tunnel.ipsec.vici_socket");
-            let remote = ipsec.remote_address.as_str();
-            if remote.parse::<IpAddr>().is_err() && !is_dns_name(remote) {
-                self.error(
-                    ipsec.remote_address.loc,
-                    "tunnel.ipsec.remote_address",
-                    format!("`{remote}` is neither an address nor a host name"),
-                );
-            }
+            self.ipsec_gateways(ipsec);
             for (value, key) in [
                 (&ipsec.local_id, "local_id"),
                 (&ipsec.remote_id, "remote_id"),
@@ -547,9 +540,10 @@ impl Checker<'_> {
                     }
                 }
             }
-            if let (Some(local), Ok(remote)) =
-                (&ipsec.local_address, ipsec.remote_address.parse::<IpAddr>())
-            {
+            if let (Some(local), Ok(remote)) = (
+                &ipsec.local_address,
+                ipsec.remote_address.first().parse::<IpAddr>(),
+            ) {
                 if local.is_ipv4() != remote.is_ipv4() {
                     self.error(
                         local.loc,
