@@ -10,7 +10,7 @@ mod failover;
 
 use super::diagnostic::{Diagnostic, Severity};
 use super::model::{Config, InternetAccess, ProxyRoute, Role, TunnelType};
-use super::scalar::{is_dns_name, At, Loc};
+use super::scalar::{At, Loc};
 
 /// What the file checks may look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::super::model::{Config, Ipsec, TunnelType};
-use super::super::scalar::Loc;
+use super::super::scalar::{is_dns_name, Loc};
 use super::Checker;
 
 impl Checker<'_> {
@@ -32,7 +32,7 @@ impl Checker<'_> {
                 "tunnel.ipsec.remote_address".to_owned()
             };
             let address = entry.address.value.as_str();
-            if address.parse::<IpAddr>().is_err() && !super::super::scalar::is_dns_name(address) {
+            if address.parse::<IpAddr>().is_err() && !is_dns_name(address) {
                 self.error(
                     entry.address.loc,
                     key.clone(),
