@@ -371,24 +371,46 @@ impl Lab {
 
     /// Run a command in a role's namespace.
     pub fn exec(&self, role: Role, args: &[&str]) -> Output {
+        self.exec_in(self.ns(role), args)
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, role: Role, args: &[&str]) -> String {
+        self.ok_in(self.ns(role), args)
+    }
+
+    /// A namespace beyond the roles (a second gateway), named like the lab's own so a killed
+    /// run's is swept; deleted when the returned guard drops. Create it after the lab, so it
+    /// drops first (the lab then stops what runs in it).
+    pub fn add_namespace(&self, name: &str) -> Netns {
+        Netns::new(&format!("{}-{name}", self.name))
+    }
+
+    /// Run a command in namespace `ns` (a role's, or one from [`Lab::add_namespace`]).
+    pub fn exec_in(&self, ns: &str, args: &[&str]) -> Output {
         Command::new("ip")
-            .args(["netns", "exec", self.ns(role)])
+            .args(["netns", "exec", ns])
             .args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run ip netns exec")
     }
 
-    /// Run and require success; returns stdout.
-    pub fn ok(&self, role: Role, args: &[&str]) -> String {
-        let out = self.exec(role, args);
+    /// [`Lab::exec_in`], requiring success; returns stdout.
+    pub fn ok_in(&self, ns: &str, args: &[&str]) -> String {
+        let out = self.exec_in(ns, args);
         assert!(
             out.status.success(),
-            "{args:?} in {} failed: {}",
-            self.ns(role),
+            "{args:?} in {ns} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// [`Lab::spawn`] in namespace `ns`.
+    pub fn spawn_in(&self, ns: &str, args: &[&str]) -> u32 {
+        let log = self.next_file(&format!("{ns}-{}", program_name(args)), "log");
+        self.spawn_logged_in(ns, args, &log)
     }
 
     /// Many `ip` commands in one process; nonzero exit on the first that fails.
@@ -411,11 +433,15 @@ impl Lab {
     }
 
     fn spawn_logged(&self, role: Role, args: &[&str], log: &Path) -> u32 {
+        self.spawn_logged_in(self.ns(role), args, log)
+    }
+
+    fn spawn_logged_in(&self, ns: &str, args: &[&str], log: &Path) -> u32 {
         let file = std::fs::File::create(log).expect("create a log file in the lab dir");
         let err = file.try_clone().expect("clone the log file handle");
         // `ip netns exec` execs the command: the PID is the command's own.
         let child = Command::new("ip")
-            .args(["netns", "exec", self.ns(role)])
+            .args(["netns", "exec", ns])
             .args(args)
             .stdin(Stdio::null())
             .stdout(file)
@@ -427,7 +453,7 @@ impl Lab {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Proc {
-                what: format!("{args:?} in {}", self.ns(role)),
+                what: format!("{args:?} in {ns}"),
                 child,
             });
         pid

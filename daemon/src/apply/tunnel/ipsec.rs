@@ -37,6 +37,9 @@ use tokio::task::JoinHandle;
 pub use alerts::Failure;
 use vici::{Desired, IkeSa, Log, Reply, UpDown};
 
+use super::gateways::Gateways;
+use crate::logging::event;
+use crate::plan::failover::{HealthPlan, Switch};
 use crate::plan::TunnelPlan;
 use crate::status::TunnelInfo;
 
@@ -54,6 +57,9 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an `initiate` streams its log to us; charon goes on trying after that.
 const INITIATE_WAIT_MS: i32 = 30_000;
+/// Without `tunnel.health`: how long the CHILD_SA may be down before its gateway is given up
+/// for the next (and how long a backup serves before the preferred one is tried again).
+const LOST_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpsecError {
@@ -116,7 +122,14 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Observed> {
 
 /// The running IPsec tunnel: the background task and what it reports.
 pub struct IpsecTunnel {
+    /// What the task was given: the plan's connection to the active gateway.
     desired: Option<Arc<Desired>>,
+    /// The plan's connection (to the preferred gateway), and the gateways in order.
+    planned: Option<Arc<Desired>>,
+    gateway_list: GatewayList,
+    gateways: Box<Gateways>,
+    /// Since when the CHILD_SA has not been up (without `health`, too long gives the gateway up).
+    down_since: Option<Instant>,
     /// Why the plan's files could not be read at start (reported until a reload fixes it).
     start_error: Option<String>,
     shared: Shared,
@@ -124,23 +137,110 @@ pub struct IpsecTunnel {
     task: Option<JoinHandle<()>>,
 }
 
+/// The gateways of the plan in order of preference, (address, identity), and the probe.
+#[derive(Clone, Debug, PartialEq)]
+struct GatewayList {
+    gateways: Vec<(String, String)>,
+    health: Option<HealthPlan>,
+}
+
+impl GatewayList {
+    fn of(plan: &TunnelPlan) -> GatewayList {
+        let TunnelPlan::Ipsec {
+            remote_address,
+            remote_id,
+            backup_gateways,
+            health,
+            ..
+        } = plan
+        else {
+            return GatewayList {
+                gateways: Vec::new(),
+                health: None,
+            };
+        };
+        let mut gateways = vec![(remote_address.clone(), remote_id.clone())];
+        gateways.extend(
+            backup_gateways
+                .iter()
+                .map(|g| (g.address.clone(), g.remote_id.clone())),
+        );
+        GatewayList {
+            gateways,
+            health: *health,
+        }
+    }
+
+    fn start(&self) -> Box<Gateways> {
+        let names = self.gateways.iter().map(|(a, _)| a.clone()).collect();
+        Box::new(Gateways::new(names, self.health, LOST_AFTER))
+    }
+}
+
 impl IpsecTunnel {
     pub async fn start(plan: &TunnelPlan) -> IpsecTunnel {
+        let gateway_list = GatewayList::of(plan);
         let mut tunnel = IpsecTunnel {
             desired: None,
+            planned: None,
+            gateways: gateway_list.start(),
+            gateway_list,
+            down_since: None,
             start_error: None,
             shared: Shared::default(),
             sender: None,
             task: None,
         };
         match Desired::from_plan(plan) {
-            Ok(desired) => tunnel.spawn(Arc::new(desired)),
+            Ok(desired) => {
+                let desired = Arc::new(desired);
+                tunnel.planned = Some(desired.clone());
+                tunnel.spawn(desired);
+            }
             Err(e) => {
                 error!("IPsec: {e}; the tunnel stays down until a reload fixes it");
                 tunnel.start_error = Some(e.to_string());
             }
         }
         tunnel
+    }
+
+    /// The next result of the health probe (never without `tunnel.health` and a backup).
+    pub async fn next_probe(&mut self) -> (Instant, bool) {
+        self.gateways.next_probe().await
+    }
+
+    /// Feed a health probe's result; switch gateways if it decides so.
+    pub fn probed(&mut self, (started, ok): (Instant, bool)) {
+        let decided = self.gateways.probed(started, ok);
+        self.switch(decided);
+    }
+
+    /// On a switch, hand the task the connection to the next gateway: it loads it, closes the
+    /// SA to the old one without waiting for it, and initiates. The kill switch and the routes
+    /// stay: closed-network traffic waits or is dropped, never sent in clear.
+    fn switch(&mut self, decided: Option<(Switch, String)>) {
+        let (Some((switch, why)), Some(planned)) = (decided, &self.planned) else {
+            return;
+        };
+        let Some((address, remote_id)) = self.gateway_list.gateways.get(switch.to) else {
+            return;
+        };
+        warn!(
+            oqs_event = event::GATEWAY_SWITCH,
+            oqs_gateway = address.as_str();
+            "IPsec: switching to gateway {address} ({}): {why}",
+            if switch.to == 0 { "preferred" } else { "backup" }
+        );
+        let next = Arc::new(planned.for_gateway(address, remote_id));
+        self.down_since = None;
+        match &self.sender {
+            Some(sender) if self.task.as_ref().is_some_and(|t| !t.is_finished()) => {
+                let _ = sender.send(next.clone());
+                self.desired = Some(next);
+            }
+            _ => self.spawn(next),
+        }
     }
 
     fn spawn(&mut self, desired: Arc<Desired>) {
@@ -163,9 +263,23 @@ impl IpsecTunnel {
         Desired::from_plan(plan).map(|_| ())
     }
 
-    /// Hand a changed section to the task; an unchanged one touches nothing.
+    /// Hand a changed section to the task; an unchanged one touches nothing. Changed
+    /// gateways or probe start the choice again from the preferred gateway.
     pub async fn reload(&mut self, plan: &TunnelPlan) -> Result<(), IpsecError> {
-        let next = Desired::from_plan(plan)?;
+        let planned = Desired::from_plan(plan)?;
+        let gateway_list = GatewayList::of(plan);
+        let gateways_changed = gateway_list != self.gateway_list;
+        if gateways_changed {
+            self.gateways = gateway_list.start();
+            self.gateway_list = gateway_list;
+        }
+        let next = match self.gateway_list.gateways.get(self.gateways.active()) {
+            Some((address, remote_id)) if self.gateways.active() != 0 => {
+                planned.for_gateway(address, remote_id)
+            }
+            _ => planned.clone(),
+        };
+        self.planned = Some(Arc::new(planned));
         if self.desired.as_deref() == Some(&next) {
             debug!("IPsec: the tunnel section is unchanged; charon is left alone");
             return Ok(());
@@ -182,8 +296,22 @@ impl IpsecTunnel {
         Ok(())
     }
 
-    /// The task never ends on its own; should it have died, start it again.
+    /// The task never ends on its own; should it have died, start it again. Without a probe,
+    /// a gateway whose CHILD_SA has been down for [`LOST_AFTER`] is given up for the next.
     pub async fn watch(&mut self) {
+        let up = matches!(lock(&self.shared).sa, Sa::Up { .. });
+        let down_since = match (up, self.down_since) {
+            (true, _) => None,
+            (false, None) => Some(Instant::now()),
+            (false, since) => since,
+        };
+        self.down_since = down_since;
+        let lost = down_since.is_some_and(|t| t.elapsed() >= LOST_AFTER);
+        let decided = self.gateways.step(lost);
+        if decided.is_some() {
+            self.down_since = None;
+        }
+        self.switch(decided);
         if self.task.as_ref().is_some_and(|t| t.is_finished()) {
             if let Some(desired) = self.desired.clone() {
                 error!("IPsec: the VICI task ended; starting it again");
@@ -198,6 +326,7 @@ impl IpsecTunnel {
             kind: "ipsec".to_owned(),
             state: state.to_owned(),
             detail,
+            gateway: self.gateways.info(),
             ..TunnelInfo::default()
         }
     }
@@ -414,8 +543,10 @@ impl Driver {
                         if next.socket != desired.socket {
                             break 'session format!("the VICI socket is now {}", next.socket.display());
                         }
+                        // Another gateway: the one given up is not waited for.
+                        let moved = next.remote_address != desired.remote_address;
                         desired = next;
-                        if let Err(e) = self.replace(&mut commands, &desired, &mut initiation, &notes_tx).await {
+                        if let Err(e) = self.replace(&mut commands, &desired, &mut initiation, &notes_tx, moved).await {
                             break 'session e;
                         }
                     },
@@ -496,13 +627,15 @@ impl Driver {
         Ok(())
     }
 
-    /// A changed section: load it, close the SA built on the old one, initiate the new.
+    /// A changed section (or another gateway): load it, close the SA built on the old one
+    /// (`force`: without waiting for the old gateway), initiate the new.
     async fn replace(
         &mut self,
         c: &mut rsvici::Client,
         d: &Desired,
         initiation: &mut Option<JoinHandle<()>>,
         notes: &mpsc::Sender<Initiation>,
+        force: bool,
     ) -> Result<(), String> {
         self.load(c, d).await?;
         if let Some(task) = initiation.take() {
@@ -510,7 +643,8 @@ impl Driver {
         }
         let terminate = vici::Terminate {
             ike: &d.name,
-            timeout: 3000,
+            timeout: if force { 500 } else { 3000 },
+            force,
         };
         // "no matching SAs" when there was none: nothing to close.
         match request::<_, Reply>(c, "terminate", terminate).await {

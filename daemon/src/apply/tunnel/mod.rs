@@ -10,6 +10,7 @@
 //! IP-VPN has nothing to bring up: the line is the tunnel, and the supervisor judges it from the
 //! WAN link and the routes.
 
+mod gateways;
 pub mod ipsec;
 pub mod wireguard;
 
@@ -49,14 +50,17 @@ impl Tunnel {
     pub async fn next_probe(&mut self) -> (std::time::Instant, bool) {
         match self {
             Tunnel::WireGuard(t) => t.next_probe().await,
-            _ => std::future::pending().await,
+            Tunnel::Ipsec(t) => t.next_probe().await,
+            Tunnel::IpVpn => std::future::pending().await,
         }
     }
 
     /// Act on a probe result: maybe switch gateways.
     pub async fn probed(&mut self, result: (std::time::Instant, bool)) {
-        if let Tunnel::WireGuard(t) = self {
-            t.probed(result).await;
+        match self {
+            Tunnel::WireGuard(t) => t.probed(result).await,
+            Tunnel::Ipsec(t) => t.probed(result),
+            Tunnel::IpVpn => {}
         }
     }
 

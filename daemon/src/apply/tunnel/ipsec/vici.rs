@@ -232,6 +232,20 @@ impl Desired {
         })
     }
 
+    /// The same connection to another gateway of the list (same credentials and proposals;
+    /// the PSK is owned by the gateway's identity).
+    pub fn for_gateway(&self, address: &str, remote_id: &str) -> Desired {
+        let mut next = self.clone();
+        next.remote_address = address.to_owned();
+        next.remote_id = remote_id.to_owned();
+        next.conn.remote_addrs = vec![address.to_owned()];
+        next.conn.remote.id = remote_id.to_owned();
+        if let Credentials::Psk(key) = &mut next.credentials {
+            key.owners = vec![self.conn.local.id.clone(), remote_id.to_owned()];
+        }
+        next
+    }
+
     /// `failure` in plain words, with this connection's settings it points at.
     pub fn describe(&self, failure: &Failure) -> String {
         let (local_ts, remote_ts) = (self.local_ts(), self.remote_ts());
@@ -371,6 +385,8 @@ pub struct Initiate<'a> {
 pub struct Terminate<'a> {
     pub ike: &'a str,
     pub timeout: i32,
+    /// Close without waiting for the peer's answer (a gateway given up does not answer).
+    pub force: bool,
 }
 
 /// `list-sas` for one connection.

@@ -1,11 +1,13 @@
-//! Two (or more) concentrators: which peer the WireGuard data path talks to (issue 21).
+//! Two (or more) gateways: which one the tunnel uses (issue 21), for WireGuard's concentrators
+//! and IPsec's gateways alike.
 //!
 //! The decision is `plan::failover::Failover`'s; this shell feeds it (a TCP connect through
-//! the tunnel to `health.target`, or without health the handshake state) and reports it. The
-//! data path keeps one peer at a time: a switch replaces the peer on the running interface, so
-//! the TUN, the routes and the firewall (keyed to the interface) stay as they are and nothing
-//! leaks while the new handshake is made. Failback is "try the preferred one, move on again if
-//! it does not answer" (`Policy::try_failback`).
+//! the tunnel to `health.target`, or without health the tunnel's own state, judged by the
+//! caller) and reports it. Each tunnel keeps one gateway at a time and acts on a switch itself
+//! (WireGuard replaces the peer on the running interface, IPsec loads its connection again
+//! with the next gateway), so the interface, the routes and the kill switch stay as they are
+//! and nothing leaks while the new gateway is reached. Failback is "try the preferred one,
+//! move on again if it does not answer" (`Policy::try_failback`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,14 +15,13 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::plan::failover::{Failover, HealthPlan, Observation, Policy, Switch};
 use crate::status::GatewayInfo;
 
-use super::{PeerSpec, State, STALE_AFTER};
-
 /// The longest a probe waits for the TCP handshake.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(super) struct Gateways {
-    /// 0 is `peer`, then `backup_peers` in order.
-    peers: Vec<PeerSpec>,
+pub struct Gateways {
+    /// The gateways' names for status and the journal: 0 is the preferred one, then the
+    /// backups in order.
+    names: Vec<String>,
     health: Option<HealthPlan>,
     machine: Failover,
     since_wall: SystemTime,
@@ -39,24 +40,26 @@ impl Drop for Gateways {
 }
 
 impl Gateways {
-    pub(super) fn new(peers: Vec<PeerSpec>, health: Option<HealthPlan>) -> Gateways {
+    /// `lost_after`: without a probe, how long the tunnel may be down before its gateway is
+    /// given up; also how long a backup serves before the preferred gateway is tried again.
+    pub fn new(names: Vec<String>, health: Option<HealthPlan>, lost_after: Duration) -> Gateways {
         let policy = match health {
             Some(h) => Policy {
                 failures: h.failures,
                 failback_after: Duration::from_secs(h.failback_after_secs),
                 try_failback: true,
             },
-            // Without a probe: the tunnel's own state; fail back after Reject-After-Time.
+            // Without a probe: the tunnel's own state.
             None => Policy {
                 failures: 1,
-                failback_after: STALE_AFTER,
+                failback_after: lost_after,
                 try_failback: true,
             },
         };
         // The probes run on their own task, paced by `interval` and not by the watch: a
         // switch is decided as soon as the last of `failures` probes fails.
         let (probes, prober) = match (health, tokio::runtime::Handle::try_current()) {
-            (Some(h), Ok(runtime)) if peers.len() > 1 => {
+            (Some(h), Ok(runtime)) if names.len() > 1 => {
                 let (tx, rx) = tokio::sync::mpsc::channel(16);
                 let task = runtime.spawn(async move {
                     let every = Duration::from_secs(h.interval_secs.max(1));
@@ -74,8 +77,8 @@ impl Gateways {
             _ => (None, None),
         };
         Gateways {
-            machine: Failover::new(peers.len(), policy, Instant::now()),
-            peers,
+            machine: Failover::new(names.len(), policy, Instant::now()),
+            names,
             health,
             since_wall: SystemTime::now(),
             probes,
@@ -84,33 +87,31 @@ impl Gateways {
         }
     }
 
-    pub(super) fn active(&self) -> usize {
+    /// The active gateway's index: 0 is the preferred one.
+    pub fn active(&self) -> usize {
         self.machine.active()
     }
 
-    pub(super) fn active_peer(&self) -> Option<&PeerSpec> {
-        self.peers.get(self.machine.active())
+    /// When the active gateway became active.
+    pub fn active_since(&self) -> Instant {
+        self.machine.since()
     }
 
     fn names(&self) -> Vec<String> {
-        self.peers.iter().map(|p| p.endpoint.clone()).collect()
+        self.names.clone()
     }
 
-    /// One step of the watch: observe the active gateway and maybe decide a switch. `state` is
-    /// the handshake state of the data path.
-    pub(super) async fn step(&mut self, state: State) -> Option<(Switch, String)> {
-        if self.peers.len() < 2 {
+    /// One step of the watch: observe the active gateway and maybe decide a switch. `lost`:
+    /// the tunnel's own state says the active gateway is gone (used only without a probe).
+    pub fn step(&mut self, lost: bool) -> Option<(Switch, String)> {
+        if self.names.len() < 2 {
             return None;
         }
         let now = Instant::now();
         let observation = match self.health {
             // The probe task's results come through `probed`.
             Some(_) => None,
-            None => {
-                let never_answered = state == State::Connecting
-                    && now.saturating_duration_since(self.machine.since()) > STALE_AFTER;
-                (state == State::Down || never_answered).then_some(Observation::ActiveLost)
-            }
+            None => lost.then_some(Observation::ActiveLost),
         };
         let switch = match observation {
             Some(o) => self.machine.observe(now, o),
@@ -121,7 +122,7 @@ impl Gateways {
     }
 
     /// The next probe result (never, without `health`).
-    pub(super) async fn next_probe(&mut self) -> (Instant, bool) {
+    pub async fn next_probe(&mut self) -> (Instant, bool) {
         match &mut self.probes {
             Some(rx) => match rx.recv().await {
                 Some(result) => result,
@@ -132,8 +133,8 @@ impl Gateways {
     }
 
     /// A probe result: a probe started before the last switch says nothing of the active one.
-    pub(super) fn probed(&mut self, started: Instant, ok: bool) -> Option<(Switch, String)> {
-        if self.peers.len() < 2 || started < self.machine.since() {
+    pub fn probed(&mut self, started: Instant, ok: bool) -> Option<(Switch, String)> {
+        if self.names.len() < 2 || started < self.machine.since() {
             return None;
         }
         let switch = self
@@ -149,8 +150,8 @@ impl Gateways {
         (switch, why)
     }
 
-    pub(super) fn info(&self) -> Option<GatewayInfo> {
-        if self.peers.len() < 2 {
+    pub fn info(&self) -> Option<GatewayInfo> {
+        if self.names.len() < 2 {
             return None;
         }
         let names = self.names();
