@@ -437,13 +437,39 @@ fn ipsec_fails_over_to_the_second_gateway_fails_back_and_never_leaks() {
         "the switch is not in the journal/log"
     );
 
-    // The preferred one back: after failback_after the router is on it again.
+    // The preferred one still down: it is probed by an IKE_SA of its own, so traffic stays on
+    // the second gateway past failback_after, without a pause.
+    let ping = Pinger::start(&lab);
+    let stayed = !wait_for(FAILBACK_AFTER_SECS + 6, || {
+        active_index(&lab, &config) != Some(1)
+    });
+    let (gap, replies) = ping.stop(&lab);
+    assert!(
+        stayed,
+        "traffic moved to the dead preferred gateway: {:#}",
+        status(&lab, &config)["tunnel"]
+    );
+    assert!(
+        replies > 0 && gap < 1.5,
+        "the second gateway's traffic paused {gap:.1} s while the preferred one was down"
+    );
+
+    // The preferred one back: after it has answered the probe for failback_after, the router
+    // is on it again.
     let gw1 = ipsec::start_charon(&lab, Role::Vpngw, "vpngw");
     ipsec::configure_gateway(&lab, &gw1, ipsec::GatewayAuth::Psk(ipsec::PSK));
     let _ = wait_until_carried_by(&lab, &config, 0, FAILBACK_AFTER_SECS + 40, "failback");
     assert!(
         gw1.swanctl(&lab, &["--list-sas"]).contains("INSTALLED"),
         "no CHILD_SA with the preferred gateway"
+    );
+    let s = status(&lab, &config);
+    assert!(
+        s["tunnel"]["gateway"]["last_switch"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the preferred gateway answered for"),
+        "failback by the probe: {s:#}"
     );
     assert_none(clear, "IPsec failover and failback");
 }

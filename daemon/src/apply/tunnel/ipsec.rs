@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 pub use alerts::Failure;
 use vici::{Desired, IkeSa, Log, Reply, UpDown};
 
-use super::gateways::Gateways;
+use super::gateways::{Gateways, PreferredProbe, Probe};
 use crate::logging::event;
 use crate::plan::failover::{HealthPlan, Switch};
 use crate::plan::TunnelPlan;
@@ -171,19 +171,30 @@ impl GatewayList {
         }
     }
 
-    fn start(&self) -> Box<Gateways> {
+    /// The gateway choice; with `planned`, the preferred gateway is probed by an IKE_SA of
+    /// its own while a backup carries the traffic.
+    fn start(&self, planned: Option<&Desired>) -> Box<Gateways> {
         let names = self.gateways.iter().map(|(a, _)| a.clone()).collect();
-        Box::new(Gateways::new(names, self.health, LOST_AFTER))
+        let preferred = match (planned, self.gateways.first()) {
+            (Some(planned), Some((address, remote_id))) => {
+                let probe = Arc::new(planned.probe_of(address, remote_id));
+                let probe: PreferredProbe = Arc::new(move || Box::pin(ike_probe(probe.clone())));
+                Some(probe)
+            }
+            _ => None,
+        };
+        Box::new(Gateways::new(names, self.health, LOST_AFTER, preferred))
     }
 }
 
 impl IpsecTunnel {
     pub async fn start(plan: &TunnelPlan) -> IpsecTunnel {
         let gateway_list = GatewayList::of(plan);
+        let planned = Desired::from_plan(plan);
         let mut tunnel = IpsecTunnel {
             desired: None,
             planned: None,
-            gateways: gateway_list.start(),
+            gateways: gateway_list.start(planned.as_ref().ok()),
             gateway_list,
             down_since: None,
             start_error: None,
@@ -191,7 +202,7 @@ impl IpsecTunnel {
             sender: None,
             task: None,
         };
-        match Desired::from_plan(plan) {
+        match planned {
             Ok(desired) => {
                 let desired = Arc::new(desired);
                 tunnel.planned = Some(desired.clone());
@@ -206,13 +217,13 @@ impl IpsecTunnel {
     }
 
     /// The next result of the health probe (never without `tunnel.health` and a backup).
-    pub async fn next_probe(&mut self) -> (Instant, bool) {
+    pub async fn next_probe(&mut self) -> Probe {
         self.gateways.next_probe().await
     }
 
-    /// Feed a health probe's result; switch gateways if it decides so.
-    pub fn probed(&mut self, (started, ok): (Instant, bool)) {
-        let decided = self.gateways.probed(started, ok);
+    /// Feed a probe's result; switch gateways if it decides so.
+    pub fn probed(&mut self, probe: Probe) {
+        let decided = self.gateways.probed(probe);
         self.switch(decided);
     }
 
@@ -269,8 +280,8 @@ impl IpsecTunnel {
         let planned = Desired::from_plan(plan)?;
         let gateway_list = GatewayList::of(plan);
         let gateways_changed = gateway_list != self.gateway_list;
-        if gateways_changed {
-            self.gateways = gateway_list.start();
+        if gateways_changed || self.planned.as_deref() != Some(&planned) {
+            self.gateways = gateway_list.start(Some(&planned));
             self.gateway_list = gateway_list;
         }
         let next = match self.gateway_list.gateways.get(self.gateways.active()) {
@@ -570,46 +581,7 @@ impl Driver {
     /// Credentials first, then the connection that uses them. A refusal is charon's answer
     /// (kept for `status`), not a lost socket.
     async fn load(&mut self, c: &mut rsvici::Client, d: &Desired) -> Result<(), String> {
-        let mut refused = Vec::new();
-        let mut note = |what: &str, reply: Result<Reply, rsvici::Error>| match reply {
-            Ok(r) if r.success => Ok(()),
-            Ok(r) => {
-                refused.push(format!(
-                    "{what}: {}",
-                    r.errmsg.unwrap_or_else(|| "refused".to_owned())
-                ));
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match &d.credentials {
-            vici::Credentials::Psk(key) => {
-                note("load-shared", request(c, "load-shared", key).await)?;
-            }
-            vici::Credentials::Certificate { cert, ca, key } => {
-                let cert_msg = vici::LoadCert {
-                    kind: "X509",
-                    flag: "NONE",
-                    data: cert,
-                };
-                note(
-                    "load-cert (certificate)",
-                    request(c, "load-cert", cert_msg).await,
-                )?;
-                let ca_msg = vici::LoadCert {
-                    kind: "X509",
-                    flag: "CA",
-                    data: ca,
-                };
-                note("load-cert (CA)", request(c, "load-cert", ca_msg).await)?;
-                let key_msg = vici::LoadKey {
-                    kind: "any",
-                    data: key,
-                };
-                note("load-key", request(c, "load-key", key_msg).await)?;
-            }
-        }
-        note("load-conn", request(c, "load-conn", d.load_conn()).await)?;
+        let refused = load_all(c, d).await?;
         if refused.is_empty() {
             info!(
                 "IPsec: loaded connection {} (IKEv2 to {}, {} <-> {}) into charon",
@@ -769,6 +741,100 @@ impl Driver {
     }
 }
 
+/// Load `d`'s credentials and connection; returns what charon refused, in its words.
+async fn load_all(c: &mut rsvici::Client, d: &Desired) -> Result<Vec<String>, String> {
+    let mut refused = Vec::new();
+    let mut note = |what: &str, reply: Result<Reply, rsvici::Error>| match reply {
+        Ok(r) if r.success => Ok(()),
+        Ok(r) => {
+            refused.push(format!(
+                "{what}: {}",
+                r.errmsg.unwrap_or_else(|| "refused".to_owned())
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match &d.credentials {
+        vici::Credentials::Psk(key) => {
+            note("load-shared", request(c, "load-shared", key).await)?;
+        }
+        vici::Credentials::Certificate { cert, ca, key } => {
+            let cert_msg = vici::LoadCert {
+                kind: "X509",
+                flag: "NONE",
+                data: cert,
+            };
+            note(
+                "load-cert (certificate)",
+                request(c, "load-cert", cert_msg).await,
+            )?;
+            let ca_msg = vici::LoadCert {
+                kind: "X509",
+                flag: "CA",
+                data: ca,
+            };
+            note("load-cert (CA)", request(c, "load-cert", ca_msg).await)?;
+            let key_msg = vici::LoadKey {
+                kind: "any",
+                data: key,
+            };
+            note("load-key", request(c, "load-key", key_msg).await)?;
+        }
+    }
+    note("load-conn", request(c, "load-conn", d.load_conn()).await)?;
+    Ok(refused)
+}
+
+/// How long the preferred gateway's probe waits for its IKE_SA.
+const IKE_PROBE_WAIT_MS: i32 = 5_000;
+
+/// Whether `probe` (see [`Desired::probe_of`]) gets an IKE_SA with its gateway: charon
+/// initiates it on a connection of its own, without a CHILD_SA (RFC 6023), so no traffic
+/// moves; it is closed again at once.
+async fn ike_probe(probe: Arc<Desired>) -> bool {
+    let Ok(mut c) = rsvici::unix::connect(&probe.socket).await else {
+        return false;
+    };
+    match load_all(&mut c, &probe).await {
+        Ok(refused) if refused.is_empty() => {}
+        Ok(refused) => {
+            debug!(
+                "IPsec: probe of {}: charon refused {refused:?}",
+                probe.remote_address
+            );
+            return false;
+        }
+        Err(_) => return false,
+    }
+    let initiate = vici::Initiate {
+        child: None,
+        ike: vici::PROBE,
+        timeout: IKE_PROBE_WAIT_MS,
+        init_limits: false,
+    };
+    let up = matches!(
+        request::<_, Reply>(&mut c, "initiate", initiate).await,
+        Ok(Reply { success: true, .. })
+    );
+    let terminate = vici::Terminate {
+        ike: vici::PROBE,
+        timeout: 500,
+        force: true,
+    };
+    let _ = request::<_, Reply>(&mut c, "terminate", terminate).await;
+    debug!(
+        "IPsec: probe of the preferred gateway {}: {}",
+        probe.remote_address,
+        if up {
+            "IKE_SA established"
+        } else {
+            "no IKE_SA"
+        }
+    );
+    up
+}
+
 /// One request with a timeout; a command charon refused stays a [`Reply`] to read.
 async fn request<T: serde::Serialize, U: serde::de::DeserializeOwned>(
     c: &mut rsvici::Client,
@@ -841,7 +907,7 @@ fn spawn_initiate(d: &Desired, notes: mpsc::Sender<Initiation>) -> JoinHandle<()
             Ok(mut client) => {
                 let mut errors = client.listen_for_errors();
                 let msg = vici::Initiate {
-                    child: vici::CHILD,
+                    child: Some(vici::CHILD),
                     ike: &name,
                     timeout: INITIATE_WAIT_MS,
                     init_limits: false,

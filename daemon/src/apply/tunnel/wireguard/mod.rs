@@ -47,7 +47,7 @@ use log::{info, warn};
 
 use crate::logging::event;
 
-use super::gateways::Gateways;
+use super::gateways::{Gateways, Probe};
 use crate::apply::net::{Net, NetError};
 use crate::config::scalar::parse_wg_key;
 use crate::plan::diff::{tunnel_change, TunnelChange};
@@ -123,7 +123,7 @@ impl Spec {
             .map(|p| p.endpoint.clone())
             .collect();
         // Without a probe, fail back after Reject-After-Time.
-        Box::new(Gateways::new(names, self.health, STALE_AFTER))
+        Box::new(Gateways::new(names, self.health, STALE_AFTER, None))
     }
 
     /// The peer at `index` of the gateways: 0 is `peer`, then the backups.
@@ -439,13 +439,13 @@ impl WireGuardTunnel {
     }
 
     /// The next result of the health probe (never without `tunnel.health` or a backup).
-    pub async fn next_probe(&mut self) -> (Instant, bool) {
+    pub async fn next_probe(&mut self) -> Probe {
         self.gateways.next_probe().await
     }
 
     /// Feed a health probe's result; switch if it decides so.
-    pub async fn probed(&mut self, (started, ok): (Instant, bool)) {
-        let decided = self.gateways.probed(started, ok);
+    pub async fn probed(&mut self, probe: Probe) {
+        let decided = self.gateways.probed(probe);
         self.switch(decided).await;
     }
 
