@@ -260,8 +260,10 @@ pub fn gateway_terminate(lab: &Lab, gw: &Charon) {
 pub const SECOND_GATEWAY: &str = "198.18.0.2";
 
 /// A second VPN gateway, in a namespace of its own: reached from `inet` on 198.18.0.2 and
-/// reaching the same closed server through a link of its own (10.200.1.1 ─ 10.200.1.10), with
-/// what comes out of its tunnel masqueraded, so the server answers whichever gateway asked.
+/// reaching the same closed server through a link of its own (10.200.1.1 ─ 10.200.1.10). The
+/// server answers through the gateway a flow last came in by (a connection mark per link and
+/// a routing table per mark), as a closed network behind two gateways routes to the one that
+/// holds the session: a TCP flow survives a switch.
 pub fn second_gateway(lab: &Lab) -> Netns {
     let ns = lab.add_namespace("vpngw2");
     for (a, a_if, b, b_if) in [
@@ -316,13 +318,36 @@ pub fn second_gateway(lab: &Lab) -> Netns {
             "ip route add 10.200.0.0/24 via 10.200.1.10",
         ],
     );
-    let nat = lab.dir().join("vpngw2-nat.nft");
+    let marks = lab.dir().join("closed-by-gateway.nft");
     std::fs::write(
-        &nat,
-        "table ip vpngw2 {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"eth1\" masquerade\n }\n}\n",
+        &marks,
+        "table inet bygw {
+ chain pre {
+  type filter hook prerouting priority mangle;
+  iifname \"eth0\" ct mark set 1
+  iifname \"eth1\" ct mark set 2
+ }
+ chain out {
+  type route hook output priority mangle;
+  ct mark != 0 meta mark set ct mark
+ }
+}
+",
     )
-    .expect("write the second gateway's nft");
-    lab.ok_in(&ns.name, &["nft", "-f", nat.to_str().expect("UTF-8 path")]);
+    .expect("write the closed server's nft");
+    let closed = lab.ns(Role::Closed);
+    lab.ok_in(closed, &["nft", "-f", marks.to_str().expect("UTF-8 path")]);
+    batch(
+        closed,
+        &[
+            "sysctl -qw net.ipv4.conf.all.rp_filter=0",
+            "sysctl -qw net.ipv4.conf.eth1.rp_filter=0",
+            "ip rule add fwmark 1 table 101",
+            "ip rule add fwmark 2 table 102",
+            "ip route add default via 10.200.0.1 table 101",
+            "ip route add default via 10.200.1.1 table 102",
+        ],
+    );
     ns
 }
 

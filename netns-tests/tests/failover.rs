@@ -132,7 +132,12 @@ impl Pinger {
     }
 
     /// Stop it and return the longest time between two replies, in seconds, and the count.
+    /// The time since the last reply counts as a gap too: a ping that got no reply after a
+    /// switch has a gap up to its stop, not none.
     fn stop(self, lab: &Lab) -> (f64, usize) {
+        let stopped = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         lab.stop(self.pid);
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let times: Vec<f64> = text
@@ -145,8 +150,62 @@ impl Pinger {
         let gap = times
             .windows(2)
             .map(|w| w[1] - w[0])
+            .chain(times.last().map(|last| stopped - last))
             .fold(0.0_f64, f64::max);
         (gap, times.len())
+    }
+}
+
+/// iperf3 from the PC to the closed server at 2 Mbit/s for 20 s, across a switch.
+struct TcpStream {
+    pid: u32,
+    log: PathBuf,
+}
+
+impl TcpStream {
+    fn start(lab: &Lab) -> TcpStream {
+        lab.spawn(
+            Role::Closed,
+            &["iperf3", "-s", "-B", "10.200.0.10", "-p", "5201"],
+        );
+        assert!(wait_for(10, || lab
+            .probe(Role::Pc, addr("10.200.0.10:5201"))
+            != Outcome::Timeout));
+        let (pid, log) = lab.spawn_log(
+            Role::Pc,
+            &[
+                "iperf3",
+                "-c",
+                "10.200.0.10",
+                "-p",
+                "5201",
+                "-t",
+                "20",
+                "-b",
+                "2M",
+                "-i",
+                "1",
+            ],
+        );
+        TcpStream { pid, log }
+    }
+
+    /// Wait for it to end; it must have survived the switch.
+    fn finish(self) {
+        assert!(
+            wait_for(40, || process_ended(self.pid)),
+            "the TCP stream did not finish"
+        );
+        let out = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let stalled = out
+            .lines()
+            .filter(|l| l.contains("sec") && l.contains(" 0.00 Bytes"))
+            .count();
+        println!("the TCP stream had {stalled} one-second intervals with no data");
+        assert!(
+            out.contains("iperf Done."),
+            "the TCP stream did not survive the switch:\n{out}"
+        );
     }
 }
 
@@ -211,29 +270,7 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
     );
 
     // Failover under a paced ping and a TCP stream (iperf3 at 2 Mbit/s for 20 s).
-    lab.spawn(
-        Role::Closed,
-        &["iperf3", "-s", "-B", "10.200.0.10", "-p", "5201"],
-    );
-    assert!(wait_for(10, || lab
-        .probe(Role::Pc, addr("10.200.0.10:5201"))
-        != Outcome::Timeout));
-    let (stream, stream_log) = lab.spawn_log(
-        Role::Pc,
-        &[
-            "iperf3",
-            "-c",
-            "10.200.0.10",
-            "-p",
-            "5201",
-            "-t",
-            "20",
-            "-b",
-            "2M",
-            "-i",
-            "1",
-        ],
-    );
+    let stream = TcpStream::start(&lab);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let ping = Pinger::start(&lab);
     assert!(wait_for(10, || lab.ping(Role::Pc, "10.200.0.10".parse().unwrap())));
@@ -248,20 +285,7 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
         "failover: switch decided {switched:.1} s after the stop; ping gap {gap:.1} s ({replies} replies); target {} s",
         INTERVAL_SECS * FAILURES + 5
     );
-    assert!(
-        wait_for(40, || process_ended(stream)),
-        "the TCP stream did not finish"
-    );
-    let stream_out = std::fs::read_to_string(&stream_log).unwrap_or_default();
-    let stalled = stream_out
-        .lines()
-        .filter(|l| l.contains("sec") && l.contains(" 0.00 Bytes"))
-        .count();
-    println!("failover: the TCP stream had {stalled} one-second intervals with no data");
-    assert!(
-        stream_out.contains("iperf Done."),
-        "the TCP stream did not survive the switch:\n{stream_out}"
-    );
+    stream.finish();
     // The target: interval × failures + 5 s from the death to traffic flowing again.
     assert!(
         gap <= (INTERVAL_SECS * FAILURES + 5) as f64,
@@ -398,8 +422,10 @@ fn ipsec_fails_over_to_the_second_gateway_fails_back_and_never_leaks() {
     );
     let _ = wait_until_carried_by(&lab, &config, 0, 30, "start");
 
-    // The preferred gateway dies as in a crash (no DELETE): the probe fails, the second one
-    // takes over.
+    // The preferred gateway dies as in a crash (no DELETE) under a TCP stream and a paced
+    // ping: the probe fails, the second one takes over.
+    let stream = TcpStream::start(&lab);
+    std::thread::sleep(std::time::Duration::from_secs(2));
     let ping = Pinger::start(&lab);
     assert!(wait_for(10, || lab.ping(Role::Pc, "10.200.0.10".parse().unwrap())));
     let stopped = Instant::now();
@@ -413,6 +439,7 @@ fn ipsec_fails_over_to_the_second_gateway_fails_back_and_never_leaks() {
         INTERVAL_SECS * FAILURES + 5
     );
     assert!(replies > 0, "the ping got no replies at all");
+    stream.finish();
     let s = status(&lab, &config);
     assert_eq!(s["health"], "degraded", "a backup in use: {s:#}");
     assert!(
