@@ -528,6 +528,7 @@ fn diag(
             return exit::FAILED;
         }
     };
+    let started = std::time::SystemTime::now();
     let report = runtime.block_on(async {
         let status = control::ask::<status::Status>(
             &socket,
@@ -537,11 +538,17 @@ fn diag(
         .await
         .ok();
         let options = diag::Options {
-            route,
+            route: route.clone(),
             socket: Some(socket.clone()),
         };
         diag::run(&config, status.as_ref(), &options).await
     });
+    // A whole run against a live daemon is what the status page shows as the last 疎通確認.
+    if report.daemon_running && route.is_none() {
+        if let Err(e) = diag::keep(&socket, &report, started) {
+            eprintln!("oqs-edge diag: the status page will not show this run: {e}");
+        }
+    }
     if json {
         println!(
             "{}",

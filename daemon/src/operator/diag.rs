@@ -16,9 +16,10 @@
 //! `status` (the tunnel's handshake, which only the daemon knows); the rest is measured here.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
 use rustls::pki_types::ServerName;
@@ -182,6 +183,45 @@ pub struct Step {
 pub struct Report {
     pub steps: Vec<Step>,
     pub daemon_running: bool,
+}
+
+/// The last whole 疎通確認 (every route), kept beside the control socket, so the status page
+/// shows a run the installer made from the shell as well as its own.
+#[derive(Debug, Serialize, Deserialize)]
+struct KeptReport {
+    at_unix: u64,
+    report: Report,
+}
+
+fn kept_file(control_socket: &Path) -> PathBuf {
+    control_socket.with_file_name("last-diag.json")
+}
+
+/// Keep `report`, started `at`, as the last 疎通確認, unless a run started later is kept
+/// already (mode 0644: it holds no secret).
+pub fn keep(control_socket: &Path, report: &Report, at: SystemTime) -> std::io::Result<()> {
+    if last_kept(control_socket).is_some_and(|(kept, _)| kept > at) {
+        return Ok(());
+    }
+    let at_unix = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let kept = KeptReport {
+        at_unix,
+        report: report.clone(),
+    };
+    let bytes = serde_json::to_vec(&kept).map_err(std::io::Error::other)?;
+    crate::files::write_atomically(&kept_file(control_socket), &bytes, 0o644)
+}
+
+/// The last kept 疎通確認 and when it ran; `None` when there is none or it cannot be read.
+pub fn last_kept(control_socket: &Path) -> Option<(SystemTime, Report)> {
+    let bytes = std::fs::read(kept_file(control_socket)).ok()?;
+    let kept: KeptReport = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        SystemTime::UNIX_EPOCH + Duration::from_secs(kept.at_unix),
+        kept.report,
+    ))
 }
 
 /// `diag`'s exit codes.
@@ -1038,6 +1078,35 @@ fn firewall() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_report_reads_back_with_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        assert!(last_kept(&socket).is_none());
+        let report = Report {
+            steps: vec![
+                step("line", Kind::LineIpsec, Outcome::Pass, None),
+                step("route.api.tcp", Kind::Tcp, Outcome::Fail, None),
+                step(
+                    "route.api.tls",
+                    Kind::Tls,
+                    Outcome::Skip,
+                    Some(Skip::EarlierFailed("route.api.tcp".into())),
+                ),
+            ],
+            daemon_running: true,
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        keep(&socket, &report, at).unwrap();
+        let (when, back) = last_kept(&socket).expect("kept");
+        assert_eq!(when, at);
+        assert_eq!(
+            back.first_failure().map(|s| s.id.as_str()),
+            Some("route.api.tcp")
+        );
+        assert_eq!(back.steps.len(), 3);
+    }
 
     fn step(id: &str, kind: Kind, result: Outcome, skip: Option<Skip>) -> Step {
         Step {
