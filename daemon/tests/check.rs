@@ -90,6 +90,14 @@ fn position(text: &str, needle: &str, nth: usize) -> (u32, u32) {
     (line, column)
 }
 
+/// Each diagnostic's (line, column).
+fn places(found: &[Diagnostic]) -> Vec<(u32, u32)> {
+    found
+        .iter()
+        .map(|d| d.loc.map(|l| (l.line, l.column)).unwrap())
+        .collect()
+}
+
 /// Exactly one error, at the place where `at` is written, whose message contains `message`.
 fn assert_one_error(text: &str, at: &str, message: &str) -> Diagnostic {
     let found = errors(text);
@@ -442,10 +450,7 @@ fn five_independent_mistakes_are_five_errors() {
         .replacen("persistent_keepalive: 25s", "persistent_keepalive: soon", 1) // bad duration
         .replacen("mode: http", "mode: htp", 1); // bad keyword
     let found = errors(&text);
-    let at: Vec<(u32, u32)> = found
-        .iter()
-        .map(|d| d.loc.map(|l| (l.line, l.column)).unwrap())
-        .collect();
+    let at = places(&found);
     assert_eq!(
         at,
         vec![
@@ -457,6 +462,51 @@ fn five_independent_mistakes_are_five_errors() {
         ],
         "{found:#?}"
     );
+}
+
+/// Found by fuzzing (issue 22): the loader reads a misspelt key as its suggestion, and an error
+/// later on that line was placed by the repaired text, past the end of the line as written.
+#[test]
+fn fuzz_regression_a_value_after_a_misspelt_key_is_placed_in_the_text_as_written() {
+    let text = broken(
+        "    address: 192.168.50.1/24",
+        "    adress: 192.168.50.300/24",
+    );
+    let found = errors(&text);
+    let at = places(&found);
+    assert_eq!(
+        at,
+        vec![
+            position(&text, "adress", 0),
+            position(&text, "192.168.50.300/24", 0)
+        ],
+        "{found:#?}"
+    );
+    // A longer correction: `nam` read as `name`.
+    let text = broken("  - name: clinic\n", "  - nam: 7clinic!\n");
+    for d in errors(&text) {
+        let loc = d.loc.unwrap();
+        let line = text.lines().nth(loc.line as usize - 1).unwrap();
+        assert!(loc.column as usize <= line.chars().count() + 1, "{d:?}");
+    }
+}
+
+/// Found by fuzzing (issue 22): with no newline at its end, the parser blamed a line after the
+/// last one.
+#[test]
+fn fuzz_regression_an_error_at_the_end_of_an_unterminated_file_is_on_its_last_line() {
+    let text = "verssion: 1ion: 1";
+    let found = errors(text);
+    assert!(!found.is_empty());
+    for d in &found {
+        let loc = d.loc.unwrap();
+        assert_eq!(loc.line, 1, "{d:?}");
+        assert!(loc.column as usize <= text.chars().count() + 1, "{d:?}");
+    }
+    let rendered = check_source(Path::new("t.yaml"), text, FileChecks::Off)
+        .report
+        .render(text);
+    assert!(rendered.contains(" 1 | verssion"), "{rendered}");
 }
 
 #[test]
