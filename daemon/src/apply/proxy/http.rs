@@ -320,7 +320,9 @@ impl Body for LoggedBody {
     }
 }
 
+// One copy per module that fuzzes (unit tests reach private items); tests/fuzz/ holds it.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[path = "../../../tests/fuzz/common.rs"]
 mod fuzz_common;
 

@@ -835,7 +835,9 @@ fn timers(udp: &Udp, shared: &Shared, stop: &Stop) {
     }
 }
 
+// One copy per module that fuzzes (unit tests reach private items); tests/fuzz/ holds it.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[path = "../../../../tests/fuzz/common.rs"]
 mod fuzz_common;
 
@@ -1027,7 +1029,7 @@ mod tests {
             }
 
             /// `packet` as the peer encrypts it (None: no session yet, or not a packet).
-            fn from_peer(&mut self, packet: &[u8]) -> Option<Vec<u8>> {
+            fn sent_by_peer(&mut self, packet: &[u8]) -> Option<Vec<u8>> {
                 let mut buf = vec![0u8; SLOT + 64];
                 match self.peer.encapsulate(packet, &mut buf) {
                     TunnResult::WriteToNetwork(d) => Some(d.to_vec()),
@@ -1113,11 +1115,11 @@ mod tests {
             ))
             .unwrap();
             packet[12..16].copy_from_slice(&[10, 200, 0, 10]);
-            let whole = pair.from_peer(&packet).unwrap();
+            let whole = pair.sent_by_peer(&packet).unwrap();
             assert!(matches!(pair.receive(&whole), Received::Packet(n) if n == packet.len()));
             for total in [0u16, 1, 19] {
                 packet[2..4].copy_from_slice(&total.to_be_bytes());
-                let d = pair.from_peer(&packet).unwrap();
+                let d = pair.sent_by_peer(&packet).unwrap();
                 assert_eq!(pair.receive(&d), Received::Refused, "total length {total}");
             }
         }
@@ -1135,7 +1137,7 @@ mod tests {
                     match action {
                         Action::Handshake => pair.handshake(),
                         Action::Peer(packet) => {
-                            if let Some(d) = pair.from_peer(&packet) {
+                            if let Some(d) = pair.sent_by_peer(&packet) {
                                 let got = pair.receive(&d);
                                 // A well-formed packet from an allowed source goes through whole.
                                 if let (Received::Packet(len), Some(source)) = (got, ip_source(&packet)) {
@@ -1146,7 +1148,7 @@ mod tests {
                             }
                         }
                         Action::PeerMutated(packet, mutations) => {
-                            if let Some(mut d) = pair.from_peer(&packet) {
+                            if let Some(mut d) = pair.sent_by_peer(&packet) {
                                 let original = d.clone();
                                 for m in &mutations {
                                     m.apply(&mut d);
@@ -1188,7 +1190,7 @@ mod tests {
                 let mut pair = pair();
                 pair.handshake();
                 // The router has its session once the peer's first data arrives.
-                if let Some(d) = pair.from_peer(&common::seeds("wireguard-packet", &[])[0]) {
+                if let Some(d) = pair.sent_by_peer(&common::seeds("wireguard-packet", &[])[0]) {
                     pair.receive(&d);
                 }
                 let mut slot = vec![0u8; SLOT];
