@@ -307,9 +307,15 @@ fn the_chosen_tunnel_section_must_be_present_and_the_others_absent() {
         .message
         .contains("`type: ipsec` needs a `tunnel.ipsec:` section")
         && d.loc.map(|l| (l.line, l.column)) == Some(position(&text, "ipsec", 0))));
-    assert!(found.iter().any(|d| d
-        .message
-        .contains("`tunnel.wireguard` is set but `tunnel.type` is ipsec")));
+    // At the section's own key (`wireguard:`), not at its first child (`interface:`).
+    assert!(
+        found.iter().any(|d| d
+            .message
+            .contains("`tunnel.wireguard` is set but `tunnel.type` is ipsec")
+            && d.loc.map(|l| (l.line, l.column))
+                == Some(position(&text, "  wireguard:", 0)).map(|(l, c)| (l, c + 2))),
+        "{found:#?}"
+    );
 }
 
 fn ipsec_config(auth: &str) -> String {
@@ -591,6 +597,69 @@ fn make_pkcs12(dir: &Path, cn: &str, password: &str) -> std::path::PathBuf {
     let p12 = dir.join("oqs.p12");
     std::fs::set_permissions(&p12, std::fs::Permissions::from_mode(0o600)).unwrap();
     p12
+}
+
+#[test]
+fn a_section_that_must_not_be_there_is_blamed_at_its_key_in_flow_style_too() {
+    let text = broken(
+        "  type: wireguard\n",
+        "  type: wireguard\n  ip_vpn: {gateway: 198.51.100.1}\n",
+    );
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].message.contains("`tunnel.ip_vpn` is set"));
+    assert_eq!(
+        found[0].loc.map(|l| (l.line, l.column)),
+        Some(position(&text, "ip_vpn:", 0))
+    );
+}
+
+/// `run` refuses the local-ca routes when others can read the local CA's directory (it holds
+/// the LAN CA's key); `check` with files says so first (issue 22).
+#[test]
+fn check_reports_a_local_ca_directory_others_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("local-ca");
+    std::fs::create_dir(&ca_dir).unwrap();
+    let text = BASE.replace(
+        "proxy:\n",
+        &format!("proxy:\n  local_ca_dir: {}\n", ca_dir.display()),
+    );
+    let about_the_ca = |text: &str| -> Vec<Diagnostic> {
+        check_source(Path::new("t.yaml"), text, FileChecks::On)
+            .report
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.key.as_deref() == Some("proxy.local_ca_dir"))
+            .collect()
+    };
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let found = about_the_ca(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0]
+            .message
+            .contains("can be read or entered by group and others (mode 0755)"),
+        "{}",
+        found[0].message
+    );
+    assert_eq!(
+        found[0].hint.as_deref(),
+        Some(format!("run: chmod 700 {}", ca_dir.display()).as_str())
+    );
+    assert_eq!(
+        found[0].loc.map(|l| (l.line, l.column)),
+        Some(position(&text, ca_dir.to_str().unwrap(), 0))
+    );
+    // Private: nothing to say; and without files (`--no-files`) it is not looked at.
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(about_the_ca(&text), vec![]);
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(check_source(Path::new("t.yaml"), &text, FileChecks::Off)
+        .report
+        .diagnostics
+        .iter()
+        .all(|d| d.key.as_deref() != Some("proxy.local_ca_dir")));
 }
 
 #[test]

@@ -109,7 +109,7 @@ pub fn check_source(path: &Path, source: &str, files: FileChecks) -> Checked {
     let config = parsed.config.take();
     let mut found = std::mem::take(&mut parsed.found);
     if let Some(config) = &config {
-        found.extend(validate::check(config, files, &parsed.unparsed));
+        found.extend(validate::check(config, source, files, &parsed.unparsed));
     }
     // Found in the repaired text; shown against the text as written.
     let diagnostics = found
