@@ -1121,3 +1121,46 @@ fn health_with_zero_failures_is_refused() {
     let text = with_backup().replace("failures: 3", "failures: 0");
     assert_one_error(&text, "0\n    failback_after", "failures: 0");
 }
+
+/// Least privilege (issue 22): `run` refuses a config, config directory or state directory that
+/// others can write, naming the path and the fix, before it touches anything.
+#[test]
+fn run_refuses_a_config_or_state_dir_others_can_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, BASE).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_oqs-edge"))
+            .args(["run", "-c", config.to_str().unwrap(), "--state-dir"])
+            .arg(&state)
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap()
+    };
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    for (path, open) in [
+        (dir.path(), 0o777),
+        (config.as_path(), 0o666),
+        (state.as_path(), 0o770),
+    ] {
+        mode(dir.path(), 0o700);
+        mode(&config, 0o600);
+        mode(&state, 0o700);
+        mode(path, open);
+        let out = run();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "refusing to start: {} can be written by",
+                path.display()
+            )) && stderr.contains(&format!("chmod go-w {}", path.display())),
+            "{stderr}"
+        );
+    }
+}
