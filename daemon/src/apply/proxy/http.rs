@@ -505,6 +505,28 @@ mod fuzz {
         }
     }
 
+    /// The proxy reaches nothing but its upstream.
+    #[test]
+    fn connect_and_absolute_form_are_refused() {
+        for (request, status) in [
+            (
+                "CONNECT 10.200.0.10:443 HTTP/1.1\r\nHost: 10.200.0.10:443\r\n\r\n",
+                "405",
+            ),
+            (
+                "GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                "400",
+            ),
+        ] {
+            let answer = exchange(request.as_bytes().to_vec(), vec![4096], Close::AfterWriting);
+            assert!(
+                answer.starts_with(format!("HTTP/1.1 {status}").as_bytes()),
+                "{request:?}: {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+
     #[test]
     fn every_seed_is_answered() {
         for seed in common::seeds("proxy-request", &[]) {
