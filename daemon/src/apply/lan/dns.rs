@@ -269,8 +269,10 @@ mod fuzz {
     use tokio::io::AsyncWriteExt as _;
 
     const ZONES: [&str; 2] = ["onshikaku.org", "oqs-pdl.org"];
-    /// The closed DNS as the relay sees it: a socket of ours on port 53 that never answers.
-    const CLOSED_DNS: &str = "127.0.0.77";
+    /// The closed DNS as the relay sees it: a socket of ours on port 53 that never answers;
+    /// one address per test, as the tests run in parallel.
+    const CLOSED_DNS_FUZZ: &str = "127.0.0.77";
+    const CLOSED_DNS_SEEDS: &str = "127.0.0.78";
 
     const DICTIONARY: &[&[u8]] = &[
         b"\x00",
@@ -294,11 +296,11 @@ mod fuzz {
         closed: Option<tokio::net::UdpSocket>,
     }
 
-    async fn relay() -> Relay {
-        let closed = tokio::net::UdpSocket::bind((CLOSED_DNS, 53)).await.ok();
+    async fn relay(closed_dns: &str) -> Relay {
+        let closed = tokio::net::UdpSocket::bind((closed_dns, 53)).await.ok();
         let plan = DnsPlan {
             listen: vec![],
-            closed_servers: vec![CLOSED_DNS.parse().unwrap()],
+            closed_servers: vec![closed_dns.parse().unwrap()],
             closed_zones: ZONES.iter().map(|z| z.to_string()).collect(),
             internet_servers: vec![],
         };
@@ -365,8 +367,8 @@ mod fuzz {
     }
 
     /// Feed `inputs`; how many questions reached the closed DNS (None: port 53 not bound).
-    async fn run(inputs: Vec<Input>) -> Option<usize> {
-        let relay = relay().await;
+    async fn run(closed_dns: &str, inputs: Vec<Input>) -> Option<usize> {
+        let relay = relay(closed_dns).await;
         let probe = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fuzz/corpus/dns-query/outside.bin"
@@ -425,7 +427,7 @@ mod fuzz {
             inputs in proptest::collection::vec(input(), 1..6)
         ) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let _ = runtime.block_on(run(inputs));
+            let _ = runtime.block_on(run(CLOSED_DNS_FUZZ, inputs));
         }
     }
 
@@ -439,7 +441,7 @@ mod fuzz {
             .enable_all()
             .build()
             .unwrap();
-        let forwarded = runtime.block_on(run(inputs));
+        let forwarded = runtime.block_on(run(CLOSED_DNS_SEEDS, inputs));
         // The seeds hold questions for the closed zones: the capture sees them.
         assert_ne!(forwarded, Some(0), "nothing reached the closed DNS");
     }
