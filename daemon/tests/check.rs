@@ -614,6 +614,23 @@ fn a_section_that_must_not_be_there_is_blamed_at_its_key_in_flow_style_too() {
     );
 }
 
+#[test]
+fn a_dhcp_section_on_an_ipv6_segment_is_blamed_at_its_key() {
+    let text = broken(
+        "    address: 192.168.60.1/24\n    role: clinic\n",
+        "    address: fd00:60::1/64\n    role: clinic\n    dhcp:\n      range: 192.168.60.100-192.168.60.199\n",
+    );
+    let found: Vec<Diagnostic> = errors(&text)
+        .into_iter()
+        .filter(|d| d.message.contains("oqs-edge serves DHCPv4 only"))
+        .collect();
+    assert_eq!(found.len(), 1, "{:#?}", errors(&text));
+    assert_eq!(
+        found[0].loc.map(|l| (l.line, l.column)),
+        Some(position(&text, "dhcp:", 0))
+    );
+}
+
 /// `run` refuses the local-ca routes when others can read the local CA's directory (it holds
 /// the LAN CA's key); `check` with files says so first (issue 22).
 #[test]

@@ -60,7 +60,7 @@ pub fn check(
 pub(super) struct Checker<'a> {
     found: Vec<Diagnostic>,
     /// The text as read (with repairs): for the places of keys, which the model does not keep.
-    source: &'a str,
+    pub(super) source: &'a str,
     files: FileChecks,
     unparsed: &'a HashSet<Loc>,
 }
@@ -1356,7 +1356,7 @@ fn key_path(source: &str, line: u32) -> Option<String> {
 /// Where the key of the section whose value starts at `value` is written: on the same line
 /// before it (`ipsec: {…}`), or the nearest less indented line above (`ipsec:` then its keys).
 /// `value` itself when the text does not read that way.
-fn section_key(source: &str, value: Loc, name: &str) -> Loc {
+pub(super) fn section_key(source: &str, value: Loc, name: &str) -> Loc {
     let lines: Vec<&str> = source.split('\n').collect();
     let Some(index) = (value.line as usize).checked_sub(1) else {
         return value;
