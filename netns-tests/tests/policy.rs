@@ -353,8 +353,9 @@ fn internet_allow_opens_the_internet_to_the_clinic_segment_only() {
     );
 }
 
-/// Anti-spoofing (issue 22): the eligibility PC sends with a clinic-segment source and with a
-/// closed-network source, to the router, to the clinic PC and to the closed network. Every such
+/// Anti-spoofing (issue 22): the eligibility PC sends with a clinic-segment source (IPv4 and
+/// IPv6) and with a closed-network source, to the router, to the clinic PC and to the closed
+/// network. Every such
 /// packet is dropped before the policy (no policy counter moves) and counted in
 /// `spoofed_source`, which `status` shows; its own address is not affected.
 #[test]
@@ -386,13 +387,43 @@ fn eligibility_pc_with_a_clinic_or_closed_source_is_dropped_and_counted() {
         "eligibility_to_lan",
         "lan_to_router",
     ];
+    // The router's IPv6 neighbour entry, fixed: a neighbour solicitation from the spoofed
+    // source would itself be dropped (and counted), and the echo requests never sent.
+    let mac = lab.ok(Role::Router, &["cat", "/sys/class/net/lan0/address"]);
+    lab.ok(
+        Pc,
+        &[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            "fd00:50::1",
+            "lladdr",
+            mac.trim(),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
     let mut wrong = Vec::new();
-    for source in ["192.168.60.77", "10.200.0.99"] {
-        lab.ok(
-            Pc,
-            &["ip", "addr", "add", &format!("{source}/32"), "dev", "eth0"],
-        );
-        for to in ["192.168.50.1", "192.168.60.10", "10.200.0.10"] {
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "192.168.60.77",
+            &["192.168.50.1", "192.168.60.10", "10.200.0.10"],
+        ),
+        (
+            "10.200.0.99",
+            &["192.168.50.1", "192.168.60.10", "10.200.0.10"],
+        ),
+        // IPv6: a clinic-segment source, to the router and to the clinic PC.
+        ("fd00:60::77", &["fd00:50::1", "fd00:60::10"]),
+    ];
+    for (source, targets) in cases {
+        let prefix = if source.contains(':') { 128 } else { 32 };
+        let address = format!("{source}/{prefix}");
+        lab.ok(Pc, &["ip", "addr", "add", &address, "dev", "eth0", "nodad"]);
+        for &to in targets {
             let before = lab.counters();
             let out = lab.exec(
                 Pc,
@@ -433,7 +464,7 @@ fn eligibility_pc_with_a_clinic_or_closed_source_is_dropped_and_counted() {
         .as_u64()
         .unwrap_or(0);
     assert!(
-        shown >= 18,
+        shown >= 24,
         "status shows spoofed_source = {shown}: {status}"
     );
 }
