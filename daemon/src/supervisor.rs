@@ -68,6 +68,8 @@ pub enum RunError {
     },
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Unsafe(#[from] crate::files::WritableByOthers),
 }
 
 /// Read and check the config, logging every problem found; the config with the file's text.
@@ -576,6 +578,20 @@ impl Daemon {
 }
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
+    // What the daemon takes orders from must be its owner's alone: the config, its directory
+    // and the state directory (saved rulesets, history, certificates, the local CA).
+    let config_dir = options
+        .config_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for path in [
+        config_dir,
+        options.config_path.as_path(),
+        &options.state_dir,
+    ] {
+        crate::files::refuse_writable_by_others(path)?;
+    }
     std::fs::create_dir_all(&options.state_dir).map_err(|source| RunError::StateDir {
         path: options.state_dir.clone(),
         source,

@@ -89,6 +89,15 @@ pub enum Outcome {
 /// retransmitted SYN's error ~1 s later. IPv4 rejects fail at once.
 pub const PROBE_TIMEOUT_MS: u32 = 1500;
 
+/// What a capture sends to its link's broadcast address when it is asked to stop, and waits
+/// to see in its file: tcpdump writes packets in order, so everything before is written too.
+/// (A fixed "has the file stopped growing" wait lost packets under load: tcpdump had not yet
+/// been scheduled to read them when it was stopped.) UDP to the discard port; the BPF clause
+/// matches its first four bytes, `oqs-`.
+const CAPTURE_END: &str = "oqs-capture-end";
+const CAPTURE_END_PORT: u16 = 9;
+const CAPTURE_END_BPF: &str = "(udp dst port 9 and udp[8:4] = 0x6f71732d)";
+
 /// The veths, each created directly between two namespaces: (a, a's name, b, b's name).
 const LINKS: &[(Role, &str, Role, &str)] = &[
     (Role::Pc, "eth0", Role::Router, "lan0"),
@@ -523,6 +532,15 @@ impl Lab {
         let file_text = file.to_str().expect("lab dir path is UTF-8");
         // -Z root: tcpdump would drop to user tcpdump, who cannot write into our temp dir.
         // --immediate-mode: deliver each packet at once, not when libpcap's buffer times out.
+        // The end marker goes out of a named interface with an IPv4 broadcast address.
+        let end = (iface != "any")
+            .then(|| self.broadcast_of(role, iface))
+            .flatten();
+        let filter = match (end, filter.is_empty()) {
+            (Some(_), false) => format!("({filter}) or {CAPTURE_END_BPF}"),
+            _ => filter.to_owned(),
+        };
+        let filter = filter.as_str();
         let mut args = vec![
             "tcpdump",
             "-Z",
@@ -554,7 +572,16 @@ impl Lab {
             role,
             pid: Some(pid),
             file,
+            end,
         }
+    }
+
+    /// The IPv4 broadcast address of a role's interface (`brd` in `ip -4 addr`).
+    fn broadcast_of(&self, role: Role, iface: &str) -> Option<std::net::Ipv4Addr> {
+        let text = self.ok(role, &["ip", "-4", "-o", "addr", "show", "dev", iface]);
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == "brd")?;
+        words.next()?.parse().ok()
     }
 
     /// Give `inet` (the carrier) routes to the LANs via the router: 192.168.0.0/16 and
@@ -1060,15 +1087,28 @@ pub struct Capture<'lab> {
     role: Role,
     pid: Option<u32>,
     file: PathBuf,
+    /// Where the end marker is sent (None: no IPv4 broadcast on the interface, or `any`).
+    end: Option<std::net::Ipv4Addr>,
 }
 
 impl Capture<'_> {
     /// Stop tcpdump and return the packets, one `tcpdump -r FILE -n` line each.
     pub fn stop(mut self) -> Vec<String> {
-        self.settle();
+        match self.end {
+            Some(to) => self.wait_for_the_end_marker(to),
+            None => self.settle(),
+        }
         if let Some(pid) = self.pid.take() {
             self.lab.stop(pid);
         }
+        self.read()
+            .into_iter()
+            .filter(|line| !is_end_marker(line))
+            .collect()
+    }
+
+    /// Every line in the file so far (end markers, ours or another capture's, included).
+    fn read(&self) -> Vec<String> {
         // Read inside the namespace: with `-i any`, interface names are looked up by index
         // when the file is read, and the host's indexes name other interfaces.
         let out = self.lab.exec(
@@ -1086,6 +1126,47 @@ impl Capture<'_> {
             .collect()
     }
 
+    /// Send the end marker out of the interface and wait until tcpdump has written it.
+    fn wait_for_the_end_marker(&self, to: std::net::Ipv4Addr) {
+        let peer = lab_peer_bin();
+        let to = format!("{to}:{CAPTURE_END_PORT}");
+        let send = || {
+            self.lab.exec(
+                self.role,
+                &[
+                    peer.to_str().expect("lab-peer path is UTF-8"),
+                    "datagram",
+                    &to,
+                    CAPTURE_END,
+                ],
+            )
+        };
+        let out = send();
+        assert!(
+            out.status.success(),
+            "capture end marker: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut sent = 1;
+        // tcpdump writes it once it is scheduled; two more markers in case one is lost (a
+        // full socket buffer); every one is filtered out of the result.
+        let seen = wait_for(30, || {
+            if self.read().iter().any(|l| is_end_marker(l)) {
+                return true;
+            }
+            if sent < 3 {
+                std::thread::sleep(Duration::from_millis(100));
+                sent += 1;
+                let _ = send();
+            }
+            false
+        });
+        assert!(
+            seen,
+            "tcpdump did not write the capture's end marker within 30 s"
+        );
+    }
+
     /// Packets still on their way to the file: wait until it has not grown for 150 ms.
     fn settle(&self) {
         let size = || std::fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
@@ -1099,6 +1180,14 @@ impl Capture<'_> {
             last = now;
         }
     }
+}
+
+/// A `tcpdump -n -r` line of an end marker (any capture's).
+fn is_end_marker(line: &str) -> bool {
+    line.contains(&format!(
+        ".{CAPTURE_END_PORT}: UDP, length {}",
+        CAPTURE_END.len()
+    ))
 }
 
 impl Drop for Capture<'_> {
