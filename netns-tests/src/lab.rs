@@ -637,8 +637,9 @@ impl Lab {
     }
 
     /// `oqs-edge run -c CONFIG --state-dir <dir>/state` in the router, logged to the file
-    /// [`Lab::daemon_log`] reads.
-    fn spawn_daemon(&self, config: &Path, extra: &[&str]) -> u32 {
+    /// [`Lab::daemon_log`] reads. Returns at once: the caller judges readiness (the soak
+    /// restarts the daemon as systemd would and measures how long it takes).
+    pub fn spawn_daemon(&self, config: &Path, extra: &[&str]) -> u32 {
         let bin = oqs_edge_bin();
         let state = self.dir().join("state");
         let log = self.next_file("oqs-edge", "log");
@@ -1037,6 +1038,11 @@ pub struct Capture<'lab> {
 }
 
 impl Capture<'_> {
+    /// Whether tcpdump still runs (it exits when its interface goes away or down).
+    pub fn running(&self) -> bool {
+        self.pid.is_some_and(|pid| !process_ended(pid))
+    }
+
     /// Stop tcpdump and return the packets, one `tcpdump -r FILE -n` line each.
     pub fn stop(mut self) -> Vec<String> {
         self.settle();
