@@ -818,6 +818,25 @@ http {
       return 200 "upstream ok host=$host dn=$ssl_client_s_dn
 ";
     }
+    # Uploads (issue 22): the whole body is read (buffered to client_body_temp_path) before
+    # the answer, which says how much arrived.
+    location /upload {
+      client_max_body_size 0;
+      client_body_buffer_size 1m;
+      proxy_pass http://127.0.0.1:8081;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Received $content_length;
+    }
+  }
+  server {
+    listen 127.0.0.1:8081;
+    access_log off;
+    location / {
+      default_type text/plain;
+      return 200 "upload received $http_x_received bytes
+";
+    }
   }
 }
 "#;
