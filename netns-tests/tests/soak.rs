@@ -34,7 +34,7 @@ use netns_tests::lab::{Lab, Role};
 use netns_tests::wireguard::{
     router_keygen, wireguard_config, Concentrator, EtcOverride, CONCENTRATOR,
 };
-use netns_tests::{process_ended, signal, skip_unless_root, wait_for, Outcome};
+use netns_tests::{process_ended, rss_kb, signal, skip_unless_root, wait_for, Outcome};
 
 const CLOSED_SERVER: &str = "10.200.0.10:80";
 /// systemd's `RestartSec=` in packaging/systemd/oqs-edge.service.
@@ -180,13 +180,7 @@ fn footprint(pid: u32) -> (u64, u64) {
     let mut rss = Vec::new();
     let mut fds = Vec::new();
     for _ in 0..5 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        rss.push(kb);
+        rss.push(rss_kb(pid));
         fds.push(
             std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .map(|d| d.count() as u64)

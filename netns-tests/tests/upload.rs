@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use netns_tests::{oqs_edge_bin, skip_unless_root, wait_for, Lab, Role};
+use netns_tests::{rss_kb, skip_unless_root, wait_for, Lab, Role};
 
 const MB: u64 = 1 << 20;
 /// The largest RSS growth allowed while a body streams through.
@@ -21,44 +21,37 @@ struct Setup {
     lab: Lab,
     pid: u32,
     ca: PathBuf,
+    /// The daemon's RSS (kB) after a first 1 MB upload set up the route's connections.
+    before: u64,
 }
 
-fn setup(name: &str) -> Setup {
+/// The lab with nginx and the daemon, warmed by a 1 MB upload; None (the test skips) when
+/// not root.
+fn setup(test: &str, name: &str) -> Option<Setup> {
+    if skip_unless_root(test) {
+        return None;
+    }
     let lab = Lab::build(name);
     let config = lab.write_config(&lab.config_from_lab_yaml());
     lab.start_nginx("ca/oqs-server");
     let pid = lab.start_daemon(&config);
-    let status = |lab: &Lab| {
-        let out = lab.exec(
-            Role::Router,
-            &[
-                oqs_edge_bin().to_str().unwrap(),
-                "status",
-                "--json",
-                "-c",
-                config.to_str().unwrap(),
-            ],
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
-    };
     assert!(
-        wait_for(15, || status(&lab)["proxy"]["routes"]
+        wait_for(15, || lab.status_json(&config)["proxy"]["routes"]
             .as_array()
             .is_some_and(|r| r.iter().all(|r| r["listening"] == true))),
         "the proxy routes did not start listening:\n{}",
         lab.daemon_log()
     );
     let ca = lab.dir().join("local-ca/ca.pem");
-    Setup { lab, pid, ca }
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    let small = file_of(&lab, MB);
+    assert_received(&upload(&lab, &ca, &small), MB, &lab);
+    let before = rss_kb(pid);
+    Some(Setup {
+        lab,
+        pid,
+        ca,
+        before,
+    })
 }
 
 /// A zero-filled file of `size` bytes in the lab dir (sparse: nothing to write).
@@ -157,24 +150,23 @@ fn assert_received(up: &Upload, size: u64, lab: &Lab) {
 
 #[test]
 fn a_256_mb_post_streams_to_the_upstream_in_bounded_memory() {
-    if skip_unless_root("a_256_mb_post_streams_to_the_upstream_in_bounded_memory") {
+    let Some(t) = setup(
+        "a_256_mb_post_streams_to_the_upstream_in_bounded_memory",
+        "upl",
+    ) else {
         return;
-    }
-    let Setup { lab, pid, ca } = setup("upl");
-    // Warm: a first upload sets up the route's TLS connections and buffers.
-    let small = file_of(&lab, MB);
-    assert_received(&upload(&lab, &ca, &small), MB, &lab);
-    let before = rss_kb(pid);
+    };
 
     let size = 256 * MB;
-    let file = file_of(&lab, size);
-    let (up, peak) = with_peak_rss(pid, || upload(&lab, &ca, &file));
-    assert_received(&up, size, &lab);
-    let growth = peak.saturating_sub(before);
+    let file = file_of(&t.lab, size);
+    let (up, peak) = with_peak_rss(t.pid, || upload(&t.lab, &t.ca, &file));
+    assert_received(&up, size, &t.lab);
+    let growth = peak.saturating_sub(t.before);
     eprintln!(
-        "UPLOAD: 256 MB in {:.1} s ({:.0} MB/s); daemon RSS {before} kB, peak {peak} kB (+{growth} kB)",
+        "UPLOAD: 256 MB in {:.1} s ({:.0} MB/s); daemon RSS {} kB, peak {peak} kB (+{growth} kB)",
         up.seconds,
-        size as f64 / MB as f64 / up.seconds.max(0.001)
+        size as f64 / MB as f64 / up.seconds.max(0.001),
+        t.before
     );
     assert!(
         growth <= MAX_GROWTH_KB,
@@ -184,17 +176,16 @@ fn a_256_mb_post_streams_to_the_upstream_in_bounded_memory() {
 
 #[test]
 fn a_slow_upstream_slows_the_client_instead_of_filling_memory() {
-    if skip_unless_root("a_slow_upstream_slows_the_client_instead_of_filling_memory") {
+    let Some(t) = setup(
+        "a_slow_upstream_slows_the_client_instead_of_filling_memory",
+        "uplslow",
+    ) else {
         return;
-    }
-    let Setup { lab, pid, ca } = setup("uplslow");
-    let small = file_of(&lab, MB);
-    assert_received(&upload(&lab, &ca, &small), MB, &lab);
-    let before = rss_kb(pid);
+    };
 
     // The closed network's side takes 40 Mbit/s (5 MB/s); the LAN side is a veth, far faster.
     let rate_bytes = 5.0 * 1e6;
-    lab.ok(
+    t.lab.ok(
         Role::Vpngw,
         &[
             "tc", "qdisc", "add", "dev", "eth1", "root", "tbf", "rate", "40mbit", "burst", "64kb",
@@ -202,16 +193,18 @@ fn a_slow_upstream_slows_the_client_instead_of_filling_memory() {
         ],
     );
     let size = 64 * MB;
-    let file = file_of(&lab, size);
+    let file = file_of(&t.lab, size);
     let started = Instant::now();
-    let ((up, acked), peak) = with_peak_rss(pid, || {
+    let ((up, acked), peak) = with_peak_rss(t.pid, || {
         std::thread::scope(|s| {
-            let curl = s.spawn(|| upload(&lab, &ca, &file));
+            let curl = s.spawn(|| upload(&t.lab, &t.ca, &file));
             // 4 s in: how much of the body the router has taken from the client (TCP
             // bytes_acked on the client's socket). At 5 MB/s plus what the buffers hold, well
             // under the whole; a proxy that took the body in would have all 64 MB by now.
             std::thread::sleep(Duration::from_secs(4));
-            let ss = lab.ok(Role::Clinic, &["ss", "-tinH", "dst", "192.168.60.1:8444"]);
+            let ss = t
+                .lab
+                .ok(Role::Clinic, &["ss", "-tinH", "dst", "192.168.60.1:8444"]);
             let acked: u64 = ss
                 .split_whitespace()
                 .filter_map(|f| f.strip_prefix("bytes_acked:"))
@@ -220,14 +213,15 @@ fn a_slow_upstream_slows_the_client_instead_of_filling_memory() {
             (curl.join().unwrap(), acked)
         })
     });
-    assert_received(&up, size, &lab);
-    let growth = peak.saturating_sub(before);
+    assert_received(&up, size, &t.lab);
+    let growth = peak.saturating_sub(t.before);
     let rate = size as f64 / started.elapsed().as_secs_f64();
     eprintln!(
-        "UPLOAD (slow upstream): 64 MB in {:.1} s ({:.1} MB/s through a 5 MB/s link), {:.1} MB taken from the client after 4 s; daemon RSS {before} kB, peak {peak} kB (+{growth} kB)",
+        "UPLOAD (slow upstream): 64 MB in {:.1} s ({:.1} MB/s through a 5 MB/s link), {:.1} MB taken from the client after 4 s; daemon RSS {} kB, peak {peak} kB (+{growth} kB)",
         up.seconds,
         rate / 1e6,
-        acked as f64 / 1e6
+        acked as f64 / 1e6,
+        t.before
     );
     assert!(
         acked > 0 && acked < size * 3 / 4,
