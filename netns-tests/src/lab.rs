@@ -690,8 +690,9 @@ impl Lab {
     }
 
     /// `oqs-edge run -c CONFIG --state-dir <dir>/state` in the router, logged to the file
-    /// [`Lab::daemon_log`] reads.
-    fn spawn_daemon(&self, config: &Path, extra: &[&str]) -> u32 {
+    /// [`Lab::daemon_log`] reads. Returns at once: the caller judges readiness (the soak
+    /// restarts the daemon as systemd would and measures how long it takes).
+    pub fn spawn_daemon(&self, config: &Path, extra: &[&str]) -> u32 {
         let bin = oqs_edge_bin();
         let state = self.dir().join("state");
         let log = self.next_file("oqs-edge", "log");
@@ -868,6 +869,25 @@ http {
     location / {
       default_type text/plain;
       return 200 "upstream ok host=$host dn=$ssl_client_s_dn
+";
+    }
+    # Uploads (issue 22): the whole body is read (buffered to client_body_temp_path) before
+    # the answer, which says how much arrived.
+    location /upload {
+      client_max_body_size 0;
+      client_body_buffer_size 1m;
+      proxy_pass http://127.0.0.1:8081;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Received $content_length;
+    }
+  }
+  server {
+    listen 127.0.0.1:8081;
+    access_log off;
+    location / {
+      default_type text/plain;
+      return 200 "upload received $http_x_received bytes
 ";
     }
   }
@@ -1092,6 +1112,11 @@ pub struct Capture<'lab> {
 }
 
 impl Capture<'_> {
+    /// Whether tcpdump still runs (it exits when its interface goes away or down).
+    pub fn running(&self) -> bool {
+        self.pid.is_some_and(|pid| !process_ended(pid))
+    }
+
     /// Stop tcpdump and return the packets, one `tcpdump -r FILE -n` line each.
     pub fn stop(mut self) -> Vec<String> {
         match self.end {
