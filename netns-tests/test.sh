@@ -13,6 +13,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The chaos soak, 2 minutes with a fresh seed (it prints the seed; skips when not root).
+netns-tests/soak.sh 2
 packaging/test-deb.sh
 # The amd64 package test-deb.sh built, under a real systemd (systemd-nspawn -b).
 OQS_EDGE_SKIP_BUILD=1 packaging/test-systemd.sh

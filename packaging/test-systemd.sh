@@ -11,6 +11,7 @@
 #   - the journal holds the daemon's lines with OQS_EVENT fields
 #     (`journalctl OQS_EVENT=firewall-applied`, `OQS_EVENT=reload`);
 #   - `oqs-edge status` answers over the control socket;
+#   - a daemon stopped with SIGSTOP is restarted by the watchdog, the table staying throughout;
 #   - `systemctl stop oqs-edge` leaves table inet oqs_edge in the container's namespace.
 # Skips, saying why, when not root, when systemd-nspawn is missing or when it cannot boot here.
 # Set OQS_EDGE_SKIP_BUILD=1 to test a package already built; OQS_EDGE_TRANSCRIPT=FILE writes
@@ -223,6 +224,29 @@ expect "…its fields, as the journal stores them" grep -qx "    OQS_EVENT=firew
 echo "== oqs-edge status"
 show oqs-edge status || fail "oqs-edge status"
 expect "oqs-edge status answers" test -s "$work/out"
+
+echo "== watchdog: a daemon stopped with SIGSTOP"
+# WatchdogSec=30s: a daemon that stops feeding the watchdog (here: frozen) is aborted by systemd
+# (SIGABRT, then SIGCONT so it is delivered) and, Restart=on-failure, started again after
+# RestartSec=5s. The table stays in the kernel all the while: checked every 0.5 s.
+old_pid=$(in_ct systemctl show -p MainPID --value oqs-edge)
+in_ct systemctl kill --kill-whom=main --signal=SIGSTOP oqs-edge
+t=$SECONDS
+new_pid=$old_pid
+table_gone=0
+while [ $((SECONDS - t)) -lt 90 ]; do
+    ip netns exec "$netns" nft list table inet oqs_edge > /dev/null 2>&1 || table_gone=$((table_gone + 1))
+    new_pid=$(in_ct systemctl show -p MainPID --value oqs-edge)
+    got=$(in_ct systemctl show -p ActiveState -p SubState --value oqs-edge | tr '\n' ' ')
+    if [ "$new_pid" != "$old_pid" ] && [ "$new_pid" != 0 ] && [ "$got" = "active running " ]; then break; fi
+    sleep 0.5
+done
+expect "the watchdog restarted the stopped daemon (pid $old_pid -> $new_pid, active again after $((SECONDS - t)) s)" \
+    test "$new_pid" != "$old_pid" -a "$got" = "active running "
+expect "table inet oqs_edge stayed in place throughout (missing in $table_gone checks)" test "$table_gone" = 0
+show journalctl -u oqs-edge --no-pager -n 12 || true
+expect "the journal says the watchdog fired" grep -qi "watchdog timeout" "$work/out"
+expect "oqs-edge status answers after the restart" in_ct oqs-edge status
 
 echo "== stop"
 if show systemctl stop oqs-edge; then ok "systemctl stop oqs-edge"; else fail "systemctl stop oqs-edge"; fi

@@ -78,6 +78,10 @@ enum Command {
         /// The shortest `reload --confirm` accepted (30s; the netns tests use 10s).
         #[arg(long, hide = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
         confirm_min: Option<Duration>,
+        /// The journal's language for certificate warnings: ja or en; from LC_ALL /
+        /// LC_MESSAGES / LANG when not given.
+        #[arg(long, value_parser = parse_lang)]
+        lang: Option<Lang>,
     },
     /// The running daemon's state in plain words (exit 0 healthy, 1 degraded, 3 not running).
     Status {
@@ -269,7 +273,13 @@ fn main() -> ExitCode {
             config,
             state_dir,
             confirm_min,
-        } => run(config, state_dir, confirm_min),
+            lang,
+        } => run(
+            config,
+            state_dir,
+            confirm_min,
+            lang.unwrap_or_else(Lang::from_env),
+        ),
         Command::Status {
             config,
             socket,
@@ -424,7 +434,7 @@ fn print_plan(path: &Path, files: FileChecks, json: bool) -> u8 {
     exit::OK
 }
 
-fn run(config_path: PathBuf, state_dir: PathBuf, confirm_min: Option<Duration>) -> u8 {
+fn run(config_path: PathBuf, state_dir: PathBuf, confirm_min: Option<Duration>, lang: Lang) -> u8 {
     oqs_edge::logging::install();
     // The supervisor is one task on one thread; the proxy runs on its own threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -442,6 +452,7 @@ fn run(config_path: PathBuf, state_dir: PathBuf, confirm_min: Option<Duration>) 
         state_dir,
         nft: oqs_edge::apply::firewall::Nft::default(),
         confirm_min: confirm_min.unwrap_or(oqs_edge::supervisor::history::CONFIRM_MIN),
+        lang,
     };
     match runtime.block_on(oqs_edge::supervisor::run(options)) {
         Ok(()) => exit::OK,
@@ -517,6 +528,7 @@ fn diag(
             return exit::FAILED;
         }
     };
+    let started = std::time::SystemTime::now();
     let report = runtime.block_on(async {
         let status = control::ask::<status::Status>(
             &socket,
@@ -526,11 +538,17 @@ fn diag(
         .await
         .ok();
         let options = diag::Options {
-            route,
+            route: route.clone(),
             socket: Some(socket.clone()),
         };
         diag::run(&config, status.as_ref(), &options).await
     });
+    // A whole run against a live daemon is what the status page shows as the last 疎通確認.
+    if report.daemon_running && route.is_none() {
+        if let Err(e) = diag::keep(&socket, &report, started) {
+            eprintln!("oqs-edge diag: the status page will not show this run: {e}");
+        }
+    }
     if json {
         println!(
             "{}",

@@ -26,6 +26,7 @@ use crate::config::{self, FileChecks, TunnelSection, ValidConfig};
 use crate::logging::event;
 use crate::operator::certificates::{self, Schedule};
 use crate::operator::control::{self, Pending, Request};
+use crate::operator::i18n::Lang;
 use crate::operator::metrics;
 use crate::operator::notify;
 use crate::operator::status_page::StatusPage;
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub nft: Nft,
     /// The shortest `reload --confirm` window accepted.
     pub confirm_min: Duration,
+    /// The journal's language for what the operator reads (certificate warnings).
+    pub lang: Lang,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,8 @@ pub enum RunError {
     },
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Unsafe(#[from] crate::files::WritableByOthers),
 }
 
 /// Read and check the config, logging every problem found; the config with the file's text.
@@ -595,6 +600,20 @@ impl Daemon {
 }
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
+    // What the daemon takes orders from must be its owner's alone: the config, its directory
+    // and the state directory (saved rulesets, history, certificates, the local CA).
+    let config_dir = options
+        .config_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for path in [
+        config_dir,
+        options.config_path.as_path(),
+        &options.state_dir,
+    ] {
+        crate::files::refuse_writable_by_others(path)?;
+    }
     std::fs::create_dir_all(&options.state_dir).map_err(|source| RunError::StateDir {
         path: options.state_dir.clone(),
         source,
@@ -613,6 +632,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let control = control::Server::bind(&config.control_socket()).await?;
     let plan = plan::plan(&config);
     let state_dir = options.state_dir.clone();
+    let lang = options.lang;
     let mut daemon = Daemon {
         net: Net::connect()?,
         options,
@@ -628,7 +648,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         route_problems: Vec::new(),
         last_reload: None,
         pending: None,
-        schedule: Schedule::open(&state_dir),
+        schedule: Schedule::open(&state_dir, lang),
         started_at: std::time::SystemTime::now(),
         reloads: Default::default(),
         tunnel_since: Default::default(),

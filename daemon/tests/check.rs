@@ -90,6 +90,14 @@ fn position(text: &str, needle: &str, nth: usize) -> (u32, u32) {
     (line, column)
 }
 
+/// Each diagnostic's (line, column).
+fn places(found: &[Diagnostic]) -> Vec<(u32, u32)> {
+    found
+        .iter()
+        .map(|d| d.loc.map(|l| (l.line, l.column)).unwrap())
+        .collect()
+}
+
 /// Exactly one error, at the place where `at` is written, whose message contains `message`.
 fn assert_one_error(text: &str, at: &str, message: &str) -> Diagnostic {
     let found = errors(text);
@@ -299,9 +307,15 @@ fn the_chosen_tunnel_section_must_be_present_and_the_others_absent() {
         .message
         .contains("`type: ipsec` needs a `tunnel.ipsec:` section")
         && d.loc.map(|l| (l.line, l.column)) == Some(position(&text, "ipsec", 0))));
-    assert!(found.iter().any(|d| d
-        .message
-        .contains("`tunnel.wireguard` is set but `tunnel.type` is ipsec")));
+    // At the section's own key (`wireguard:`), not at its first child (`interface:`).
+    assert!(
+        found.iter().any(|d| d
+            .message
+            .contains("`tunnel.wireguard` is set but `tunnel.type` is ipsec")
+            && d.loc.map(|l| (l.line, l.column))
+                == Some(position(&text, "  wireguard:", 0)).map(|(l, c)| (l, c + 2))),
+        "{found:#?}"
+    );
 }
 
 fn ipsec_config(auth: &str) -> String {
@@ -442,10 +456,7 @@ fn five_independent_mistakes_are_five_errors() {
         .replacen("persistent_keepalive: 25s", "persistent_keepalive: soon", 1) // bad duration
         .replacen("mode: http", "mode: htp", 1); // bad keyword
     let found = errors(&text);
-    let at: Vec<(u32, u32)> = found
-        .iter()
-        .map(|d| d.loc.map(|l| (l.line, l.column)).unwrap())
-        .collect();
+    let at = places(&found);
     assert_eq!(
         at,
         vec![
@@ -457,6 +468,51 @@ fn five_independent_mistakes_are_five_errors() {
         ],
         "{found:#?}"
     );
+}
+
+/// Found by fuzzing (issue 22): the loader reads a misspelt key as its suggestion, and an error
+/// later on that line was placed by the repaired text, past the end of the line as written.
+#[test]
+fn fuzz_regression_a_value_after_a_misspelt_key_is_placed_in_the_text_as_written() {
+    let text = broken(
+        "    address: 192.168.50.1/24",
+        "    adress: 192.168.50.300/24",
+    );
+    let found = errors(&text);
+    let at = places(&found);
+    assert_eq!(
+        at,
+        vec![
+            position(&text, "adress", 0),
+            position(&text, "192.168.50.300/24", 0)
+        ],
+        "{found:#?}"
+    );
+    // A longer correction: `nam` read as `name`.
+    let text = broken("  - name: clinic\n", "  - nam: 7clinic!\n");
+    for d in errors(&text) {
+        let loc = d.loc.unwrap();
+        let line = text.lines().nth(loc.line as usize - 1).unwrap();
+        assert!(loc.column as usize <= line.chars().count() + 1, "{d:?}");
+    }
+}
+
+/// Found by fuzzing (issue 22): with no newline at its end, the parser blamed a line after the
+/// last one.
+#[test]
+fn fuzz_regression_an_error_at_the_end_of_an_unterminated_file_is_on_its_last_line() {
+    let text = "verssion: 1ion: 1";
+    let found = errors(text);
+    assert!(!found.is_empty());
+    for d in &found {
+        let loc = d.loc.unwrap();
+        assert_eq!(loc.line, 1, "{d:?}");
+        assert!(loc.column as usize <= text.chars().count() + 1, "{d:?}");
+    }
+    let rendered = check_source(Path::new("t.yaml"), text, FileChecks::Off)
+        .report
+        .render(text);
+    assert!(rendered.contains(" 1 | verssion"), "{rendered}");
 }
 
 #[test]
@@ -541,6 +597,86 @@ fn make_pkcs12(dir: &Path, cn: &str, password: &str) -> std::path::PathBuf {
     let p12 = dir.join("oqs.p12");
     std::fs::set_permissions(&p12, std::fs::Permissions::from_mode(0o600)).unwrap();
     p12
+}
+
+#[test]
+fn a_section_that_must_not_be_there_is_blamed_at_its_key_in_flow_style_too() {
+    let text = broken(
+        "  type: wireguard\n",
+        "  type: wireguard\n  ip_vpn: {gateway: 198.51.100.1}\n",
+    );
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].message.contains("`tunnel.ip_vpn` is set"));
+    assert_eq!(
+        found[0].loc.map(|l| (l.line, l.column)),
+        Some(position(&text, "ip_vpn:", 0))
+    );
+}
+
+#[test]
+fn a_dhcp_section_on_an_ipv6_segment_is_blamed_at_its_key() {
+    let text = broken(
+        "    address: 192.168.60.1/24\n    role: clinic\n",
+        "    address: fd00:60::1/64\n    role: clinic\n    dhcp:\n      range: 192.168.60.100-192.168.60.199\n",
+    );
+    let found: Vec<Diagnostic> = errors(&text)
+        .into_iter()
+        .filter(|d| d.message.contains("oqs-edge serves DHCPv4 only"))
+        .collect();
+    assert_eq!(found.len(), 1, "{:#?}", errors(&text));
+    assert_eq!(
+        found[0].loc.map(|l| (l.line, l.column)),
+        Some(position(&text, "dhcp:", 0))
+    );
+}
+
+/// `run` refuses the local-ca routes when others can read the local CA's directory (it holds
+/// the LAN CA's key); `check` with files says so first (issue 22).
+#[test]
+fn check_reports_a_local_ca_directory_others_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("local-ca");
+    std::fs::create_dir(&ca_dir).unwrap();
+    let text = BASE.replace(
+        "proxy:\n",
+        &format!("proxy:\n  local_ca_dir: {}\n", ca_dir.display()),
+    );
+    let about_the_ca = |text: &str| -> Vec<Diagnostic> {
+        check_source(Path::new("t.yaml"), text, FileChecks::On)
+            .report
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.key.as_deref() == Some("proxy.local_ca_dir"))
+            .collect()
+    };
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let found = about_the_ca(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0]
+            .message
+            .contains("can be read or entered by group and others (mode 0755)"),
+        "{}",
+        found[0].message
+    );
+    assert_eq!(
+        found[0].hint.as_deref(),
+        Some(format!("run: chmod 700 {}", ca_dir.display()).as_str())
+    );
+    assert_eq!(
+        found[0].loc.map(|l| (l.line, l.column)),
+        Some(position(&text, ca_dir.to_str().unwrap(), 0))
+    );
+    // Private: nothing to say; and without files (`--no-files`) it is not looked at.
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(about_the_ca(&text), vec![]);
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(check_source(Path::new("t.yaml"), &text, FileChecks::Off)
+        .report
+        .diagnostics
+        .iter()
+        .all(|d| d.key.as_deref() != Some("proxy.local_ca_dir")));
 }
 
 #[test]
@@ -1001,6 +1137,95 @@ fn health_target_outside_the_closed_prefixes_is_reported_at_it() {
 fn health_with_zero_failures_is_refused() {
     let text = with_backup().replace("failures: 3", "failures: 0");
     assert_one_error(&text, "0\n    failback_after", "failures: 0");
+}
+
+fn ipsec_gateways(remote_address: &str) -> String {
+    ipsec_config("      psk_file: /etc/oqs-edge/secrets/ipsec.psk\n").replace(
+        "    remote_address: 203.0.113.2\n",
+        &format!("    remote_address:{remote_address}"),
+    )
+}
+
+#[test]
+fn ipsec_gateway_lists_are_valid_and_planned_in_order() {
+    let text = ipsec_gateways(
+        "\n      - 203.0.113.2\n      - address: vpngw2.example\n        remote_id: vpngw2.example\n",
+    );
+    assert_eq!(errors(&text), vec![], "a list of two gateways");
+    let checked = check_source(Path::new("test.yaml"), &text, FileChecks::Off);
+    let plan = oqs_edge::plan::plan(&checked.config.unwrap());
+    let json = serde_json::to_value(&plan.tunnel).unwrap();
+    assert_eq!(json["remote_address"], "203.0.113.2");
+    assert_eq!(json["remote_id"], "vpngw.example");
+    assert_eq!(
+        json["backup_gateways"],
+        serde_json::json!([{"address": "vpngw2.example", "remote_id": "vpngw2.example"}])
+    );
+    // The single form stays valid, with no backups in the plan.
+    let one = ipsec_gateways(" 203.0.113.2\n");
+    assert_eq!(errors(&one), vec![]);
+}
+
+#[test]
+fn ipsec_duplicate_gateway_and_bad_entries_are_reported_at_their_place() {
+    let text = ipsec_gateways("\n      - 203.0.113.2\n      - 203.0.113.3\n      - 203.0.113.2\n");
+    let d = assert_one_error(&text, "203.0.113.2\n    local_id", "listed twice");
+    assert!(d.message.contains("remote_address[0] at line"), "{d:?}");
+    assert_eq!(d.key.as_deref(), Some("tunnel.ipsec.remote_address[2]"));
+
+    let text = ipsec_gateways("\n      - 203.0.113.2\n      - address: not a host\n");
+    assert_one_error(&text, "not a host", "neither an address nor a host name");
+
+    let text = ipsec_gateways(
+        "\n      - 203.0.113.2\n      - address: 203.0.113.3\n        remote_id: \"\"\n",
+    );
+    assert_one_error(&text, "\"\"", "an IKE identity cannot be empty");
+
+    let text = ipsec_gateways(" []\n");
+    assert_one_error(&text, "[]", "the list of gateways is empty");
+}
+
+/// Least privilege (issue 22): `run` refuses a config, config directory or state directory that
+/// others can write, naming the path and the fix, before it touches anything.
+#[test]
+fn run_refuses_a_config_or_state_dir_others_can_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, BASE).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_oqs-edge"))
+            .args(["run", "-c", config.to_str().unwrap(), "--state-dir"])
+            .arg(&state)
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap()
+    };
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    for (path, open) in [
+        (dir.path(), 0o777),
+        (config.as_path(), 0o666),
+        (state.as_path(), 0o770),
+    ] {
+        mode(dir.path(), 0o700);
+        mode(&config, 0o600);
+        mode(&state, 0o700);
+        mode(path, open);
+        let out = run();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "refusing to start: {} can be written by",
+                path.display()
+            )) && stderr.contains(&format!("chmod go-w {}", path.display())),
+            "{stderr}"
+        );
+    }
 }
 
 // ---- the WAN's addressing (issue 17) ---------------------------------------------------

@@ -8,7 +8,12 @@
 # Environment: DURATION (s, default 10), CONNS (wrk connections, 32), THREADS (wrk threads, 2),
 # CONTENDERS (default "oqs-edge nginx stunnel"; ratios need oqs-edge and nginx),
 # IDLE (idle LAN connections for the memory part, 1000; 0 skips it), OQS_EDGE_BIN (an oqs-edge binary to
-# measure instead of building this checkout's release build).
+# measure instead of building this checkout's release build), REQUESTS (0 skips the wrk part),
+# UPLOAD_MB (issue 22: each round also POSTs a file of this many MB through oqs-edge and nginx,
+# curl -T from `client`; the upstream reads the whole body before it answers; 0, the default,
+# skips it). Uploads alone, as in BENCHMARKS.md:
+#
+#   sudo REQUESTS=0 IDLE=0 UPLOAD_MB=256 netns-tests/bench/proxy.sh 3
 #
 # Three throwaway namespaces, named with this script's pid:
 #
@@ -163,6 +168,20 @@ http {
       default_type text/plain;
       return 200 "upstream ok dn=\$ssl_client_s_dn\n";
     }
+    # Uploads: the whole body is read (to client_body_temp_path) before the answer.
+    location /upload {
+      client_max_body_size 0;
+      client_body_buffer_size 1m;
+      proxy_pass http://127.0.0.1:8081;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Received \$content_length;
+    }
+  }
+  server {
+    listen 127.0.0.1:8081;
+    access_log off;
+    location / { return 200 "upload received \$http_x_received bytes\n"; }
   }
 }
 EOF
@@ -239,6 +258,10 @@ http {
     listen 192.168.60.1:8445;
     allow 192.168.60.0/24;
     deny all;
+    # Bodies of any size, streamed to the upstream as they come (as oqs-edge does), not
+    # spooled to disk first (nginx's default).
+    client_max_body_size 0;
+    proxy_request_buffering off;
     location / {
       proxy_pass https://oqs;
       proxy_http_version 1.1;
@@ -318,10 +341,22 @@ ms() { # a wrk time (850.00us, 1.20ms, 1.02s) in ms
     awk -v t="$1" 'BEGIN { v = t + 0; if (t ~ /us$/) v /= 1000; else if (t ~ /ms$/) v += 0; else if (t ~ /s$/) v *= 1000; printf "%.3f", v }'
 }
 
+mem() { # PID: "RSS_KiB PSS_KiB" summed over the process and its children (nginx's workers)
+    pids="$1 $(cat /proc/"$1"/task/*/children 2>/dev/null)"
+    rss=0; pss=0
+    for p in $pids; do
+        r=$(awk '/^VmRSS:/ { print $2 }' /proc/"$p"/status 2>/dev/null || echo 0)
+        s=$(awk '/^Pss:/ { print $2 }' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)
+        rss=$((rss + ${r:-0})); pss=$((pss + ${s:-0}))
+    done
+    echo "$rss $pss"
+}
+
 # --- throughput and latency --------------------------------------------------------------------
 WRK="wrk -t$THREADS -c$CONNS -d${DURATION}s --latency $URL"
 : > "$DIR/results"
 round=1
+[ "${REQUESTS:-1}" != 0 ] || round=$((ROUNDS + 1))
 while [ "$round" -le "$ROUNDS" ]; do
     case $(( (round - 1) % 3 )) in
     0) order="oqs-edge nginx stunnel" ;;
@@ -357,6 +392,7 @@ while [ "$round" -le "$ROUNDS" ]; do
     round=$((round + 1))
 done
 
+if [ "${REQUESTS:-1}" != 0 ]; then
 echo
 echo "wrk: $WRK (from client; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 awk '
@@ -385,6 +421,62 @@ END {
     printf "\ntargets: req/s oqs-edge/nginx >= 1: %s; p99 oqs-edge/nginx <= 1: %s\n",
         (median(a, rounds) >= 1) ? "met" : "NOT met", (median(b, rounds) <= 1) ? "met" : "NOT met"
 }' "$DIR/results"
+fi
+
+# --- large uploads (issue 22) -----------------------------------------------------------------
+UPLOAD_MB=${UPLOAD_MB:-0}
+if [ "$UPLOAD_MB" -gt 0 ]; then
+    truncate -s "${UPLOAD_MB}M" "$DIR/upload.bin"
+    : > "$DIR/uploads"
+    round=1
+    while [ "$round" -le "$ROUNDS" ]; do
+        order="oqs-edge nginx"
+        [ $((round % 2)) -eq 1 ] || order="nginx oqs-edge"
+        for c in $order; do
+            start "$c"
+            before=$(mem "$CUR_PID")
+            in_client curl -sS --max-time 600 -X POST -H 'Content-Type: application/octet-stream' \
+                -T "$DIR/upload.bin" -w '\ncode=%{http_code} time=%{time_total}\n' \
+                http://192.168.60.1:8445/upload > "$DIR/upload-$c-$round.txt" 2>&1 &
+            curl_pid=$!; PIDS="$PIDS $curl_pid"
+            peak=${before%% *}
+            while kill -0 "$curl_pid" 2>/dev/null; do
+                r=$(mem "$CUR_PID"); r=${r%% *}
+                [ "$r" -le "$peak" ] || peak=$r
+                sleep 0.05
+            done
+            stop "$curl_pid"
+            finish
+            grep -q "upload received $((UPLOAD_MB * 1048576)) bytes" "$DIR/upload-$c-$round.txt" &&
+                grep -q 'code=200' "$DIR/upload-$c-$round.txt" ||
+                { echo "proxy.sh: the upload through $c failed:" >&2; cat "$DIR/upload-$c-$round.txt" >&2; exit 1; }
+            t=$(sed -n 's/.*time=//p' "$DIR/upload-$c-$round.txt")
+            echo "$round $c $t ${before%% *} $peak" >> "$DIR/uploads"
+            printf 'round %d %-8s %d MB upload in %6.2f s  %7.1f MB/s  RSS %d -> peak %d KiB\n' \
+                "$round" "$c" "$UPLOAD_MB" "$t" "$(awk -v m="$UPLOAD_MB" -v t="$t" 'BEGIN { print m / t }')" \
+                "${before%% *}" "$peak"
+        done
+        round=$((round + 1))
+    done
+    echo
+    echo "uploads: curl -T of $UPLOAD_MB MB (POST) from client, plain HTTP on the LAN, mTLS upstream ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    awk -v mb="$UPLOAD_MB" '
+    function median(a, n,   i, j, t) {
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { t[$1, $2] = $3; g[$1, $2] = ($5 - $4) / 1024; if ($1 > rounds) rounds = $1 }
+    END {
+        printf "| round | oqs-edge MB/s | nginx MB/s | oqs-edge/nginx | oqs-edge RSS growth | nginx RSS growth |\n|---|---|---|---|---|---|\n"
+        for (r = 1; r <= rounds; r++) {
+            o[r] = mb / t[r, "oqs-edge"]; n[r] = mb / t[r, "nginx"]; q[r] = o[r] / n[r]
+            go[r] = g[r, "oqs-edge"]; gn[r] = g[r, "nginx"]
+            printf "| %d | %.1f | %.1f | %.2f | %.1f MiB | %.1f MiB |\n", r, o[r], n[r], q[r], go[r], gn[r]
+        }
+        printf "| median | %.1f | %.1f | **%.2f** | %.1f MiB | %.1f MiB |\n", median(o, rounds), median(n, rounds),
+            median(q, rounds), median(go, rounds), median(gn, rounds)
+    }' "$DIR/uploads"
+fi
 
 # --- memory with idle LAN connections ----------------------------------------------------------
 [ "$IDLE" -gt 0 ] || exit 0
@@ -416,16 +508,6 @@ for i in range(n):
 print("held", len(held), flush=True)
 time.sleep(3600)
 EOF
-mem() { # PID: "RSS_KiB PSS_KiB" summed over the process and its children (nginx's workers)
-    pids="$1 $(cat /proc/"$1"/task/*/children 2>/dev/null)"
-    rss=0; pss=0
-    for p in $pids; do
-        r=$(awk '/^VmRSS:/ { print $2 }' /proc/"$p"/status 2>/dev/null || echo 0)
-        s=$(awk '/^Pss:/ { print $2 }' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)
-        rss=$((rss + ${r:-0})); pss=$((pss + ${s:-0}))
-    done
-    echo "$rss $pss"
-}
 : > "$DIR/memory"
 for mode in bare request; do
     for c in oqs-edge nginx stunnel; do

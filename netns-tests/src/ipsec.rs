@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::lab::{Lab, Role};
-use crate::{process_ended, signal, wait_for};
+use crate::{process_ended, signal, wait_for, Netns};
 
 /// The lab's PSK (the gateway's; a test may give the router another).
 pub const PSK: &str = "lab-psk-0123456789abcdef";
@@ -58,7 +58,8 @@ charon {
 
 /// A charon the lab started.
 pub struct Charon {
-    pub role: Role,
+    /// The namespace it runs in.
+    pub ns: String,
     pub pid: u32,
     pub dir: PathBuf,
 }
@@ -82,13 +83,18 @@ impl Charon {
         let mut all = vec!["swanctl"];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--uri", &uri]);
-        lab.ok(self.role, &all)
+        lab.ok_in(&self.ns, &all)
     }
 }
 
 /// Start a charon in `role`, its files under `<lab dir>/ipsec-<name>`; returns once its VICI
 /// socket answers. Starting again with the same name reuses the directory (a restart).
 pub fn start_charon(lab: &Lab, role: Role, name: &str) -> Charon {
+    start_charon_in(lab, lab.ns(role), name)
+}
+
+/// [`start_charon`] in namespace `ns` (a role's, or one a test added).
+pub fn start_charon_in(lab: &Lab, ns: &str, name: &str) -> Charon {
     let dir = lab.dir().join(format!("ipsec-{name}"));
     let _ = std::fs::DirBuilder::new()
         .recursive(true)
@@ -105,19 +111,22 @@ pub fn start_charon(lab: &Lab, role: Role, name: &str) -> Charon {
     let script = format!(
         "mount --bind {dir_text}/run /run && STRONGSWAN_CONF={dir_text}/strongswan.conf exec /usr/lib/ipsec/charon"
     );
-    let pid = lab.spawn(role, &["sh", "-c", &script]);
-    let charon = Charon { role, pid, dir };
+    let pid = lab.spawn_in(ns, &["sh", "-c", &script]);
+    let charon = Charon {
+        ns: ns.to_owned(),
+        pid,
+        dir,
+    };
     let answers = || {
         process_ended(pid)
             || lab
-                .exec(role, &["swanctl", "--version", "--uri", &charon.uri()])
+                .exec_in(ns, &["swanctl", "--version", "--uri", &charon.uri()])
                 .status
                 .success()
     };
     assert!(
         wait_for(15, answers) && !process_ended(pid),
-        "charon in {} did not start:\n{}",
-        lab.ns(role),
+        "charon in {ns} did not start:\n{}",
         charon.log()
     );
     charon
@@ -146,6 +155,11 @@ pub enum GatewayAuth<'a> {
 /// Configure the peer charon as the provider's gateway: it answers, never initiates, and
 /// clears a dead peer (the router must come back on its own).
 pub fn configure_gateway(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>) {
+    configure_gateway_at(lab, gw, auth, "203.0.113.2");
+}
+
+/// [`configure_gateway`] for a gateway whose address is `local_addr`.
+pub fn configure_gateway_at(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>, local_addr: &str) {
     let conf_dir = gw.dir.join("swanctl");
     for sub in ["", "private", "x509", "x509ca"] {
         let _ = std::fs::DirBuilder::new()
@@ -186,7 +200,7 @@ pub fn configure_gateway(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>) {
         "connections {{
   lab {{
     version = 2
-    local_addrs = 203.0.113.2
+    local_addrs = {local_addr}
     remote_addrs = 198.51.100.2
     proposals = aes256gcm16-prfsha256-ecp256,aes256-sha256-modp2048
     dpd_delay = 2s
@@ -227,8 +241,8 @@ pub fn configure_gateway(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>) {
 
 /// Close the gateway's SAs with the router (as a provider's maintenance would).
 pub fn gateway_terminate(lab: &Lab, gw: &Charon) {
-    let _ = lab.exec(
-        gw.role,
+    let _ = lab.exec_in(
+        &gw.ns,
         &[
             "swanctl",
             "--terminate",
@@ -240,6 +254,101 @@ pub fn gateway_terminate(lab: &Lab, gw: &Charon) {
             &gw.uri(),
         ],
     );
+}
+
+/// The second gateway's address (a provider's second VPN gateway, in another network).
+pub const SECOND_GATEWAY: &str = "198.18.0.2";
+
+/// A second VPN gateway, in a namespace of its own: reached from `inet` on 198.18.0.2 and
+/// reaching the same closed server through a link of its own (10.200.1.1 ─ 10.200.1.10). The
+/// server answers through the gateway a flow last came in by (a connection mark per link and
+/// a routing table per mark), as a closed network behind two gateways routes to the one that
+/// holds the session: a TCP flow survives a switch.
+pub fn second_gateway(lab: &Lab) -> Netns {
+    let ns = lab.add_namespace("vpngw2");
+    for (a, a_if, b, b_if) in [
+        (lab.ns(Role::Inet), "eth2", ns.name.as_str(), "eth0"),
+        (ns.name.as_str(), "eth1", lab.ns(Role::Closed), "eth1"),
+    ] {
+        let out = Command::new("ip")
+            .args([
+                "link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b,
+            ])
+            .output()
+            .expect("run ip link add");
+        assert!(
+            out.status.success(),
+            "veth {a}/{a_if} - {b}/{b_if}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let batch = |ns: &str, lines: &[&str]| {
+        for line in lines {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            lab.ok_in(ns, &args);
+        }
+    };
+    batch(
+        lab.ns(Role::Inet),
+        &[
+            "ip link set eth2 up",
+            "ip address add 198.18.0.1/24 dev eth2",
+        ],
+    );
+    batch(
+        lab.ns(Role::Closed),
+        &[
+            "ip link set eth1 up",
+            "ip address add 10.200.1.10/24 dev eth1",
+        ],
+    );
+    batch(
+        &ns.name,
+        &[
+            "sysctl -qw net.ipv4.ip_forward=1",
+            "ip link set lo up",
+            "ip link set eth0 up",
+            "ip link set eth1 up",
+            "ip address add 198.18.0.2/24 dev eth0",
+            "ip address add 10.200.1.1/24 dev eth1",
+            // charon routes the router's segments into its tunnel with a source inside its
+            // own traffic selector (10.200.0.0/24): without one the CHILD_SA is refused.
+            "ip address add 10.200.0.2/32 dev lo",
+            "ip route add default via 198.18.0.1",
+            "ip route add 10.200.0.0/24 via 10.200.1.10",
+        ],
+    );
+    let marks = lab.dir().join("closed-by-gateway.nft");
+    std::fs::write(
+        &marks,
+        "table inet bygw {
+ chain pre {
+  type filter hook prerouting priority mangle;
+  iifname \"eth0\" ct mark set 1
+  iifname \"eth1\" ct mark set 2
+ }
+ chain out {
+  type route hook output priority mangle;
+  ct mark != 0 meta mark set ct mark
+ }
+}
+",
+    )
+    .expect("write the closed server's nft");
+    let closed = lab.ns(Role::Closed);
+    lab.ok_in(closed, &["nft", "-f", marks.to_str().expect("UTF-8 path")]);
+    batch(
+        closed,
+        &[
+            "sysctl -qw net.ipv4.conf.all.rp_filter=0",
+            "sysctl -qw net.ipv4.conf.eth1.rp_filter=0",
+            "ip rule add fwmark 1 table 101",
+            "ip rule add fwmark 2 table 102",
+            "ip route add default via 10.200.0.1 table 101",
+            "ip route add default via 10.200.1.1 table 102",
+        ],
+    );
+    ns
 }
 
 /// The lab's WAN carries no route to the closed network: the carrier (`inet`) forgets its
@@ -278,6 +387,24 @@ pub fn lab_yaml_with_ipsec(lab: &Lab, router: &Charon, auth_yaml: &str) -> Strin
         router.vici().display()
     );
     format!("{}{tunnel}{}", &yaml[..start], &yaml[end..])
+}
+
+/// A lab on IPsec with a PSK: the gateway's charon in `vpngw` with `gateway_psk`, the router's
+/// charon, and the daemon's config with `router_psk` in `secrets/ipsec.psk` (the carrier has no
+/// route to the closed network, so only the tunnel reaches it). Returns (lab, gateway, router's
+/// charon, config).
+pub fn psk_lab(name: &str, router_psk: &str, gateway_psk: &str) -> (Lab, Charon, Charon, PathBuf) {
+    let lab = Lab::build(name);
+    carrier_without_closed_route(&lab);
+    let gw = start_charon(&lab, Role::Vpngw, "vpngw");
+    configure_gateway(&lab, &gw, GatewayAuth::Psk(gateway_psk));
+    let router = start_charon(&lab, Role::Router, "router");
+    // Creates the lab's files (secrets/ among them) before the PSK goes there.
+    lab.config_from_lab_yaml();
+    let psk = write_secret(&lab, "ipsec.psk", &format!("{router_psk}\n"));
+    let yaml = lab_yaml_with_ipsec(&lab, &router, &format!("      psk_file: {}", psk.display()));
+    let config = lab.write_config(&yaml);
+    (lab, gw, router, config)
 }
 
 /// A secret file (mode 600) in the lab's `secrets/`.

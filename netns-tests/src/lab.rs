@@ -89,6 +89,15 @@ pub enum Outcome {
 /// retransmitted SYN's error ~1 s later. IPv4 rejects fail at once.
 pub const PROBE_TIMEOUT_MS: u32 = 1500;
 
+/// What a capture sends to its link's broadcast address when it is asked to stop, and waits
+/// to see in its file: tcpdump writes packets in order, so everything before is written too.
+/// (A fixed "has the file stopped growing" wait lost packets under load: tcpdump had not yet
+/// been scheduled to read them when it was stopped.) UDP to the discard port; the BPF clause
+/// matches its first four bytes, `oqs-`.
+const CAPTURE_END: &str = "oqs-capture-end";
+const CAPTURE_END_PORT: u16 = 9;
+const CAPTURE_END_BPF: &str = "(udp dst port 9 and udp[8:4] = 0x6f71732d)";
+
 /// The veths, each created directly between two namespaces: (a, a's name, b, b's name).
 const LINKS: &[(Role, &str, Role, &str)] = &[
     (Role::Pc, "eth0", Role::Router, "lan0"),
@@ -371,24 +380,46 @@ impl Lab {
 
     /// Run a command in a role's namespace.
     pub fn exec(&self, role: Role, args: &[&str]) -> Output {
+        self.exec_in(self.ns(role), args)
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, role: Role, args: &[&str]) -> String {
+        self.ok_in(self.ns(role), args)
+    }
+
+    /// A namespace beyond the roles (a second gateway), named like the lab's own so a killed
+    /// run's is swept; deleted when the returned guard drops. Create it after the lab, so it
+    /// drops first (the lab then stops what runs in it).
+    pub fn add_namespace(&self, name: &str) -> Netns {
+        Netns::new(&format!("{}-{name}", self.name))
+    }
+
+    /// Run a command in namespace `ns` (a role's, or one from [`Lab::add_namespace`]).
+    pub fn exec_in(&self, ns: &str, args: &[&str]) -> Output {
         Command::new("ip")
-            .args(["netns", "exec", self.ns(role)])
+            .args(["netns", "exec", ns])
             .args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run ip netns exec")
     }
 
-    /// Run and require success; returns stdout.
-    pub fn ok(&self, role: Role, args: &[&str]) -> String {
-        let out = self.exec(role, args);
+    /// [`Lab::exec_in`], requiring success; returns stdout.
+    pub fn ok_in(&self, ns: &str, args: &[&str]) -> String {
+        let out = self.exec_in(ns, args);
         assert!(
             out.status.success(),
-            "{args:?} in {} failed: {}",
-            self.ns(role),
+            "{args:?} in {ns} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// [`Lab::spawn`] in namespace `ns`.
+    pub fn spawn_in(&self, ns: &str, args: &[&str]) -> u32 {
+        let log = self.next_file(&format!("{ns}-{}", program_name(args)), "log");
+        self.spawn_logged_in(ns, args, &log)
     }
 
     /// Many `ip` commands in one process; nonzero exit on the first that fails.
@@ -411,11 +442,15 @@ impl Lab {
     }
 
     fn spawn_logged(&self, role: Role, args: &[&str], log: &Path) -> u32 {
+        self.spawn_logged_in(self.ns(role), args, log)
+    }
+
+    fn spawn_logged_in(&self, ns: &str, args: &[&str], log: &Path) -> u32 {
         let file = std::fs::File::create(log).expect("create a log file in the lab dir");
         let err = file.try_clone().expect("clone the log file handle");
         // `ip netns exec` execs the command: the PID is the command's own.
         let child = Command::new("ip")
-            .args(["netns", "exec", self.ns(role)])
+            .args(["netns", "exec", ns])
             .args(args)
             .stdin(Stdio::null())
             .stdout(file)
@@ -427,7 +462,7 @@ impl Lab {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Proc {
-                what: format!("{args:?} in {}", self.ns(role)),
+                what: format!("{args:?} in {ns}"),
                 child,
             });
         pid
@@ -497,6 +532,15 @@ impl Lab {
         let file_text = file.to_str().expect("lab dir path is UTF-8");
         // -Z root: tcpdump would drop to user tcpdump, who cannot write into our temp dir.
         // --immediate-mode: deliver each packet at once, not when libpcap's buffer times out.
+        // The end marker goes out of a named interface with an IPv4 broadcast address.
+        let end = (iface != "any")
+            .then(|| self.broadcast_of(role, iface))
+            .flatten();
+        let filter = match (end, filter.is_empty()) {
+            (Some(_), false) => format!("({filter}) or {CAPTURE_END_BPF}"),
+            _ => filter.to_owned(),
+        };
+        let filter = filter.as_str();
         let mut args = vec![
             "tcpdump",
             "-Z",
@@ -528,7 +572,16 @@ impl Lab {
             role,
             pid: Some(pid),
             file,
+            end,
         }
+    }
+
+    /// The IPv4 broadcast address of a role's interface (`brd` in `ip -4 addr`).
+    fn broadcast_of(&self, role: Role, iface: &str) -> Option<std::net::Ipv4Addr> {
+        let text = self.ok(role, &["ip", "-4", "-o", "addr", "show", "dev", iface]);
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == "brd")?;
+        words.next()?.parse().ok()
     }
 
     /// Give `inet` (the carrier) routes to the LANs via the router: 192.168.0.0/16 and
@@ -637,8 +690,9 @@ impl Lab {
     }
 
     /// `oqs-edge run -c CONFIG --state-dir <dir>/state` in the router, logged to the file
-    /// [`Lab::daemon_log`] reads.
-    fn spawn_daemon(&self, config: &Path, extra: &[&str]) -> u32 {
+    /// [`Lab::daemon_log`] reads. Returns at once: the caller judges readiness (the soak
+    /// restarts the daemon as systemd would and measures how long it takes).
+    pub fn spawn_daemon(&self, config: &Path, extra: &[&str]) -> u32 {
         let bin = oqs_edge_bin();
         let state = self.dir().join("state");
         let log = self.next_file("oqs-edge", "log");
@@ -815,6 +869,25 @@ http {
     location / {
       default_type text/plain;
       return 200 "upstream ok host=$host dn=$ssl_client_s_dn
+";
+    }
+    # Uploads (issue 22): the whole body is read (buffered to client_body_temp_path) before
+    # the answer, which says how much arrived.
+    location /upload {
+      client_max_body_size 0;
+      client_body_buffer_size 1m;
+      proxy_pass http://127.0.0.1:8081;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Received $content_length;
+    }
+  }
+  server {
+    listen 127.0.0.1:8081;
+    access_log off;
+    location / {
+      default_type text/plain;
+      return 200 "upload received $http_x_received bytes
 ";
     }
   }
@@ -1034,15 +1107,33 @@ pub struct Capture<'lab> {
     role: Role,
     pid: Option<u32>,
     file: PathBuf,
+    /// Where the end marker is sent (None: no IPv4 broadcast on the interface, or `any`).
+    end: Option<std::net::Ipv4Addr>,
 }
 
 impl Capture<'_> {
+    /// Whether tcpdump still runs (it exits when its interface goes away or down).
+    pub fn running(&self) -> bool {
+        self.pid.is_some_and(|pid| !process_ended(pid))
+    }
+
     /// Stop tcpdump and return the packets, one `tcpdump -r FILE -n` line each.
     pub fn stop(mut self) -> Vec<String> {
-        self.settle();
+        match self.end {
+            Some(to) => self.wait_for_the_end_marker(to),
+            None => self.settle(),
+        }
         if let Some(pid) = self.pid.take() {
             self.lab.stop(pid);
         }
+        self.read()
+            .into_iter()
+            .filter(|line| !is_end_marker(line))
+            .collect()
+    }
+
+    /// Every line in the file so far (end markers, ours or another capture's, included).
+    fn read(&self) -> Vec<String> {
         // Read inside the namespace: with `-i any`, interface names are looked up by index
         // when the file is read, and the host's indexes name other interfaces.
         let out = self.lab.exec(
@@ -1060,6 +1151,47 @@ impl Capture<'_> {
             .collect()
     }
 
+    /// Send the end marker out of the interface and wait until tcpdump has written it.
+    fn wait_for_the_end_marker(&self, to: std::net::Ipv4Addr) {
+        let peer = lab_peer_bin();
+        let to = format!("{to}:{CAPTURE_END_PORT}");
+        let send = || {
+            self.lab.exec(
+                self.role,
+                &[
+                    peer.to_str().expect("lab-peer path is UTF-8"),
+                    "datagram",
+                    &to,
+                    CAPTURE_END,
+                ],
+            )
+        };
+        let out = send();
+        assert!(
+            out.status.success(),
+            "capture end marker: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut sent = 1;
+        // tcpdump writes it once it is scheduled; two more markers in case one is lost (a
+        // full socket buffer); every one is filtered out of the result.
+        let seen = wait_for(30, || {
+            if self.read().iter().any(|l| is_end_marker(l)) {
+                return true;
+            }
+            if sent < 3 {
+                std::thread::sleep(Duration::from_millis(100));
+                sent += 1;
+                let _ = send();
+            }
+            false
+        });
+        assert!(
+            seen,
+            "tcpdump did not write the capture's end marker within 30 s"
+        );
+    }
+
     /// Packets still on their way to the file: wait until it has not grown for 150 ms.
     fn settle(&self) {
         let size = || std::fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
@@ -1073,6 +1205,14 @@ impl Capture<'_> {
             last = now;
         }
     }
+}
+
+/// A `tcpdump -n -r` line of an end marker (any capture's).
+fn is_end_marker(line: &str) -> bool {
+    line.contains(&format!(
+        ".{CAPTURE_END_PORT}: UDP, length {}",
+        CAPTURE_END.len()
+    ))
 }
 
 impl Drop for Capture<'_> {

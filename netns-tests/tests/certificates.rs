@@ -137,6 +137,38 @@ fn twenty_days_left_is_a_problem_warned_once_a_day_and_forty_five_a_note() {
     lab.stop(pid);
 }
 
+#[test]
+fn a_japanese_locale_gets_the_warning_in_japanese_with_the_file_and_what_to_do() {
+    if skip_unless_root(
+        "a_japanese_locale_gets_the_warning_in_japanese_with_the_file_and_what_to_do",
+    ) {
+        return;
+    }
+    let lab = Lab::build("certja");
+    lab.config_from_lab_yaml();
+    let (p12, _) = pki::client_p12_valid(lab.dir(), "oqs-12d", -10, 12);
+    let config = config_with(&lab, &p12);
+    lab.start_daemon_with(&config, &["--lang", "ja"]);
+    let said = wait_for(15, || lab.daemon_log().contains("日前の警告"));
+    let log = lab.daemon_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("日前の警告"))
+        .unwrap_or_default();
+    assert!(
+        said && line.contains("電子証明書 `oqs` (")
+            && line.contains("oqs-12d.p12)の有効期限まで残り 12 日です")
+            && line.contains("15 日前の警告")
+            && line.contains("`oqs-edge cert import --replace` で取り込んでください"),
+        "the 15-day warning in Japanese, naming the file:\n{log}"
+    );
+    // `status` in the same locale leads in Japanese.
+    let out = cli(&lab, &config, &["status", "--lang", "ja"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("oqs-edge: 異常"), "{text}");
+    assert!(text.contains("電子証明書: oqs (医療機関等コード"), "{text}");
+}
+
 /// The lab's config with a second client certificate `new` (password in `password_file`)
 /// listed before `oqs` on both routes.
 fn config_with_list(lab: &Lab, password_file: &str) -> std::path::PathBuf {

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
+use netns_tests::ipsec;
 use netns_tests::lab::Nginx;
 use netns_tests::wireguard::{
     router_keygen, wireguard_config, Concentrator, EtcOverride, CONCENTRATOR,
@@ -45,6 +46,15 @@ fn steps(lab: &Lab, config: &Path) -> (Vec<(String, String)>, serde_json::Value,
         })
         .collect();
     (list, v, out.status.code())
+}
+
+/// The step `id` of a JSON report.
+fn step(v: &serde_json::Value, id: &str) -> serde_json::Value {
+    v["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == id))
+        .cloned()
+        .unwrap_or_else(|| panic!("no step {id}: {v:#}"))
 }
 
 fn first_failure(v: &serde_json::Value) -> Option<serde_json::Value> {
@@ -240,12 +250,7 @@ fn diag_passes_on_the_healthy_line_and_names_each_broken_link() {
     );
     // The skipped ones say why.
     let (_, v, _) = steps(&lab, &config);
-    let resolve = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "route.eligibility-api.resolve")
-        .unwrap();
+    let resolve = step(&v, "route.eligibility-api.resolve");
     assert!(
         resolve["message"]
             .as_str()
@@ -313,13 +318,7 @@ fn diag_passes_on_the_healthy_line_and_names_each_broken_link() {
         "the client certificate `oqs` (CN 1312345678) is outside its validity",
         "expired client certificate",
     );
-    let cert = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "cert.oqs")
-        .unwrap()
-        .clone();
+    let cert = step(&v, "cert.oqs");
     assert_eq!(cert["result"], "fail", "{cert:#}");
     assert!(
         cert["detail"].as_str().unwrap().contains("expired"),
@@ -361,12 +360,7 @@ fn diag_passes_on_the_healthy_line_and_names_each_broken_link() {
         "198.51.100.1",
         "WAN gateway gone",
     );
-    let line = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "line")
-        .unwrap();
+    let line = step(&v, "line");
     assert_eq!(line["result"], "skip", "{line:#}");
 }
 
@@ -409,11 +403,113 @@ fn diag_names_a_stopped_wireguard_peer() {
 
     concentrator.stop(&lab);
     let v = first_fail_is(&lab, &config, "line", "no answer", "WireGuard peer stopped");
-    let tls = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "route.eligibility-api.tls")
-        .unwrap();
+    let tls = step(&v, "route.eligibility-api.tls");
     assert_eq!(tls["result"], "skip", "{tls:#}");
+}
+
+#[test]
+fn diag_names_a_wrong_ipsec_psk_and_the_file_to_fix() {
+    if skip_unless_root("diag_names_a_wrong_ipsec_psk_and_the_file_to_fix") {
+        return;
+    }
+    let (lab, _gw, _router, config) = ipsec::psk_lab("diagpsk", "not-the-gateways-key", ipsec::PSK);
+    let _nginx = lab.start_nginx("ca/oqs-server");
+    lab.start_daemon_when(&config, || {
+        ipsec::status(&lab)["tunnel"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("PSK mismatch"))
+    });
+    let v = first_fail_is(&lab, &config, "line", "PSK mismatch", "wrong PSK");
+    let line = first_failure(&v).unwrap();
+    assert!(
+        line["detail"].as_str().unwrap().contains("ipsec.psk"),
+        "names the file: {line:#}"
+    );
+    // Nothing past the line can work: the upstream's steps are skipped, not failed.
+    let tls = step(&v, "route.eligibility-api.tls");
+    assert_eq!(tls["result"], "skip", "{tls:#}");
+    let ja = text(&diag(&lab, &config, &["--lang", "ja"]));
+    assert!(
+        ja.contains("トンネル (IPsec) が確立していません。")
+            && ja.contains("事前共有鍵 (tunnel.ipsec.auth.psk_file)"),
+        "{ja}"
+    );
+
+    // The right key and a reload: every step passes.
+    ipsec::write_secret(&lab, "ipsec.psk", &format!("{}\n", ipsec::PSK));
+    let socket = lab.dir().join("control.sock");
+    let reload = lab.exec(
+        Role::Router,
+        &[
+            oqs_edge_bin().to_str().unwrap(),
+            "reload",
+            "-c",
+            config.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    assert!(reload.status.success(), "{}", text(&reload));
+    assert!(
+        wait_for(20, || first_failure(&steps(&lab, &config).1).is_none()),
+        "{:#}",
+        steps(&lab, &config).1
+    );
+}
+
+#[test]
+fn diag_names_a_stopped_closed_dns() {
+    if skip_unless_root("diag_names_a_stopped_closed_dns") {
+        return;
+    }
+    let lab = Lab::build("diagdns");
+    // The eligibility route by name: the proxy and diag resolve it through the closed DNS.
+    let yaml = with_health_path(&lab.config_from_lab_yaml());
+    let pinned = "      upstream: hweb-api.oqs.example:443\n      upstream_address: 10.200.0.10";
+    assert!(
+        yaml.contains(pinned),
+        "lab.yaml's eligibility route changed"
+    );
+    let yaml = yaml.replacen(pinned, "      upstream: hweb-api.oqs.example:443", 1);
+    let config = lab.write_config(&yaml);
+    let closed_dns = lab.start_closed_dns();
+    let _nginx = lab.start_nginx("ca/oqs-server");
+    lab.start_daemon(&config);
+    all_pass(
+        &lab,
+        &config,
+        &[
+            "route.eligibility-api.resolve",
+            "route.eligibility-api.tls",
+            "route.eligibility-api.http",
+        ],
+    );
+    let (_, v, _) = steps(&lab, &config);
+    let resolve = step(&v, "route.eligibility-api.resolve");
+    assert!(
+        resolve["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("10.200.0.10"),
+        "{resolve:#}"
+    );
+
+    lab.stop(closed_dns.pid);
+    let v = first_fail_is(
+        &lab,
+        &config,
+        "route.eligibility-api.resolve",
+        "hweb-api.oqs.example",
+        "closed DNS stopped",
+    );
+    let resolve = first_failure(&v).unwrap();
+    assert!(
+        resolve["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the closed network's DNS (10.200.0.53)"),
+        "names the server that did not answer: {resolve:#}"
+    );
+    let tcp = step(&v, "route.eligibility-api.tcp");
+    assert_eq!(tcp["result"], "skip", "{tcp:#}");
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use netns_tests::lab::{Capture, Lab, Outcome, Role};
 use netns_tests::wireguard::{router_keygen, wireguard_config, Concentrator};
-use netns_tests::{oqs_edge_bin, process_ended, skip_unless_root, wait_for};
+use netns_tests::{ipsec, oqs_edge_bin, process_ended, skip_unless_root, wait_for};
 
 const CLOSED_SERVER: &str = "10.200.0.10:80";
 /// health: interval 2s × failures 2: the target is 2 × 2 + 5 = 9 s.
@@ -132,7 +132,12 @@ impl Pinger {
     }
 
     /// Stop it and return the longest time between two replies, in seconds, and the count.
+    /// The time since the last reply counts as a gap too: a ping that got no reply after a
+    /// switch has a gap up to its stop, not none.
     fn stop(self, lab: &Lab) -> (f64, usize) {
+        let stopped = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         lab.stop(self.pid);
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let times: Vec<f64> = text
@@ -145,8 +150,62 @@ impl Pinger {
         let gap = times
             .windows(2)
             .map(|w| w[1] - w[0])
+            .chain(times.last().map(|last| stopped - last))
             .fold(0.0_f64, f64::max);
         (gap, times.len())
+    }
+}
+
+/// iperf3 from the PC to the closed server at 2 Mbit/s for 20 s, across a switch.
+struct TcpStream {
+    pid: u32,
+    log: PathBuf,
+}
+
+impl TcpStream {
+    fn start(lab: &Lab) -> TcpStream {
+        lab.spawn(
+            Role::Closed,
+            &["iperf3", "-s", "-B", "10.200.0.10", "-p", "5201"],
+        );
+        assert!(wait_for(10, || lab
+            .probe(Role::Pc, addr("10.200.0.10:5201"))
+            != Outcome::Timeout));
+        let (pid, log) = lab.spawn_log(
+            Role::Pc,
+            &[
+                "iperf3",
+                "-c",
+                "10.200.0.10",
+                "-p",
+                "5201",
+                "-t",
+                "20",
+                "-b",
+                "2M",
+                "-i",
+                "1",
+            ],
+        );
+        TcpStream { pid, log }
+    }
+
+    /// Wait for it to end; it must have survived the switch.
+    fn finish(self) {
+        assert!(
+            wait_for(40, || process_ended(self.pid)),
+            "the TCP stream did not finish"
+        );
+        let out = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let stalled = out
+            .lines()
+            .filter(|l| l.contains("sec") && l.contains(" 0.00 Bytes"))
+            .count();
+        println!("the TCP stream had {stalled} one-second intervals with no data");
+        assert!(
+            out.contains("iperf Done."),
+            "the TCP stream did not survive the switch:\n{out}"
+        );
     }
 }
 
@@ -162,6 +221,26 @@ fn assert_none(capture: Capture<'_>, phase: &str) {
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
+}
+
+/// Wait (up to `secs`) until gateway `index` is active, then until the PC reaches the closed
+/// server through it. Returns when the gateway was seen active.
+fn wait_until_carried_by(lab: &Lab, config: &Path, index: u64, secs: u64, phase: &str) -> Instant {
+    assert!(
+        wait_for(secs, || active_index(lab, config) == Some(index)),
+        "{phase}: gateway {index} is not active: {:#}\n{}",
+        status(lab, config)["tunnel"],
+        lab.daemon_log()
+    );
+    let seen = Instant::now();
+    assert!(
+        wait_for(30, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
+            == Outcome::Connected),
+        "{phase}: the closed server is not reached through gateway {index}: {:#}\n{}",
+        status(lab, config)["tunnel"],
+        lab.daemon_log()
+    );
+    seen
 }
 
 #[test]
@@ -183,18 +262,7 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
     );
     lab.start_daemon(&config);
     let mac = router_wan_mac(&lab);
-    assert!(
-        wait_for(30, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
-            == Outcome::Connected),
-        "start: the closed server is not reached: {:#}\n{}",
-        status(&lab, &config)["tunnel"],
-        lab.daemon_log()
-    );
-    assert_eq!(
-        active_index(&lab, &config),
-        Some(0),
-        "start on the preferred"
-    );
+    let _ = wait_until_carried_by(&lab, &config, 0, 30, "start");
     let clear = lab.capture(
         Role::Inet,
         "eth0",
@@ -202,47 +270,14 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
     );
 
     // Failover under a paced ping and a TCP stream (iperf3 at 2 Mbit/s for 20 s).
-    lab.spawn(
-        Role::Closed,
-        &["iperf3", "-s", "-B", "10.200.0.10", "-p", "5201"],
-    );
-    assert!(wait_for(10, || lab
-        .probe(Role::Pc, addr("10.200.0.10:5201"))
-        != Outcome::Timeout));
-    let (stream, stream_log) = lab.spawn_log(
-        Role::Pc,
-        &[
-            "iperf3",
-            "-c",
-            "10.200.0.10",
-            "-p",
-            "5201",
-            "-t",
-            "20",
-            "-b",
-            "2M",
-            "-i",
-            "1",
-        ],
-    );
+    let stream = TcpStream::start(&lab);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let ping = Pinger::start(&lab);
     assert!(wait_for(10, || lab.ping(Role::Pc, "10.200.0.10".parse().unwrap())));
     let stopped = Instant::now();
     a.stop(&lab);
-    assert!(
-        wait_for(60, || active_index(&lab, &config) == Some(1)),
-        "failover: still not on the backup: {:#}\n{}",
-        status(&lab, &config)["tunnel"],
-        lab.daemon_log()
-    );
-    let switched = stopped.elapsed().as_secs_f64();
-    assert!(
-        wait_for(30, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
-            == Outcome::Connected),
-        "failover: the closed server is not reached through the backup:\n{}",
-        lab.daemon_log()
-    );
+    let seen = wait_until_carried_by(&lab, &config, 1, 60, "failover");
+    let switched = (seen - stopped).as_secs_f64();
     std::thread::sleep(std::time::Duration::from_secs(2));
     let (gap, replies) = ping.stop(&lab);
     let s = status(&lab, &config);
@@ -250,20 +285,7 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
         "failover: switch decided {switched:.1} s after the stop; ping gap {gap:.1} s ({replies} replies); target {} s",
         INTERVAL_SECS * FAILURES + 5
     );
-    assert!(
-        wait_for(40, || process_ended(stream)),
-        "the TCP stream did not finish"
-    );
-    let stream_out = std::fs::read_to_string(&stream_log).unwrap_or_default();
-    let stalled = stream_out
-        .lines()
-        .filter(|l| l.contains("sec") && l.contains(" 0.00 Bytes"))
-        .count();
-    println!("failover: the TCP stream had {stalled} one-second intervals with no data");
-    assert!(
-        stream_out.contains("iperf Done."),
-        "the TCP stream did not survive the switch:\n{stream_out}"
-    );
+    stream.finish();
     // The target: interval × failures + 5 s from the death to traffic flowing again.
     assert!(
         gap <= (INTERVAL_SECS * FAILURES + 5) as f64,
@@ -294,19 +316,7 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
     // Failback after failback_after.
     a.restart(&lab);
     concentrator_route(&lab, &a, 0);
-    assert!(
-        wait_for(FAILBACK_AFTER_SECS + 40, || active_index(&lab, &config)
-            == Some(0)),
-        "failback: not back on the preferred: {:#}\n{}",
-        status(&lab, &config)["tunnel"],
-        lab.daemon_log()
-    );
-    assert!(
-        wait_for(30, || lab.probe(Role::Pc, addr(CLOSED_SERVER))
-            == Outcome::Connected),
-        "failback: the closed server is not reached through the preferred:\n{}",
-        lab.daemon_log()
-    );
+    let _ = wait_until_carried_by(&lab, &config, 0, FAILBACK_AFTER_SECS + 40, "failback");
     assert!(
         a.latest_handshake(&lab) > 0,
         "no handshake with the preferred"
@@ -348,4 +358,145 @@ fn wireguard_fails_over_to_the_backup_fails_back_and_never_leaks() {
         lab.daemon_log()
     );
     assert_none(clear, "failover, failback, both down, one back");
+}
+
+/// config/lab.yaml on IPsec (PSK) with two gateways, `vpngw` (preferred) and the second
+/// gateway, and the health probe.
+fn two_ipsec_gateways_config(lab: &Lab, router: &ipsec::Charon) -> PathBuf {
+    let psk = ipsec::write_secret(lab, "ipsec.psk", &format!("{}\n", ipsec::PSK));
+    let yaml =
+        ipsec::lab_yaml_with_ipsec(lab, router, &format!("      psk_file: {}", psk.display()));
+    let single = "    remote_address: 203.0.113.2\n";
+    assert!(yaml.contains(single), "lab_yaml_with_ipsec changed");
+    let yaml = yaml.replacen(
+        single,
+        &format!(
+            "    remote_address:\n      - 203.0.113.2\n      - {}\n",
+            ipsec::SECOND_GATEWAY
+        ),
+        1,
+    );
+    let anchor = "    dpd_delay: 2s";
+    let yaml = yaml.replacen(
+        anchor,
+        &format!(
+            "{anchor}\n  health:\n    target: {CLOSED_SERVER}\n    interval: {INTERVAL_SECS}s\n    failures: {FAILURES}\n    failback_after: {FAILBACK_AFTER_SECS}s"
+        ),
+        1,
+    );
+    lab.write_config(&yaml)
+}
+
+#[test]
+fn ipsec_fails_over_to_the_second_gateway_fails_back_and_never_leaks() {
+    if skip_unless_root("ipsec_fails_over_to_the_second_gateway_fails_back_and_never_leaks") {
+        return;
+    }
+    let lab = Lab::build("ipfo");
+    ipsec::carrier_without_closed_route(&lab);
+    let second_ns = ipsec::second_gateway(&lab);
+    let gw1 = ipsec::start_charon(&lab, Role::Vpngw, "vpngw");
+    ipsec::configure_gateway(&lab, &gw1, ipsec::GatewayAuth::Psk(ipsec::PSK));
+    let gw2 = ipsec::start_charon_in(&lab, &second_ns.name, "vpngw2");
+    ipsec::configure_gateway_at(
+        &lab,
+        &gw2,
+        ipsec::GatewayAuth::Psk(ipsec::PSK),
+        ipsec::SECOND_GATEWAY,
+    );
+    let router = ipsec::start_charon(&lab, Role::Router, "router");
+    lab.config_from_lab_yaml();
+    let config = two_ipsec_gateways_config(&lab, &router);
+    let check = oqs_edge(&lab, &["check", "-c", config.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "the two-gateway config does not check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    lab.start_daemon_when(&config, || true);
+    let mac = router_wan_mac(&lab);
+    let clear = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and ip and dst net 10.200.0.0/24"),
+    );
+    let _ = wait_until_carried_by(&lab, &config, 0, 30, "start");
+
+    // The preferred gateway dies as in a crash (no DELETE) under a TCP stream and a paced
+    // ping: the probe fails, the second one takes over.
+    let stream = TcpStream::start(&lab);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let ping = Pinger::start(&lab);
+    assert!(wait_for(10, || lab.ping(Role::Pc, "10.200.0.10".parse().unwrap())));
+    let stopped = Instant::now();
+    ipsec::kill_charon(&gw1);
+    let seen = wait_until_carried_by(&lab, &config, 1, 60, "failover");
+    let switched = (seen - stopped).as_secs_f64();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (gap, replies) = ping.stop(&lab);
+    println!(
+        "ipsec failover: switch decided {switched:.1} s after the gateway died; ping gap {gap:.1} s ({replies} replies); target {} s",
+        INTERVAL_SECS * FAILURES + 5
+    );
+    assert!(replies > 0, "the ping got no replies at all");
+    stream.finish();
+    let s = status(&lab, &config);
+    assert_eq!(s["health"], "degraded", "a backup in use: {s:#}");
+    assert!(
+        s["problems"].as_array().unwrap().iter().any(|p| p
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("backup gateway {}", ipsec::SECOND_GATEWAY))),
+        "{s:#}"
+    );
+    assert!(
+        s["tunnel"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(ipsec::SECOND_GATEWAY),
+        "{s:#}"
+    );
+    assert!(
+        lab.daemon_log().contains(&format!(
+            "IPsec: switching to gateway {}",
+            ipsec::SECOND_GATEWAY
+        )),
+        "the switch is not in the journal/log"
+    );
+
+    // The preferred one still down: it is probed by an IKE_SA of its own, so traffic stays on
+    // the second gateway past failback_after, without a pause.
+    let ping = Pinger::start(&lab);
+    let stayed = !wait_for(FAILBACK_AFTER_SECS + 6, || {
+        active_index(&lab, &config) != Some(1)
+    });
+    let (gap, replies) = ping.stop(&lab);
+    assert!(
+        stayed,
+        "traffic moved to the dead preferred gateway: {:#}",
+        status(&lab, &config)["tunnel"]
+    );
+    assert!(
+        replies > 0 && gap < 1.5,
+        "the second gateway's traffic paused {gap:.1} s while the preferred one was down"
+    );
+
+    // The preferred one back: after it has answered the probe for failback_after, the router
+    // is on it again.
+    let gw1 = ipsec::start_charon(&lab, Role::Vpngw, "vpngw");
+    ipsec::configure_gateway(&lab, &gw1, ipsec::GatewayAuth::Psk(ipsec::PSK));
+    let _ = wait_until_carried_by(&lab, &config, 0, FAILBACK_AFTER_SECS + 40, "failback");
+    assert!(
+        gw1.swanctl(&lab, &["--list-sas"]).contains("INSTALLED"),
+        "no CHILD_SA with the preferred gateway"
+    );
+    let s = status(&lab, &config);
+    assert!(
+        s["tunnel"]["gateway"]["last_switch"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the preferred gateway answered for"),
+        "failback by the probe: {s:#}"
+    );
+    assert_none(clear, "IPsec failover and failback");
 }

@@ -66,25 +66,6 @@ fn time_until_pc_reaches_closed(lab: &Lab, limit: Duration) -> Option<Duration> 
     None
 }
 
-fn psk_lab(
-    name: &str,
-    router_psk: &str,
-    gateway_psk: &str,
-) -> (Lab, ipsec::Charon, ipsec::Charon, std::path::PathBuf) {
-    let lab = Lab::build(name);
-    ipsec::carrier_without_closed_route(&lab);
-    let gw = ipsec::start_charon(&lab, Role::Vpngw, "vpngw");
-    ipsec::configure_gateway(&lab, &gw, GatewayAuth::Psk(gateway_psk));
-    let router = ipsec::start_charon(&lab, Role::Router, "router");
-    // Creates the lab's files (secrets/ among them) before the PSK goes there.
-    lab.config_from_lab_yaml();
-    let psk = ipsec::write_secret(&lab, "ipsec.psk", &format!("{router_psk}\n"));
-    let yaml =
-        ipsec::lab_yaml_with_ipsec(&lab, &router, &format!("      psk_file: {}", psk.display()));
-    let config = lab.write_config(&yaml);
-    (lab, gw, router, config)
-}
-
 #[test]
 fn psk_tunnel_carries_the_pc_leaks_nothing_and_comes_back_after_charon_restarts() {
     if skip_unless_root(
@@ -92,7 +73,7 @@ fn psk_tunnel_carries_the_pc_leaks_nothing_and_comes_back_after_charon_restarts(
     ) {
         return;
     }
-    let (lab, _gw, router, config) = psk_lab("ipsk", ipsec::PSK, ipsec::PSK);
+    let (lab, _gw, router, config) = ipsec::psk_lab("ipsk", ipsec::PSK, ipsec::PSK);
     let mac = router_wan_mac(&lab);
     let leaks = lab.capture(Role::Inet, "eth0", &cleartext_filter(&mac));
     let esp = lab.capture(
@@ -238,7 +219,7 @@ fn wrong_psk_is_named_in_status_within_5s_and_nothing_leaks() {
         return;
     }
     netns_tests::oqs_edge_bin(); // built before the clock starts
-    let (lab, _gw, router, config) = psk_lab("ibad", "not-the-gateways-key", ipsec::PSK);
+    let (lab, _gw, router, config) = ipsec::psk_lab("ibad", "not-the-gateways-key", ipsec::PSK);
     let mac = router_wan_mac(&lab);
     let leaks = lab.capture(Role::Inet, "eth0", &cleartext_filter(&mac));
     let started = Instant::now();

@@ -352,3 +352,119 @@ fn internet_allow_opens_the_internet_to_the_clinic_segment_only() {
         "with internet: allow nothing of the clinic's is rejected as internet"
     );
 }
+
+/// Anti-spoofing (issue 22): the eligibility PC sends with a clinic-segment source (IPv4 and
+/// IPv6) and with a closed-network source, to the router, to the clinic PC and to the closed
+/// network. Every such
+/// packet is dropped before the policy (no policy counter moves) and counted in
+/// `spoofed_source`, which `status` shows; its own address is not affected.
+#[test]
+fn eligibility_pc_with_a_clinic_or_closed_source_is_dropped_and_counted() {
+    if skip_unless_root("eligibility_pc_with_a_clinic_or_closed_source_is_dropped_and_counted") {
+        return;
+    }
+    let lab = Lab::build("pol-spoof");
+    let config = lab.write_config(&lab.config_from_lab_yaml());
+    lab.start_daemon(&config);
+    let spoofed =
+        |c: &std::collections::BTreeMap<String, u64>| c.get("spoofed_source").copied().unwrap_or(0);
+
+    let before = lab.counters();
+    assert!(before.contains_key("spoofed_source"), "{before:?}");
+    assert!(
+        lab.ping(Pc, "192.168.50.1".parse().unwrap()),
+        "ICMP to the router"
+    );
+    assert_eq!(
+        spoofed(&lab.counters()),
+        spoofed(&before),
+        "the PC's own address was counted as spoofed"
+    );
+
+    let policy = [
+        "eligibility_to_closed",
+        "eligibility_to_internet",
+        "eligibility_to_lan",
+        "lan_to_router",
+    ];
+    // The router's IPv6 neighbour entry, fixed: a neighbour solicitation from the spoofed
+    // source would itself be dropped (and counted), and the echo requests never sent.
+    let mac = lab.ok(Role::Router, &["cat", "/sys/class/net/lan0/address"]);
+    lab.ok(
+        Pc,
+        &[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            "fd00:50::1",
+            "lladdr",
+            mac.trim(),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    let mut wrong = Vec::new();
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "192.168.60.77",
+            &["192.168.50.1", "192.168.60.10", "10.200.0.10"],
+        ),
+        (
+            "10.200.0.99",
+            &["192.168.50.1", "192.168.60.10", "10.200.0.10"],
+        ),
+        // IPv6: a clinic-segment source, to the router and to the clinic PC.
+        ("fd00:60::77", &["fd00:50::1", "fd00:60::10"]),
+    ];
+    for (source, targets) in cases {
+        let prefix = if source.contains(':') { 128 } else { 32 };
+        let address = format!("{source}/{prefix}");
+        lab.ok(Pc, &["ip", "addr", "add", &address, "dev", "eth0", "nodad"]);
+        for &to in targets {
+            let before = lab.counters();
+            let out = lab.exec(
+                Pc,
+                &[
+                    "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-I", source, to,
+                ],
+            );
+            let after = lab.counters();
+            if out.status.success() {
+                wrong.push(format!("{source} → {to}: answered"));
+            }
+            if spoofed(&after) < spoofed(&before) + 3 {
+                wrong.push(format!(
+                    "{source} → {to}: spoofed_source {} → {}",
+                    spoofed(&before),
+                    spoofed(&after)
+                ));
+            }
+            for name in policy {
+                if after.get(name) != before.get(name) {
+                    wrong.push(format!(
+                        "{source} → {to}: reached the policy ({name} moved)"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "spoofed packets not dropped before the policy:\n  {}\n\ncounters: {:?}\n\ndaemon log:\n{}",
+        wrong.join("\n  "),
+        lab.counters(),
+        lab.daemon_log()
+    );
+
+    let status = lab.status_json(&config);
+    let shown = status["firewall"]["counters"]["spoofed_source"]["packets"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        shown >= 24,
+        "status shows spoofed_source = {shown}: {status}"
+    );
+}

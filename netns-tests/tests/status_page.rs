@@ -67,7 +67,7 @@ fn the_status_page_tells_the_staff_in_japanese_and_only_them() {
         "\ncontrol:\n  status_page: 192.168.60.1:8080\n",
         1,
     ));
-    let _nginx = lab.start_nginx("ca/oqs-server");
+    let nginx = lab.start_nginx("ca/oqs-server");
     lab.start_daemon(&config);
 
     // The clinic PC gets the page (curl first: a plain answer to compare the browser with).
@@ -181,6 +181,34 @@ fn the_status_page_tells_the_staff_in_japanese_and_only_them() {
         "{page:#}"
     );
     assert_eq!(json("en")["lang"], "en");
+
+    // The installer runs 疎通確認 from the shell with the endpoint stopped: the page shows
+    // that run as the last one, with the step that failed.
+    lab.stop(nginx.pid);
+    let bin = netns_tests::oqs_edge_bin();
+    let out = lab.exec(
+        Role::Router,
+        &[
+            bin.to_str().unwrap(),
+            "diag",
+            "-c",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        wait_for(10, || {
+            page = json("ja");
+            page["last_diag_result"] == "fail"
+        }),
+        "the page does not show the shell's 疎通確認: {page:#}\n--- diag's stderr:\n{}\n--- kept: {:?}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(lab.dir().join("last-diag.json")).map(|t| t.len())
+    );
+    assert!(
+        page["last_diag"].as_str().unwrap().contains("TCP"),
+        "names the failed step: {page:#}"
+    );
 
     // Outside the allow list (the eligibility PC): nothing, not even an HTTP error.
     let out = lab.exec(

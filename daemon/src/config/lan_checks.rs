@@ -19,8 +19,10 @@ impl Checker<'_> {
             let Some(dhcp) = &seg.dhcp else { continue };
             let key = |field: &str| format!("segments[{i}].dhcp.{field}");
             let IpNet::V4(net) = seg.address.value else {
+                // At the section's own key, not its first child.
+                let at = super::validate::section_key(self.source, dhcp.loc, "dhcp");
                 self.error(
-                    dhcp.loc,
+                    at,
                     key("range"),
                     format!(
                         "segment `{}` has an IPv6 `address`: oqs-edge serves DHCPv4 only",

@@ -25,6 +25,38 @@ pub struct Parsed {
     pub found: Vec<Diagnostic>,
     /// Where values failed to parse: placeholders stand there.
     pub unparsed: HashSet<Loc>,
+    /// The keys renamed by repairs: locations found in the repaired text are mapped back to
+    /// the operator's text with [`Parsed::original`].
+    pub renamed: Vec<Renamed>,
+}
+
+/// A key the loader renamed to read on (`adress` → `address`).
+#[derive(Clone, Copy, Debug)]
+pub struct Renamed {
+    line: u32,
+    column: u32,
+    /// Length in characters of the key as written, and as repaired.
+    written: u32,
+    repaired: u32,
+}
+
+impl Parsed {
+    /// Where a location in the repaired text is in the text as written: on a line whose key
+    /// was renamed, what follows the key moves by the difference in length.
+    pub fn original(&self, loc: Loc) -> Loc {
+        self.renamed
+            .iter()
+            .filter(|r| r.line == loc.line && loc.column > r.column)
+            .fold(loc, |loc, r| {
+                let column = if loc.column >= r.column + r.repaired {
+                    loc.column - r.repaired + r.written
+                } else {
+                    // Inside the key: its start.
+                    r.column
+                };
+                Loc { column, ..loc }
+            })
+    }
 }
 
 /// Read the config, reporting as many problems as one reading can find.
@@ -33,6 +65,7 @@ pub fn parse(source: &str) -> Parsed {
     let mut found: Vec<Diagnostic> = Vec::new();
     let mut repaired_lines: Vec<u32> = Vec::new();
     let mut unparsed = HashSet::new();
+    let mut renamed = Vec::new();
     loop {
         let result = read(&text);
         for problem in scalar::take_problems() {
@@ -55,6 +88,7 @@ pub fn parse(source: &str) -> Parsed {
                     config: Some(config),
                     found,
                     unparsed,
+                    renamed,
                 }
             }
             Err(error) => error,
@@ -67,6 +101,7 @@ pub fn parse(source: &str) -> Parsed {
                 config: None,
                 found,
                 unparsed,
+                renamed,
             };
         }
         let message = strip_position(&error.without_snippet().to_string());
@@ -87,12 +122,21 @@ pub fn parse(source: &str) -> Parsed {
                     Some(repaired) => {
                         text = repaired;
                         repaired_lines.push(loc.line);
+                        if let Some(near) = suggestion {
+                            renamed.push(Renamed {
+                                line: loc.line,
+                                column: loc.column,
+                                written: key.chars().count() as u32,
+                                repaired: near.chars().count() as u32,
+                            });
+                        }
                     }
                     None => {
                         return Parsed {
                             config: None,
                             found,
                             unparsed,
+                            renamed,
                         }
                     }
                 }
@@ -103,6 +147,7 @@ pub fn parse(source: &str) -> Parsed {
                     config: None,
                     found,
                     unparsed,
+                    renamed,
                 };
             }
         }

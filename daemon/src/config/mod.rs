@@ -106,15 +106,20 @@ pub fn check_file(path: &Path, files: FileChecks) -> Result<(Checked, String), s
 
 /// Check config text as if read from `path` (for reports and relative-path hints).
 pub fn check_source(path: &Path, source: &str, files: FileChecks) -> Checked {
-    let load::Parsed {
-        config,
-        mut found,
-        unparsed,
-    } = load::parse(source);
+    let mut parsed = load::parse(source);
+    let config = parsed.config.take();
+    let mut found = std::mem::take(&mut parsed.found);
     if let Some(config) = &config {
-        found.extend(validate::check(config, files, &unparsed));
+        found.extend(validate::check(config, source, files, &parsed.unparsed));
     }
-    let diagnostics = found;
+    // Found in the repaired text; shown against the text as written.
+    let diagnostics = found
+        .into_iter()
+        .map(|mut d| {
+            d.loc = d.loc.map(|loc| inside(source, parsed.original(loc)));
+            d
+        })
+        .collect();
     let report = Report::new(path, diagnostics);
     let config = config.filter(|_| report.valid).and_then(|mut config| {
         let sections = &mut config.tunnel.value;
@@ -131,6 +136,21 @@ pub fn check_source(path: &Path, source: &str, files: FileChecks) -> Checked {
         })
     });
     Checked { report, config }
+}
+
+/// `loc`, or the nearest place in `source` when the parser reports one past its end (it may
+/// blame the end of input as the line after an unterminated last line).
+fn inside(source: &str, loc: scalar::Loc) -> scalar::Loc {
+    let lines: Vec<&str> = source.split('\n').collect();
+    let line = loc.line.clamp(1, lines.len() as u32);
+    let text = lines.get(line as usize - 1).copied().unwrap_or_default();
+    let end = text.chars().count() as u32 + 1;
+    let column = if line < loc.line {
+        end
+    } else {
+        loc.column.clamp(1, end)
+    };
+    scalar::Loc { line, column }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::scalar::{
-    keyword_enum, Address6, At, DhcpRange, DnsZone, Duration, HostPort, IfName, MacAddr, Node,
-    OneOrMore, WgKey,
+    keyword_enum, Address6, At, DhcpRange, DnsZone, Duration, Gateways, HostPort, IfName, MacAddr,
+    Node, OneOrMore, WgKey,
 };
 
 /// oqs-edge configuration (オンライン資格確認 / オンライン請求 router).
@@ -318,8 +318,9 @@ pub struct Ipsec {
     /// This router's WAN address, when it must be fixed.
     #[serde(default)]
     pub local_address: Option<At<IpAddr>>,
-    /// The provider's VPN gateway (address or DNS name).
-    pub remote_address: At<String>,
+    /// The provider's VPN gateway (address or DNS name), or a list of gateways in order of
+    /// preference, each an address or `{address, remote_id}` where its identity differs.
+    pub remote_address: Node<Gateways>,
     /// This router's IKE identity.
     pub local_id: At<String>,
     /// The gateway's IKE identity.

@@ -241,6 +241,162 @@ impl JsonSchema for OneOrMore {
     }
 }
 
+/// One IPsec gateway of `tunnel.ipsec.remote_address`: an address or host name, with the
+/// gateway's own IKE identity where it differs from `remote_id`.
+#[derive(Clone, Debug)]
+pub struct GatewayEntry {
+    pub address: At<String>,
+    pub remote_id: Option<At<String>>,
+}
+
+impl GatewayEntry {
+    /// A bare address; its place is set from the [`Node`] around it.
+    fn bare(address: &str) -> GatewayEntry {
+        GatewayEntry {
+            address: At {
+                value: address.trim().to_owned(),
+                loc: Loc::default(),
+            },
+            remote_id: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = GatewayEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a gateway's address, or `{address: ..., remote_id: ...}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<GatewayEntry, E> {
+                Ok(GatewayEntry::bare(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<GatewayEntry, A::Error> {
+                let mut address = None;
+                let mut remote_id = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "address" => address = Some(map.next_value::<At<String>>()?),
+                        "remote_id" => remote_id = Some(map.next_value::<At<String>>()?),
+                        other => {
+                            return Err(serde::de::Error::unknown_field(
+                                other,
+                                &["address", "remote_id"],
+                            ))
+                        }
+                    }
+                }
+                let address = address.ok_or_else(|| serde::de::Error::missing_field("address"))?;
+                Ok(GatewayEntry { address, remote_id })
+            }
+        }
+        deserializer.deserialize_any(Entry)
+    }
+}
+
+/// `tunnel.ipsec.remote_address`: one gateway, or a list in order of preference (issue 21).
+#[derive(Clone, Debug, Default)]
+pub struct Gateways(pub Vec<Node<GatewayEntry>>);
+
+impl<'de> Deserialize<'de> for Gateways {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> serde::de::Visitor<'de> for List {
+            type Value = Gateways;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a gateway's address, or a list of gateways in order of preference")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Gateways, E> {
+                Ok(Gateways(vec![Node {
+                    value: GatewayEntry::bare(v),
+                    loc: Loc::default(),
+                }]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Gateways, A::Error> {
+                let mut list = Vec::new();
+                while let Some(entry) = seq.next_element::<Node<GatewayEntry>>()? {
+                    list.push(entry);
+                }
+                Ok(Gateways(list))
+            }
+        }
+        deserializer.deserialize_any(List)
+    }
+}
+
+impl JsonSchema for Gateways {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Gateways".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "anyOf": [
+                            { "type": "string" },
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "address": { "type": "string" },
+                                    "remote_id": { "type": "string" }
+                                },
+                                "required": ["address"],
+                                "additionalProperties": false
+                            }
+                        ]
+                    }
+                }
+            ]
+        })
+    }
+}
+
+impl Node<Gateways> {
+    /// The gateways in order of preference, each address with its place (a bare address takes
+    /// the place of its list entry, or of the key's value for the single form).
+    pub fn entries(&self) -> Vec<GatewayEntry> {
+        self.value
+            .0
+            .iter()
+            .map(|entry| {
+                let mut e = entry.value.clone();
+                if e.address.loc == Loc::default() {
+                    e.address.loc = if entry.loc == Loc::default() {
+                        self.loc
+                    } else {
+                        entry.loc
+                    };
+                }
+                e
+            })
+            .collect()
+    }
+
+    /// The preferred gateway's address.
+    pub fn first(&self) -> At<String> {
+        self.entries()
+            .into_iter()
+            .next()
+            .map(|e| e.address)
+            .unwrap_or(At {
+                value: String::new(),
+                loc: self.loc,
+            })
+    }
+}
+
 impl Node<OneOrMore> {
     /// The names with their places (the single form's at the key's value).
     pub fn names(&self) -> Vec<At<String>> {

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 mod failover;
 
 use super::diagnostic::{Diagnostic, Severity};
-use super::model::{Config, InternetAccess, ProxyRoute, Role, TunnelType};
-use super::scalar::{is_dns_name, At, Loc};
+use super::model::{Config, InternetAccess, LanTls, Proxy, ProxyRoute, Role, TunnelType};
+use super::scalar::{At, Loc, Node};
 
 /// What the file checks may look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,9 +23,15 @@ pub enum FileChecks {
 
 /// Check a config. `unparsed` are the places of values that did not parse (and were already
 /// reported): they hold placeholders, so checks that would compare them are skipped.
-pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec<Diagnostic> {
+pub fn check(
+    config: &Config,
+    source: &str,
+    files: FileChecks,
+    unparsed: &HashSet<Loc>,
+) -> Vec<Diagnostic> {
     let mut c = Checker {
         found: Vec::new(),
+        source,
         files,
         unparsed,
     };
@@ -54,6 +60,8 @@ pub fn check(config: &Config, files: FileChecks, unparsed: &HashSet<Loc>) -> Vec
 
 pub(super) struct Checker<'a> {
     found: Vec<Diagnostic>,
+    /// The text as read (with repairs): for the places of keys, which the model does not keep.
+    pub(super) source: &'a str,
     files: FileChecks,
     unparsed: &'a HashSet<Loc>,
 }
@@ -373,8 +381,10 @@ impl Checker<'_> {
                     .hint = Some(format!("add `{name}:` under `tunnel:` with its settings"));
                 }
                 (false, Some(loc)) => {
+                    // The section's own key, not its first child.
+                    let at = section_key(self.source, loc, name);
                     self.error(
-                        loc,
+                        at,
                         format!("tunnel.{name}"),
                         format!("`tunnel.{name}` is set but `tunnel.type` is {kind}"),
                     )
@@ -474,14 +484,7 @@ impl Checker<'_> {
         }
         if let Some(ipsec) = tunnel.ipsec.as_ref().filter(|_| kind == TunnelType::Ipsec) {
             self.absolute(&ipsec.vici_socket, "tunnel.ipsec.vici_socket");
-            let remote = ipsec.remote_address.as_str();
-            if remote.parse::<IpAddr>().is_err() && !is_dns_name(remote) {
-                self.error(
-                    ipsec.remote_address.loc,
-                    "tunnel.ipsec.remote_address",
-                    format!("`{remote}` is neither an address nor a host name"),
-                );
-            }
+            self.ipsec_gateways(ipsec);
             for (value, key) in [
                 (&ipsec.local_id, "local_id"),
                 (&ipsec.remote_id, "remote_id"),
@@ -556,9 +559,10 @@ impl Checker<'_> {
                     }
                 }
             }
-            if let (Some(local), Ok(remote)) =
-                (&ipsec.local_address, ipsec.remote_address.parse::<IpAddr>())
-            {
+            if let (Some(local), Ok(remote)) = (
+                &ipsec.local_address,
+                ipsec.remote_address.first().parse::<IpAddr>(),
+            ) {
                 if local.is_ipv4() != remote.is_ipv4() {
                     self.error(
                         local.loc,
@@ -710,7 +714,9 @@ impl Checker<'_> {
 
     fn proxy(&mut self, config: &Config) {
         let Some(proxy) = &config.proxy else { return };
-        self.absolute(&proxy.local_ca_dir, "proxy.local_ca_dir");
+        if self.absolute(&proxy.local_ca_dir, "proxy.local_ca_dir") {
+            self.local_ca_dir(proxy);
+        }
         let router_addrs: Vec<IpAddr> = config
             .segments
             .iter()
@@ -1139,6 +1145,48 @@ impl Checker<'_> {
         self.certificate_findings(&loaded, cert.loc, &key, institution_code);
     }
 
+    /// The local CA's directory holds the LAN CA's private key: `run` refuses the `local-ca`
+    /// routes when others can read or enter it, so `check` says so first. A directory that
+    /// does not exist yet is fine: `run` creates it private.
+    fn local_ca_dir(&mut self, proxy: &Node<Proxy>) {
+        let used = proxy
+            .routes
+            .iter()
+            .any(|r| r.lan_tls.value == LanTls::LocalCa);
+        if self.files == FileChecks::Off || !used {
+            return;
+        }
+        let dir = &proxy.local_ca_dir;
+        let Ok(meta) = std::fs::metadata(&dir.value) else {
+            return;
+        };
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o777;
+        if !meta.is_dir() || mode & 0o077 == 0 {
+            return;
+        }
+        let who = match (mode & 0o070 != 0, mode & 0o007 != 0) {
+            (true, true) => "group and others",
+            (true, false) => "its group",
+            _ => "others",
+        };
+        // The default directory is not written in the file: blame the proxy section.
+        let loc = if dir.loc == Loc::default() {
+            proxy.loc
+        } else {
+            dir.loc
+        };
+        self.error(
+            loc,
+            "proxy.local_ca_dir",
+            format!(
+                "the local CA directory {} can be read or entered by {who} (mode {mode:04o}); it holds the LAN CA's private key, and `run` refuses the local-ca routes",
+                dir.value.display()
+            ),
+        )
+        .hint = Some(format!("run: chmod 700 {}", dir.value.display()));
+    }
+
     /// A secret (key, PSK, password): it must exist and be private to its owner. True when
     /// the file was checked and is fine.
     fn secret_file(&mut self, path: &At<std::path::PathBuf>, key: &str) -> bool {
@@ -1306,6 +1354,48 @@ fn key_path(source: &str, line: u32) -> Option<String> {
     }
     path.reverse();
     Some(path.join("."))
+}
+
+/// Where the key of the section whose value starts at `value` is written: on the same line
+/// before it (`ipsec: {…}`), or the nearest less indented line above (`ipsec:` then its keys).
+/// `value` itself when the text does not read that way.
+pub(super) fn section_key(source: &str, value: Loc, name: &str) -> Loc {
+    let lines: Vec<&str> = source.split('\n').collect();
+    let Some(index) = (value.line as usize).checked_sub(1) else {
+        return value;
+    };
+    let written = |line: &str| {
+        let body = line.trim_start();
+        body.strip_prefix(name)
+            .or_else(|| body.strip_prefix(&format!("\"{name}\"")))
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+    };
+    let column = value.column.saturating_sub(1) as usize;
+    if let Some(line) = lines.get(index) {
+        let before: String = line.chars().take(column).collect();
+        if let Some(at) = before.find(&format!("{name}:")) {
+            let column = before[..at].chars().count() as u32 + 1;
+            return Loc { column, ..value };
+        }
+    }
+    for (i, line) in lines.iter().enumerate().take(index).rev() {
+        let body = line.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = line.chars().count() - body.chars().count();
+        if indent >= column {
+            continue;
+        }
+        if written(line) {
+            return Loc {
+                line: i as u32 + 1,
+                column: indent as u32 + 1,
+            };
+        }
+        break;
+    }
+    value
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use log::warn;
 
+use super::i18n::{certificate_warning, CertificateWarning, Lang};
 use crate::logging::event;
 use crate::pki::{self, expiry::Ledger, expiry::Stage};
 use crate::plan::{self, Plan};
@@ -57,18 +58,24 @@ pub fn files_info(plan: &Plan, now: SystemTime) -> Vec<CertificateInfo> {
 /// The journal side of the schedule.
 pub struct Schedule {
     state_file: PathBuf,
+    /// The journal's language: the daemon's locale or `run --lang`.
+    lang: Lang,
     ledger: Ledger,
 }
 
 impl Schedule {
     /// Read what was logged before (a missing or unreadable file: nothing was).
-    pub fn open(state_dir: &Path) -> Schedule {
+    pub fn open(state_dir: &Path, lang: Lang) -> Schedule {
         let state_file = state_dir.join(STATE_FILE);
         let ledger = std::fs::read(&state_file)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        Schedule { state_file, ledger }
+        Schedule {
+            state_file,
+            lang,
+            ledger,
+        }
     }
 
     /// Log each warning due now for `certificates`, and keep that it was logged.
@@ -86,23 +93,12 @@ impl Schedule {
                 continue;
             };
             changed = true;
-            let what = cert.describe();
-            let when = cert.not_after.as_deref().unwrap_or("?");
-            let advice = cert.advice.as_deref().unwrap_or("replace it");
-            let (level, message) = match stage.threshold() {
-                _ if stage == Stage::Expired => (
-                    log::Level::Error,
-                    format!("{what} expired on {when}: {advice}"),
-                ),
-                Some(t) => (
-                    log::Level::Warn,
-                    format!("{what} expires in {days} days, on {when} ({t}-day warning): {advice}"),
-                ),
-                None => (
-                    log::Level::Warn,
-                    format!("{what} expires in {days} days, on {when} (daily warning): {advice}"),
-                ),
+            let (level, warning) = match stage.threshold() {
+                _ if stage == Stage::Expired => (log::Level::Error, CertificateWarning::Expired),
+                Some(t) => (log::Level::Warn, CertificateWarning::Threshold(t)),
+                None => (log::Level::Warn, CertificateWarning::Daily),
             };
+            let message = certificate_warning(cert, warning, self.lang);
             log::log!(
                 level,
                 oqs_event = event::CERTIFICATE_EXPIRY,

@@ -204,6 +204,27 @@ pub async fn ask<T: for<'de> Deserialize<'de>>(
 mod tests {
     use super::*;
 
+    /// Local users (issue 22): the socket is the owner's and its group's only, and a second
+    /// daemon cannot take a live one's place.
+    #[test]
+    fn the_socket_is_0660_and_a_live_one_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/control.sock");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let _server = Server::bind(&path).await.unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o660);
+            assert!(matches!(
+                Server::bind(&path).await,
+                Err(ControlError::AlreadyRunning(_))
+            ));
+        });
+    }
+
     #[test]
     fn requests_round_trip_through_their_words() {
         for request in [

@@ -8,17 +8,18 @@
 //! status; last, each 電子証明書's days left. Each step has a short timeout. A branch stops at
 //! the first failure whose later steps cannot succeed: those are reported as skipped, with why.
 //!
-//! Name resolution: the proxy resolves an upstream through the router's own resolver (closed
-//! DNS relaying is not built yet), so `diag` resolves the same way; a route with
-//! `upstream_address` has no name to resolve and the step says so.
+//! Name resolution: `diag` resolves an upstream the one way the proxy does
+//! ([`upstream::resolve`]: the closed network's DNS when configured, else the router's
+//! resolver); a route with `upstream_address` has no name to resolve and the step says so.
 //!
 //! It reads the system and never changes it. The daemon's state comes from the control socket's
 //! `status` (the tunnel's handshake, which only the daemon knows); the rest is measured here.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
 use rustls::pki_types::ServerName;
@@ -182,6 +183,45 @@ pub struct Step {
 pub struct Report {
     pub steps: Vec<Step>,
     pub daemon_running: bool,
+}
+
+/// The last whole 疎通確認 (every route), kept beside the control socket, so the status page
+/// shows a run the installer made from the shell as well as its own.
+#[derive(Debug, Serialize, Deserialize)]
+struct KeptReport {
+    at_unix: u64,
+    report: Report,
+}
+
+fn kept_file(control_socket: &Path) -> PathBuf {
+    control_socket.with_file_name("last-diag.json")
+}
+
+/// Keep `report`, started `at`, as the last 疎通確認, unless a run started later is kept
+/// already (mode 0644: it holds no secret).
+pub fn keep(control_socket: &Path, report: &Report, at: SystemTime) -> std::io::Result<()> {
+    if last_kept(control_socket).is_some_and(|(kept, _)| kept > at) {
+        return Ok(());
+    }
+    let at_unix = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let kept = KeptReport {
+        at_unix,
+        report: report.clone(),
+    };
+    let bytes = serde_json::to_vec(&kept).map_err(std::io::Error::other)?;
+    crate::files::write_atomically(&kept_file(control_socket), &bytes, 0o644)
+}
+
+/// The last kept 疎通確認 and when it ran; `None` when there is none or it cannot be read.
+pub fn last_kept(control_socket: &Path) -> Option<(SystemTime, Report)> {
+    let bytes = std::fs::read(kept_file(control_socket)).ok()?;
+    let kept: KeptReport = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        SystemTime::UNIX_EPOCH + Duration::from_secs(kept.at_unix),
+        kept.report,
+    ))
 }
 
 /// `diag`'s exit codes.
@@ -586,10 +626,7 @@ async fn route_steps(
         }
         (None, None) => {
             let started = Instant::now();
-            let found = match tokio::time::timeout(RESOLVE_TIMEOUT, resolve(route, plan)).await {
-                Err(_) => Err(format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs())),
-                Ok(found) => found,
-            };
+            let found = resolve(route, plan).await;
             let addrs = found.clone().unwrap_or_default();
             let said = found.map(|a| {
                 let list: Vec<String> = a.iter().map(|a| a.ip().to_string()).collect();
@@ -654,20 +691,29 @@ async fn route_steps(
 }
 
 /// The upstream's addresses as the proxy finds them: through the closed network's DNS when
-/// `closed_network.dns` is set, else the router's own resolver.
+/// `closed_network.dns` is set, else the router's own resolver. A failure names the host and
+/// the server asked, so a stopped closed DNS is told apart from a misspelt name.
 async fn resolve(route: &ProxyRoutePlan, plan: &Plan) -> Result<Vec<SocketAddr>, String> {
-    let closed_dns = match &plan.dns {
-        Some(dns) => Some(crate::apply::lan::dns::closed_resolver(dns)?),
-        None => None,
+    let (closed_dns, asked) = match &plan.dns {
+        Some(dns) => {
+            let servers: Vec<String> = dns.closed_servers.iter().map(|s| s.to_string()).collect();
+            (
+                Some(crate::apply::lan::dns::closed_resolver(dns)?),
+                format!("the closed network's DNS ({})", servers.join(", ")),
+            )
+        }
+        None => (None, "the router's resolver".to_owned()),
     };
-    upstream::resolve(
-        &route.upstream_host,
-        route.upstream_port,
-        closed_dns.as_ref(),
-    )
-    .await
-    .map(|(addrs, _)| addrs)
-    .map_err(|e| e.to_string())
+    let host = &route.upstream_host;
+    let lookup = upstream::resolve(host, route.upstream_port, closed_dns.as_ref());
+    match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+        Err(_) => Err(format!(
+            "{host}: no answer from {asked} within {}s",
+            RESOLVE_TIMEOUT.as_secs()
+        )),
+        Ok(Err(e)) => Err(format!("{e} (asked {asked})")),
+        Ok(Ok((addrs, _))) => Ok(addrs),
+    }
 }
 
 async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), String> {
@@ -1032,6 +1078,35 @@ fn firewall() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_report_reads_back_with_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        assert!(last_kept(&socket).is_none());
+        let report = Report {
+            steps: vec![
+                step("line", Kind::LineIpsec, Outcome::Pass, None),
+                step("route.api.tcp", Kind::Tcp, Outcome::Fail, None),
+                step(
+                    "route.api.tls",
+                    Kind::Tls,
+                    Outcome::Skip,
+                    Some(Skip::EarlierFailed("route.api.tcp".into())),
+                ),
+            ],
+            daemon_running: true,
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        keep(&socket, &report, at).unwrap();
+        let (when, back) = last_kept(&socket).expect("kept");
+        assert_eq!(when, at);
+        assert_eq!(
+            back.first_failure().map(|s| s.id.as_str()),
+            Some("route.api.tcp")
+        );
+        assert_eq!(back.steps.len(), 3);
+    }
 
     fn step(id: &str, kind: Kind, result: Outcome, skip: Option<Skip>) -> Step {
         Step {

@@ -416,8 +416,8 @@ impl Msg {
                 "常駐プログラムが自動で戻します。動いていない場合は systemctl start oqs-edge で起動してください。",
             ),
             Msg::FixResolve => (
-                "Check the upstream's name, or set upstream_address on the route.",
-                "接続先の名前を確認するか、経路に upstream_address を設定してください。",
+                "Check the upstream's name and that the closed network's DNS (closed_network.dns) answers through the line; or set upstream_address on the route.",
+                "接続先の名前と、閉域網の DNS (closed_network.dns) が回線経由で応答するかを確認してください。または経路に upstream_address を設定してください。",
             ),
             Msg::FixTcp => (
                 "The endpoint may be down or under maintenance; check upstream and upstream_address, then ask the network provider.",
@@ -513,6 +513,82 @@ impl Msg {
             Msg::PageDiagWait => ("(at most once a minute)", "(1 分に 1 回まで)"),
             Msg::PageVersion => ("Router software", "ルーターのソフトウェア"),
             Msg::PageUpdated => ("Refreshes every {} seconds; updated {}", "{} 秒ごとに自動更新 (最終更新 {})"),
+        }
+    }
+}
+
+/// When a certificate's journal warning is due (see `operator::certificates`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateWarning {
+    Expired,
+    /// The 90, 60, 30 or 15-day warning.
+    Threshold(i64),
+    /// Once a day from 7 days left.
+    Daily,
+}
+
+/// The journal's sentence for a certificate warning in `lang`: what, when, and what to do. The
+/// English is the sentence `status` uses; the Japanese names the same file and date.
+pub fn certificate_warning(
+    cert: &crate::status::CertificateInfo,
+    warning: CertificateWarning,
+    lang: Lang,
+) -> String {
+    let when = cert.not_after.as_deref().unwrap_or("?");
+    let days = cert.days_left.unwrap_or_default();
+    if lang == Lang::En {
+        let what = cert.describe();
+        let advice = cert.advice.as_deref().unwrap_or("replace it");
+        return match warning {
+            CertificateWarning::Expired => format!("{what} expired on {when}: {advice}"),
+            CertificateWarning::Threshold(t) => {
+                format!("{what} expires in {days} days, on {when} ({t}-day warning): {advice}")
+            }
+            CertificateWarning::Daily => {
+                format!("{what} expires in {days} days, on {when} (daily warning): {advice}")
+            }
+        };
+    }
+    let file = cert
+        .file
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_default();
+    let kind = match cert.kind.as_str() {
+        "client" | "" => "電子証明書",
+        "ipsec" => "IPsec の証明書",
+        "ipsec-ca" => "IPsec の CA 証明書",
+        "server-ca" => "接続先の CA 証明書",
+        "local-ca" => "ローカル CA の証明書",
+        "lan-server" => "LAN 用のサーバー証明書",
+        _ => "証明書",
+    };
+    let what = format!("{kind} `{}` ({file})", cert.name);
+    let advice = match cert.kind.as_str() {
+        "client" | "" => concat!(
+            "医療機関等向け総合ポータルサイトで新しい電子証明書を申請し、",
+            "`oqs-edge cert import --replace` で取り込んでください。"
+        )
+        .to_owned(),
+        "ipsec" => format!("回線事業者に新しい証明書を依頼し、{file} を置き換えてください。"),
+        "ipsec-ca" | "server-ca" => {
+            format!("事業者から新しい CA 証明書を受け取り、{file} を置き換えてください。")
+        }
+        _ => format!(
+            "oqs-edge が自動で発行し直します。発行されない場合は {file} を別の場所へ移して再起動してください。"
+        ),
+    };
+    match warning {
+        CertificateWarning::Expired => {
+            format!("{what}の有効期限が {when} に切れています。{advice}")
+        }
+        CertificateWarning::Threshold(t) => {
+            format!(
+                "{what}の有効期限まで残り {days} 日です ({when} まで。{t} 日前の警告)。{advice}"
+            )
+        }
+        CertificateWarning::Daily => {
+            format!("{what}の有効期限まで残り {days} 日です ({when} まで。毎日の警告)。{advice}")
         }
     }
 }
@@ -711,6 +787,43 @@ mod tests {
             91,
             "a message was added: list it in Msg::ALL"
         );
+    }
+
+    #[test]
+    fn certificate_warnings_in_japanese_name_the_file_the_date_and_what_to_do() {
+        let cert = crate::status::CertificateInfo {
+            name: "oqs".into(),
+            kind: "client".into(),
+            file: Some("/var/lib/oqs-edge/certs/oqs.p12".into()),
+            days_left: Some(20),
+            not_after: Some("2027-01-01 00:00 UTC".into()),
+            advice: Some("apply again".into()),
+            ..Default::default()
+        };
+        let ja = certificate_warning(&cert, CertificateWarning::Threshold(30), Lang::Ja);
+        assert_eq!(
+            ja,
+            "電子証明書 `oqs` (/var/lib/oqs-edge/certs/oqs.p12)の有効期限まで残り 20 日です \
+             (2027-01-01 00:00 UTC まで。30 日前の警告)。医療機関等向け総合ポータルサイトで新しい\
+             電子証明書を申請し、`oqs-edge cert import --replace` で取り込んでください。"
+        );
+        let en = certificate_warning(&cert, CertificateWarning::Daily, Lang::En);
+        assert_eq!(
+            en,
+            "client certificate `oqs` (/var/lib/oqs-edge/certs/oqs.p12) expires in 20 days, \
+             on 2027-01-01 00:00 UTC (daily warning): apply again"
+        );
+        for kind in ["ipsec", "ipsec-ca", "server-ca", "local-ca", "lan-server"] {
+            let cert = crate::status::CertificateInfo {
+                kind: kind.into(),
+                ..cert.clone()
+            };
+            let ja = certificate_warning(&cert, CertificateWarning::Expired, Lang::Ja);
+            assert!(
+                ja.contains("に切れています。") && ja.contains("/var/lib/oqs-edge/certs/oqs.p12"),
+                "{ja}"
+            );
+        }
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub fn peer(config: &ValidConfig) -> String {
     match config.tunnel() {
         TunnelSection::IpVpn(vpn) => vpn.gateway.value.to_string(),
         TunnelSection::WireGuard(wg) => wg.peer.endpoint.value.to_string(),
-        TunnelSection::Ipsec(ipsec) => ipsec.remote_address.value.clone(),
+        TunnelSection::Ipsec(ipsec) => ipsec.remote_address.first().value,
     }
 }
 

@@ -286,11 +286,15 @@ fn start_diag(shared: &Arc<Shared>, scheduled: bool) {
         .spawn({
             let shared = Arc::clone(shared);
             move || {
+                // A run is dated by its start: of two that overlap, the later started is last.
+                let started = SystemTime::now();
                 let report = run_diag(&shared);
                 if let Ok(mut state) = shared.state.lock() {
                     state.diag_running = false;
                     if let Some(report) = report {
-                        state.last_diag = Some((SystemTime::now(), report));
+                        // Kept for the next start too; the page still shows it if this fails.
+                        let _ = diag::keep(&shared.control_socket, &report, started);
+                        state.last_diag = Some((started, report));
                     }
                 }
             }
@@ -380,9 +384,15 @@ pub struct CertificateView {
 
 async fn view(shared: &Shared, lang: Lang) -> View {
     let status = daemon_status(shared).await;
-    let (last_diag, running) = match shared.state.lock() {
+    let (own, running) = match shared.state.lock() {
         Ok(state) => (state.last_diag.clone(), state.diag_running),
         Err(_) => (None, false),
+    };
+    // The newer of the page's own run and the last one kept (an installer's `oqs-edge diag`).
+    let kept = diag::last_kept(&shared.control_socket);
+    let last_diag = match (own, kept) {
+        (Some(own), Some(kept)) => Some(if kept.0 > own.0 { kept } else { own }),
+        (own, kept) => own.or(kept),
     };
     build_view(
         status.as_ref(),

@@ -21,6 +21,30 @@ pub struct BackupPeer {
     pub persistent_keepalive_secs: Option<u64>,
 }
 
+/// A further IPsec gateway (`tunnel.ipsec.remote_address[1..]`): same credentials, its own
+/// identity where it differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IpsecGateway {
+    pub address: String,
+    pub remote_id: String,
+}
+
+/// The gateways of an IPsec section in order of preference, each with its identity
+/// (`remote_id` unless the entry gives its own).
+pub fn ipsec_gateways(ipsec: &crate::config::model::Ipsec) -> Vec<IpsecGateway> {
+    ipsec
+        .remote_address
+        .entries()
+        .into_iter()
+        .map(|e| IpsecGateway {
+            address: e.address.value,
+            remote_id: e
+                .remote_id
+                .map_or_else(|| ipsec.remote_id.value.clone(), |id| id.value),
+        })
+        .collect()
+}
+
 /// `tunnel.health`: a TCP connect through the tunnel to `target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct HealthPlan {

@@ -7,6 +7,10 @@
 //! | clinic      | reject (use the proxy)    | `internet:`   | allow       | —             | proxy ports, DNS, ICMP |
 //! | WAN         | drop                      | —             | drop        | drop          | tunnel ports, replies  |
 //!
+//! Before the policy, a LAN packet whose source does not belong to the segment it arrives on
+//! (not routed back out of that interface) is dropped: the eligibility PC cannot pose as a
+//! clinic PC or as the closed network.
+//!
 //! The kill switch is the first rule of `forward` and `output`, before any `established`
 //! accept, so an open connection can never fall back to the WAN in cleartext.
 
@@ -48,6 +52,10 @@ pub fn egress(config: &ValidConfig) -> Egress {
 
 /// Counters `status` reports; the names are read back from the kernel by these names.
 pub const COUNTERS: &[Counter] = &[
+    Counter {
+        name: "spoofed_source",
+        comment: "LAN packets with a source that does not belong to their segment (dropped)",
+    },
     Counter {
         name: "killswitch_forward",
         comment: "LAN packets to the closed network stopped from leaving outside the tunnel",
@@ -161,6 +169,7 @@ pub fn ruleset(config: &ValidConfig) -> Ruleset {
         sets,
         counters: COUNTERS.to_vec(),
         chains: vec![
+            prerouting(),
             input(config, &wan),
             forward(config, &egress, &families, &wan),
             output(&egress, &families),
@@ -195,6 +204,52 @@ fn leak(egress: &Egress, family: Family) -> Vec<Match> {
         Egress::IpsecPolicy => Match::RtIpsecMissing,
     });
     m
+}
+
+/// Anti-spoofing, before conntrack and the policy: a packet from a LAN segment must have a
+/// source the router routes back out of that segment's interface (nft's strict reverse-path
+/// check, so subnets the OS routes behind a segment pass too). Addresses that are not yet
+/// configured have no route: DHCP from 0.0.0.0 and IPv6 duplicate address detection from ::.
+fn prerouting() -> Chain {
+    let lan = Names::Set(LAN_IFS);
+    let unspecified = |family: Family| -> IpNet {
+        match family {
+            Family::V4 => IpNet::from(IpAddr::from([0u8; 4])),
+            Family::V6 => IpNet::from(IpAddr::from([0u16; 8])),
+        }
+    };
+    let rules = vec![
+        Rule::new(
+            vec![
+                Match::Iif(Op::Is, lan.clone()),
+                Match::Saddr(Family::V4, Addrs::Nets(vec![unspecified(Family::V4)])),
+                Match::Dports(L4::Udp, vec![67]),
+            ],
+            Verdict::Accept,
+        )
+        .comment("DHCP from a client without an address"),
+        Rule::new(
+            vec![
+                Match::Iif(Op::Is, lan.clone()),
+                Match::Saddr(Family::V6, Addrs::Nets(vec![unspecified(Family::V6)])),
+                Match::L4Proto(vec!["ipv6-icmp"]),
+            ],
+            Verdict::Accept,
+        )
+        .comment("IPv6 duplicate address detection"),
+        Rule::new(
+            vec![Match::Iif(Op::Is, lan), Match::FibSaddrIifMissing],
+            Verdict::Drop,
+        )
+        .counted("spoofed_source")
+        .comment("anti-spoofing"),
+    ];
+    Chain {
+        name: "prerouting",
+        hook: Hook::Prerouting,
+        policy: Policy::Accept,
+        rules,
+    }
 }
 
 fn input(config: &ValidConfig, wan: &str) -> Chain {

@@ -121,9 +121,15 @@ pub enum TunnelPlan {
         dataplane: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         local_address: Option<IpAddr>,
+        /// The preferred gateway and its identity.
         remote_address: String,
         local_id: String,
         remote_id: String,
+        /// Further gateways in order of preference (issue 21).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        backup_gateways: Vec<failover::IpsecGateway>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        health: Option<failover::HealthPlan>,
         auth: String,
         ike_proposals: Vec<String>,
         esp_proposals: Vec<String>,
@@ -399,61 +405,70 @@ fn tunnel(config: &ValidConfig) -> TunnelPlan {
             backup_peers: failover::backup_peers(wg),
             health: failover::health(config),
         },
-        TunnelSection::Ipsec(ipsec) => TunnelPlan::Ipsec {
-            connection: IPSEC_CONNECTION,
-            vici_socket: ipsec.vici_socket.value.clone(),
-            dataplane: ipsec.dataplane.to_string(),
-            local_address: ipsec.local_address.as_ref().map(|a| a.value),
-            remote_address: ipsec.remote_address.value.clone(),
-            local_id: ipsec.local_id.value.clone(),
-            remote_id: ipsec.remote_id.value.clone(),
-            auth: match (&ipsec.auth.psk_file, &ipsec.auth.certificate) {
-                (Some(psk), _) => format!("psk (from {})", psk.display()),
-                (None, Some(c)) => format!(
-                    "certificate {} (key {}, peer CA {})",
-                    c.cert.display(),
-                    c.key.display(),
-                    c.ca.display()
-                ),
-                (None, None) => String::new(),
-            },
-            ike_proposals: ipsec
-                .ike_proposals
-                .iter()
-                .map(|p| p.value.clone())
-                .collect(),
-            esp_proposals: ipsec
-                .esp_proposals
-                .iter()
-                .map(|p| p.value.clone())
-                .collect(),
-            dpd_delay_secs: ipsec.dpd_delay.0.as_secs(),
-            local_ts: config
-                .segments
-                .iter()
-                .filter(|s| s.role.value == crate::config::model::Role::Eligibility)
-                .flat_map(|s| {
-                    std::iter::once(s.address.trunc()).chain(
-                        s.address6
-                            .iter()
-                            .filter_map(|a| a.fixed())
-                            .map(|a| a.trunc()),
-                    )
-                })
-                .collect(),
-            remote_ts: closed_prefixes(config),
-            credentials: match (&ipsec.auth.psk_file, &ipsec.auth.certificate) {
-                (Some(psk), _) => IpsecCredentials::Psk {
-                    file: psk.value.clone(),
+        TunnelSection::Ipsec(ipsec) => {
+            let mut gateways = failover::ipsec_gateways(ipsec).into_iter();
+            let preferred = gateways.next().unwrap_or(failover::IpsecGateway {
+                address: String::new(),
+                remote_id: ipsec.remote_id.value.clone(),
+            });
+            TunnelPlan::Ipsec {
+                connection: IPSEC_CONNECTION,
+                vici_socket: ipsec.vici_socket.value.clone(),
+                dataplane: ipsec.dataplane.to_string(),
+                local_address: ipsec.local_address.as_ref().map(|a| a.value),
+                remote_address: preferred.address,
+                local_id: ipsec.local_id.value.clone(),
+                remote_id: preferred.remote_id,
+                backup_gateways: gateways.collect(),
+                health: failover::health(config),
+                auth: match (&ipsec.auth.psk_file, &ipsec.auth.certificate) {
+                    (Some(psk), _) => format!("psk (from {})", psk.display()),
+                    (None, Some(c)) => format!(
+                        "certificate {} (key {}, peer CA {})",
+                        c.cert.display(),
+                        c.key.display(),
+                        c.ca.display()
+                    ),
+                    (None, None) => String::new(),
                 },
-                (None, Some(c)) => IpsecCredentials::Certificate {
-                    cert: c.cert.value.clone(),
-                    key: c.key.value.clone(),
-                    ca: c.ca.value.clone(),
+                ike_proposals: ipsec
+                    .ike_proposals
+                    .iter()
+                    .map(|p| p.value.clone())
+                    .collect(),
+                esp_proposals: ipsec
+                    .esp_proposals
+                    .iter()
+                    .map(|p| p.value.clone())
+                    .collect(),
+                dpd_delay_secs: ipsec.dpd_delay.0.as_secs(),
+                local_ts: config
+                    .segments
+                    .iter()
+                    .filter(|s| s.role.value == crate::config::model::Role::Eligibility)
+                    .flat_map(|s| {
+                        std::iter::once(s.address.trunc()).chain(
+                            s.address6
+                                .iter()
+                                .filter_map(|a| a.fixed())
+                                .map(|a| a.trunc()),
+                        )
+                    })
+                    .collect(),
+                remote_ts: closed_prefixes(config),
+                credentials: match (&ipsec.auth.psk_file, &ipsec.auth.certificate) {
+                    (Some(psk), _) => IpsecCredentials::Psk {
+                        file: psk.value.clone(),
+                    },
+                    (None, Some(c)) => IpsecCredentials::Certificate {
+                        cert: c.cert.value.clone(),
+                        key: c.key.value.clone(),
+                        ca: c.ca.value.clone(),
+                    },
+                    (None, None) => IpsecCredentials::None,
                 },
-                (None, None) => IpsecCredentials::None,
-            },
-        },
+            }
+        }
         TunnelSection::IpVpn(vpn) => TunnelPlan::IpVpn {
             wan: config.wan.interface.0.clone(),
             gateway: vpn.gateway.value,

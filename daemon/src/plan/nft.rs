@@ -55,6 +55,8 @@ pub struct Counter {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Hook {
+    /// Before routing and conntrack (priority raw): the anti-spoofing check.
+    Prerouting,
     Input,
     Forward,
     Output,
@@ -82,6 +84,8 @@ impl Chain {
     fn type_and_priority(&self) -> (&'static str, &'static str, i32) {
         if self.is_nat() {
             ("nat", "srcnat", 100)
+        } else if self.hook == Hook::Prerouting {
+            ("filter", "raw", -300)
         } else {
             ("filter", "filter", 0)
         }
@@ -201,6 +205,9 @@ pub enum Match {
     CtState(Vec<&'static str>),
     /// `rt ipsec missing`: no IPsec policy will encrypt this packet.
     RtIpsecMissing,
+    /// `fib saddr . iif oif missing`: the source is not reachable back through the interface
+    /// the packet came in on (strict reverse-path check).
+    FibSaddrIifMissing,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -274,6 +281,7 @@ impl Match {
             Match::Icmpv6Types(types) => format!("icmpv6 type {}", brace_list(types)),
             Match::CtState(states) => format!("ct state {}", states.join(",")),
             Match::RtIpsecMissing => "rt ipsec missing".to_owned(),
+            Match::FibSaddrIifMissing => "fib saddr . iif oif missing".to_owned(),
         }
     }
 }
@@ -360,6 +368,7 @@ impl Ruleset {
 
 fn hook_name(hook: Hook) -> &'static str {
     match hook {
+        Hook::Prerouting => "prerouting",
         Hook::Input => "input",
         Hook::Forward => "forward",
         Hook::Output => "output",
@@ -464,6 +473,11 @@ impl Match {
             Match::RtIpsecMissing => {
                 matcher("==", json!({ "rt": { "key": "ipsec" } }), json!(false))
             }
+            Match::FibSaddrIifMissing => matcher(
+                "==",
+                json!({ "fib": { "result": "oif", "flags": ["saddr", "iif"] } }),
+                json!(false),
+            ),
         }
     }
 }

@@ -34,7 +34,7 @@ const ENETUNREACH: i32 = 101;
 const ECONNREFUSED: i32 = 111;
 const EHOSTUNREACH: i32 = 113;
 
-const USAGE: &str = "usage: lab-peer serve ADDR:PORT [ADDR:PORT...]\n       lab-peer probe ADDR:PORT [--timeout-ms N]\n       lab-peer hold ADDR:PORT N [TEXT]";
+const USAGE: &str = "usage: lab-peer serve ADDR:PORT [ADDR:PORT...]\n       lab-peer probe ADDR:PORT [--timeout-ms N]\n       lab-peer hold ADDR:PORT N [TEXT]\n       lab-peer datagram ADDR:PORT TEXT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,7 +52,25 @@ fn main() -> ExitCode {
             (Ok(addr), Ok(n)) => hold(addr, n, args.get(3).map(String::as_str).unwrap_or("")),
             _ => usage_error("hold ADDR:PORT N [TEXT]"),
         },
+        Some("datagram") if args.len() == 3 => match parse_addr(&args[1]) {
+            Ok(addr) => datagram(addr, &args[2]),
+            Err(e) => usage_error(&e),
+        },
         _ => usage_error("missing or unknown command"),
+    }
+}
+
+/// One UDP datagram (broadcast allowed): the marker a capture waits for before it stops.
+fn datagram(addr: SocketAddr, text: &str) -> ExitCode {
+    let sent = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.set_broadcast(true).map(|()| s))
+        .and_then(|s| s.send_to(text.as_bytes(), addr));
+    match sent {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab-peer: datagram to {addr}: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -257,3 +257,200 @@ pub fn closed_resolver(plan: &DnsPlan) -> Result<TokioResolver, String> {
         .build()
         .map_err(|e| format!("cannot make the closed-network resolver: {e}"))
 }
+
+// One copy per module that fuzzes (unit tests reach private items); tests/fuzz/ holds it.
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../tests/fuzz/common.rs"]
+mod fuzz_common;
+
+/// Fuzzing the relay's query handling (issue 22): datagrams and TCP messages — mutated real
+/// queries and garbage — to a relay for a segment with `internet: deny`. The relay keeps
+/// answering (a probe outside the closed zones is REFUSED after every input), an answer carries
+/// the query's id, and nothing but a question inside the closed zones reaches the closed DNS.
+#[cfg(test)]
+mod fuzz {
+    use super::fuzz_common as common;
+    use super::*;
+    use hickory_server::proto::op::Message;
+    use proptest::prelude::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    const ZONES: [&str; 2] = ["onshikaku.org", "oqs-pdl.org"];
+    /// The closed DNS as the relay sees it: a socket of ours on port 53 that never answers;
+    /// one address per test, as the tests run in parallel.
+    const CLOSED_DNS_FUZZ: &str = "127.0.0.77";
+    const CLOSED_DNS_SEEDS: &str = "127.0.0.78";
+
+    const DICTIONARY: &[&[u8]] = &[
+        b"\x00",
+        b"\xc0\x0c",
+        b"\xc0\xff",
+        b"\x3f",
+        b"\x09onshikaku\x03org\x00",
+        b"\x07example\x03com\x00",
+        b"\x00\x01\x00\x01",
+        b"\x00\xff\x00\x01",
+        b"\x00\xfc\x00\x01",
+        b"\x00\x29\x04\xd0",
+        b"\xff\xff",
+    ];
+
+    struct Relay {
+        _server: Server<Counted>,
+        udp: SocketAddr,
+        tcp: SocketAddr,
+        /// What reached the closed DNS, when port 53 could be bound (root).
+        closed: Option<tokio::net::UdpSocket>,
+    }
+
+    async fn relay(closed_dns: &str) -> Relay {
+        let closed = tokio::net::UdpSocket::bind((closed_dns, 53)).await.ok();
+        let plan = DnsPlan {
+            listen: vec![],
+            closed_servers: vec![closed_dns.parse().unwrap()],
+            closed_zones: ZONES.iter().map(|z| z.to_string()).collect(),
+            internet_servers: vec![],
+        };
+        let listen = DnsListenPlan {
+            segment: "oqs".into(),
+            address: "127.0.0.1".parse().unwrap(),
+            internet: false,
+        };
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (udp_at, tcp_at) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        let mut server = Server::new(Counted {
+            catalog: catalog(&plan, &listen).unwrap(),
+            counters: Arc::default(),
+        });
+        server.register_socket(udp);
+        server.register_listener(tcp, TCP_TIMEOUT, 64);
+        Relay {
+            _server: server,
+            udp: udp_at,
+            tcp: tcp_at,
+            closed,
+        }
+    }
+
+    /// Send one datagram; the answer if one comes within `wait`.
+    async fn ask(to: SocketAddr, query: &[u8], wait: Duration) -> Option<Vec<u8>> {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(query, to).await.unwrap();
+        let mut buf = vec![0u8; 65535];
+        let (n, _) = tokio::time::timeout(wait, socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    fn in_closed_zones(name: &Name) -> bool {
+        ZONES.iter().any(|z| {
+            Name::from_ascii(format!("{z}.")).is_ok_and(|zone| zone.zone_of(&name.to_lowercase()))
+        })
+    }
+
+    #[derive(Clone, Debug)]
+    enum Input {
+        Udp(Vec<u8>),
+        /// A TCP message: its length prefix (perhaps wrong), the bytes, then a close.
+        Tcp(u16, Vec<u8>),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        let message = prop_oneof![
+            4 => common::mutated(common::seeds("dns-query", &[]), DICTIONARY, 4),
+            1 => proptest::collection::vec(any::<u8>(), 0..64),
+        ];
+        prop_oneof![
+            3 => message.clone().prop_map(Input::Udp),
+            1 => (any::<bool>(), any::<u16>(), message).prop_map(|(honest, len, m)| {
+                let len = if honest { m.len() as u16 } else { len };
+                Input::Tcp(len, m)
+            }),
+        ]
+    }
+
+    /// Feed `inputs`; how many questions reached the closed DNS (None: port 53 not bound).
+    async fn run(closed_dns: &str, inputs: Vec<Input>) -> Option<usize> {
+        let relay = relay(closed_dns).await;
+        let probe = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fuzz/corpus/dns-query/outside.bin"
+        ))
+        .unwrap();
+        for input in inputs {
+            match &input {
+                Input::Udp(bytes) => {
+                    if let Some(answer) = ask(relay.udp, bytes, Duration::from_millis(50)).await {
+                        if bytes.len() >= 2 {
+                            assert_eq!(answer[..2], bytes[..2], "an answer with another id");
+                        }
+                        assert!(Message::from_vec(&answer).is_ok(), "a malformed answer");
+                    }
+                }
+                Input::Tcp(len, bytes) => {
+                    if let Ok(mut tcp) = tokio::net::TcpStream::connect(relay.tcp).await {
+                        let _ = tcp.write_all(&len.to_be_bytes()).await;
+                        let _ = tcp.write_all(bytes).await;
+                        let _ = tcp.shutdown().await;
+                    }
+                }
+            }
+            // Still answering, and by the policy.
+            let answer = ask(relay.udp, &probe, Duration::from_secs(3))
+                .await
+                .unwrap_or_else(|| panic!("the relay stopped answering after {input:?}"));
+            let answer = Message::from_vec(&answer).unwrap();
+            assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+        }
+        // Whatever reached the closed DNS asked only for names inside its zones.
+        let closed = relay.closed.as_ref()?;
+        let mut forwarded_questions = 0;
+        {
+            let mut buf = vec![0u8; 65535];
+            while let Ok((n, _)) = closed.try_recv_from(&mut buf) {
+                let forwarded =
+                    Message::from_vec(&buf[..n]).expect("the relay sent a malformed query");
+                for q in &forwarded.queries {
+                    forwarded_questions += 1;
+                    assert!(
+                        in_closed_zones(q.name()),
+                        "{} was forwarded to the closed DNS",
+                        q.name()
+                    );
+                }
+            }
+        }
+        Some(forwarded_questions)
+    }
+
+    proptest! {
+        #![proptest_config(common::config("dns-query", 400))]
+        #[test]
+        fn fuzz_dns_relay_keeps_answering_and_forwards_only_closed_names(
+            inputs in proptest::collection::vec(input(), 1..6)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let _ = runtime.block_on(run(CLOSED_DNS_FUZZ, inputs));
+        }
+    }
+
+    #[test]
+    fn every_seed_keeps_the_relay_answering() {
+        let inputs = common::seeds("dns-query", &[])
+            .into_iter()
+            .map(Input::Udp)
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let forwarded = runtime.block_on(run(CLOSED_DNS_SEEDS, inputs));
+        // The seeds hold questions for the closed zones: the capture sees them.
+        assert_ne!(forwarded, Some(0), "nothing reached the closed DNS");
+    }
+}

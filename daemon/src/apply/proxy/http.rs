@@ -59,6 +59,9 @@ pub async fn serve_connection<S>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        // A client that shuts its write side after the request still gets the answer (found
+        // by fuzzing: hyper's default dropped it); one that is gone fails the write and ends.
+        .half_close(true)
         .max_buf_size(MAX_HEADER_BYTES.max(8192));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -314,5 +317,254 @@ impl Body for LoggedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+// One copy per module that fuzzes (unit tests reach private items); tests/fuzz/ holds it.
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../tests/fuzz/common.rs"]
+mod fuzz_common;
+
+/// Fuzzing the LAN side of an http route (issue 22): request heads, header sizes, chunked
+/// bodies, pipelining and early closes, over an in-memory stream into [`serve_connection`]. The
+/// upstream refuses connections, so every request the proxy takes ends in its own answer. No
+/// panic, no hang, and every answer is a well-formed HTTP/1.x response.
+#[cfg(test)]
+mod fuzz {
+    use super::fuzz_common as common;
+    use super::*;
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use crate::apply::proxy::lan::Activity;
+    use crate::apply::proxy::pool::Pool;
+    use crate::apply::proxy::upstream::Upstream;
+    use crate::apply::proxy::RouteStats;
+
+    const DICTIONARY: &[&[u8]] = &[
+        b"\r\n",
+        b"\r\n\r\n",
+        b"\n",
+        b": ",
+        b" ",
+        b"HTTP/1.1",
+        b"HTTP/1.0",
+        b"HTTP/2.0",
+        b"GET ",
+        b"POST ",
+        b"CONNECT ",
+        b"OPTIONS * ",
+        b"http://",
+        b"Host: ",
+        b"Content-Length: ",
+        b"Content-Length: 18446744073709551616",
+        b"Transfer-Encoding: chunked",
+        b"Transfer-Encoding: gzip, chunked",
+        b"Connection: close",
+        b"Connection: upgrade",
+        b"Upgrade: websocket",
+        b"Expect: 100-continue",
+        b"0\r\n\r\n",
+        b"ffffffff\r\n",
+        b";ext=",
+        b"\x00",
+        b"\xff",
+        b"%00",
+        b"/../",
+        b"?q=",
+    ];
+
+    /// An upstream nothing listens at: connections are refused at once.
+    fn route() -> Arc<RouteRuntime> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let upstream = Arc::new(Upstream {
+            host: "hweb-api.oqs.example".into(),
+            port,
+            address: Some("127.0.0.1".parse().unwrap()),
+            resolver: None,
+            server_name: rustls::pki_types::ServerName::try_from("hweb-api.oqs.example").unwrap(),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            server_ca: "fuzz".into(),
+            client_certificate: "fuzz".into(),
+        });
+        let stats = Arc::new(RouteStats::default());
+        Arc::new(RouteRuntime {
+            name: "fuzz".into(),
+            allow: vec!["0.0.0.0/0".parse().unwrap()],
+            lan_tls: None,
+            pools: vec![Pool::new(upstream.clone(), stats.clone())],
+            upstream,
+            authority: format!("hweb-api.oqs.example:{port}"),
+            host_header: HeaderValue::from_static("hweb-api.oqs.example"),
+            stats,
+        })
+    }
+
+    /// How the client ends its side.
+    #[derive(Clone, Copy, Debug)]
+    enum Close {
+        /// Half-close after writing, then read every answer.
+        AfterWriting,
+        /// Go away without reading (an early close).
+        Abruptly,
+    }
+
+    /// Send `input` in pieces of `splits` sizes; return what came back.
+    fn exchange(input: Vec<u8>, splits: Vec<usize>, close: Close) -> Vec<u8> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            let serving = tokio::spawn(serve_connection(
+                server,
+                "192.168.60.10:50000".parse().unwrap(),
+                route(),
+                0,
+                Activity::new(),
+            ));
+            let talk = async {
+                let mut at = 0;
+                for size in splits.iter().cycle() {
+                    if at >= input.len() {
+                        break;
+                    }
+                    let end = (at + size.max(&1)).min(input.len());
+                    // The proxy may close first (a bad request): writing then fails.
+                    if client.write_all(&input[at..end]).await.is_err() {
+                        break;
+                    }
+                    at = end;
+                }
+                let mut answer = Vec::new();
+                match close {
+                    Close::AfterWriting => {
+                        let _ = client.shutdown().await;
+                        let _ = client.read_to_end(&mut answer).await;
+                    }
+                    Close::Abruptly => drop(client),
+                }
+                answer
+            };
+            let answer = tokio::time::timeout(Duration::from_secs(8), talk)
+                .await
+                .expect("the proxy neither answered nor closed within 8 s");
+            let ended = tokio::time::timeout(Duration::from_secs(8), serving)
+                .await
+                .expect("the connection was still served 8 s after the client closed");
+            if let Err(e) = ended {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            answer
+        })
+    }
+
+    /// The answer on the connection starts with an HTTP/1.x status line.
+    fn assert_responses(answer: &[u8]) {
+        if answer.is_empty() {
+            return;
+        }
+        assert!(
+            answer.starts_with(b"HTTP/1.1 ") || answer.starts_with(b"HTTP/1.0 "),
+            "not an HTTP response: {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        );
+        let status = std::str::from_utf8(&answer[9..12.min(answer.len())]).unwrap_or("");
+        assert!(
+            status.parse::<u16>().is_ok_and(|s| (100..600).contains(&s)),
+            "bad status line: {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        );
+    }
+
+    fn close() -> impl Strategy<Value = Close> {
+        prop_oneof![3 => Just(Close::AfterWriting), 1 => Just(Close::Abruptly)]
+    }
+
+    proptest! {
+        #![proptest_config(common::config("proxy-request", 3000))]
+        #[test]
+        fn fuzz_proxy_lan_requests_get_an_answer_or_a_close(
+            input in common::mutated(common::seeds("proxy-request", &[]), DICTIONARY, 5),
+            splits in proptest::collection::vec(1usize..4096, 1..8),
+            close in close(),
+        ) {
+            let answer = exchange(input, splits, close);
+            assert_responses(&answer);
+        }
+    }
+
+    /// The proxy reaches nothing but its upstream.
+    #[test]
+    fn connect_and_absolute_form_are_refused() {
+        for (request, status) in [
+            (
+                "CONNECT 10.200.0.10:443 HTTP/1.1\r\nHost: 10.200.0.10:443\r\n\r\n",
+                "405",
+            ),
+            (
+                "GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                "400",
+            ),
+        ] {
+            let answer = exchange(request.as_bytes().to_vec(), vec![4096], Close::AfterWriting);
+            assert!(
+                answer.starts_with(format!("HTTP/1.1 {status}").as_bytes()),
+                "{request:?}: {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+
+    #[test]
+    fn every_seed_is_answered() {
+        for seed in common::seeds("proxy-request", &[]) {
+            let answer = exchange(seed.clone(), vec![4096], Close::AfterWriting);
+            assert_responses(&answer);
+            assert!(
+                !answer.is_empty(),
+                "no answer to {:?}",
+                String::from_utf8_lossy(&seed[..seed.len().min(100)])
+            );
+        }
+    }
+
+    /// Found by fuzzing (issue 22): a client that shut its write side after the request got no
+    /// answer at all (hyper closed on the EOF).
+    #[test]
+    fn fuzz_regression_a_half_closed_client_still_gets_its_answer() {
+        let answer = exchange(
+            b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            vec![4096],
+            Close::AfterWriting,
+        );
+        assert!(
+            answer.starts_with(b"HTTP/1.1 502"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_refused() {
+        let mut input = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        input.extend(format!("X-Big: {}\r\n\r\n", "a".repeat(MAX_HEADER_BYTES)).bytes());
+        let answer = exchange(input, vec![1000], Close::AfterWriting);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 431"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
     }
 }

@@ -37,6 +37,9 @@ use tokio::task::JoinHandle;
 pub use alerts::Failure;
 use vici::{Desired, IkeSa, Log, Reply, UpDown};
 
+use super::gateways::{Gateways, PreferredProbe, Probe};
+use crate::logging::event;
+use crate::plan::failover::{HealthPlan, Switch};
 use crate::plan::TunnelPlan;
 use crate::status::TunnelInfo;
 
@@ -54,6 +57,9 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an `initiate` streams its log to us; charon goes on trying after that.
 const INITIATE_WAIT_MS: i32 = 30_000;
+/// Without `tunnel.health`: how long the CHILD_SA may be down before its gateway is given up
+/// for the next (and how long a backup serves before the preferred one is tried again).
+const LOST_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpsecError {
@@ -116,7 +122,14 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Observed> {
 
 /// The running IPsec tunnel: the background task and what it reports.
 pub struct IpsecTunnel {
+    /// What the task was given: the plan's connection to the active gateway.
     desired: Option<Arc<Desired>>,
+    /// The plan's connection (to the preferred gateway), and the gateways in order.
+    planned: Option<Arc<Desired>>,
+    gateway_list: GatewayList,
+    gateways: Box<Gateways>,
+    /// Since when the CHILD_SA has not been up (without `health`, too long gives the gateway up).
+    down_since: Option<Instant>,
     /// Why the plan's files could not be read at start (reported until a reload fixes it).
     start_error: Option<String>,
     shared: Shared,
@@ -124,23 +137,121 @@ pub struct IpsecTunnel {
     task: Option<JoinHandle<()>>,
 }
 
+/// The gateways of the plan in order of preference, (address, identity), and the probe.
+#[derive(Clone, Debug, PartialEq)]
+struct GatewayList {
+    gateways: Vec<(String, String)>,
+    health: Option<HealthPlan>,
+}
+
+impl GatewayList {
+    fn of(plan: &TunnelPlan) -> GatewayList {
+        let TunnelPlan::Ipsec {
+            remote_address,
+            remote_id,
+            backup_gateways,
+            health,
+            ..
+        } = plan
+        else {
+            return GatewayList {
+                gateways: Vec::new(),
+                health: None,
+            };
+        };
+        let mut gateways = vec![(remote_address.clone(), remote_id.clone())];
+        gateways.extend(
+            backup_gateways
+                .iter()
+                .map(|g| (g.address.clone(), g.remote_id.clone())),
+        );
+        GatewayList {
+            gateways,
+            health: *health,
+        }
+    }
+
+    /// The gateway choice; with `planned`, the preferred gateway is probed by an IKE_SA of
+    /// its own while a backup carries the traffic.
+    fn start(&self, planned: Option<&Desired>) -> Box<Gateways> {
+        let names = self.gateways.iter().map(|(a, _)| a.clone()).collect();
+        let preferred = match (planned, self.gateways.first()) {
+            (Some(planned), Some((address, remote_id))) => {
+                let probe = Arc::new(planned.probe_of(address, remote_id));
+                let probe: PreferredProbe = Arc::new(move || Box::pin(ike_probe(probe.clone())));
+                Some(probe)
+            }
+            _ => None,
+        };
+        Box::new(Gateways::new(names, self.health, LOST_AFTER, preferred))
+    }
+}
+
 impl IpsecTunnel {
     pub async fn start(plan: &TunnelPlan) -> IpsecTunnel {
+        let gateway_list = GatewayList::of(plan);
+        let planned = Desired::from_plan(plan);
         let mut tunnel = IpsecTunnel {
             desired: None,
+            planned: None,
+            gateways: gateway_list.start(planned.as_ref().ok()),
+            gateway_list,
+            down_since: None,
             start_error: None,
             shared: Shared::default(),
             sender: None,
             task: None,
         };
-        match Desired::from_plan(plan) {
-            Ok(desired) => tunnel.spawn(Arc::new(desired)),
+        match planned {
+            Ok(desired) => {
+                let desired = Arc::new(desired);
+                tunnel.planned = Some(desired.clone());
+                tunnel.spawn(desired);
+            }
             Err(e) => {
                 error!("IPsec: {e}; the tunnel stays down until a reload fixes it");
                 tunnel.start_error = Some(e.to_string());
             }
         }
         tunnel
+    }
+
+    /// The next result of the health probe (never without `tunnel.health` and a backup).
+    pub async fn next_probe(&mut self) -> Probe {
+        self.gateways.next_probe().await
+    }
+
+    /// Feed a probe's result; switch gateways if it decides so.
+    pub fn probed(&mut self, probe: Probe) {
+        let decided = self.gateways.probed(probe);
+        self.switch(decided);
+    }
+
+    /// On a switch, hand the task the connection to the next gateway: it loads it, closes the
+    /// SA to the old one without waiting for it, and initiates. The kill switch and the routes
+    /// stay: closed-network traffic waits or is dropped, never sent in clear.
+    fn switch(&mut self, decided: Option<(Switch, String)>) {
+        let (Some((switch, why)), Some(planned)) = (decided, &self.planned) else {
+            return;
+        };
+        let Some((address, remote_id)) = self.gateway_list.gateways.get(switch.to) else {
+            return;
+        };
+        warn!(
+            oqs_event = event::GATEWAY_SWITCH,
+            oqs_gateway = address.as_str();
+            "IPsec: switching to gateway {address} ({}): {why}",
+            if switch.to == 0 { "preferred" } else { "backup" }
+        );
+        let next = Arc::new(planned.for_gateway(address, remote_id));
+        self.down_since = None;
+        match &self.sender {
+            Some(sender) if self.task.as_ref().is_some_and(|t| !t.is_finished()) => {
+                let _ = sender.send(next.clone());
+                self.desired = Some(next);
+            }
+            _ => self.spawn(next),
+        }
     }
 
     fn spawn(&mut self, desired: Arc<Desired>) {
@@ -163,9 +274,23 @@ impl IpsecTunnel {
         Desired::from_plan(plan).map(|_| ())
     }
 
-    /// Hand a changed section to the task; an unchanged one touches nothing.
+    /// Hand a changed section to the task; an unchanged one touches nothing. Changed
+    /// gateways or probe start the choice again from the preferred gateway.
     pub async fn reload(&mut self, plan: &TunnelPlan) -> Result<(), IpsecError> {
-        let next = Desired::from_plan(plan)?;
+        let planned = Desired::from_plan(plan)?;
+        let gateway_list = GatewayList::of(plan);
+        let gateways_changed = gateway_list != self.gateway_list;
+        if gateways_changed || self.planned.as_deref() != Some(&planned) {
+            self.gateways = gateway_list.start(Some(&planned));
+            self.gateway_list = gateway_list;
+        }
+        let next = match self.gateway_list.gateways.get(self.gateways.active()) {
+            Some((address, remote_id)) if self.gateways.active() != 0 => {
+                planned.for_gateway(address, remote_id)
+            }
+            _ => planned.clone(),
+        };
+        self.planned = Some(Arc::new(planned));
         if self.desired.as_deref() == Some(&next) {
             debug!("IPsec: the tunnel section is unchanged; charon is left alone");
             return Ok(());
@@ -182,8 +307,22 @@ impl IpsecTunnel {
         Ok(())
     }
 
-    /// The task never ends on its own; should it have died, start it again.
+    /// The task never ends on its own; should it have died, start it again. Without a probe,
+    /// a gateway whose CHILD_SA has been down for [`LOST_AFTER`] is given up for the next.
     pub async fn watch(&mut self) {
+        let up = matches!(lock(&self.shared).sa, Sa::Up { .. });
+        let down_since = match (up, self.down_since) {
+            (true, _) => None,
+            (false, None) => Some(Instant::now()),
+            (false, since) => since,
+        };
+        self.down_since = down_since;
+        let lost = down_since.is_some_and(|t| t.elapsed() >= LOST_AFTER);
+        let decided = self.gateways.step(lost);
+        if decided.is_some() {
+            self.down_since = None;
+        }
+        self.switch(decided);
         if self.task.as_ref().is_some_and(|t| t.is_finished()) {
             if let Some(desired) = self.desired.clone() {
                 error!("IPsec: the VICI task ended; starting it again");
@@ -198,6 +337,7 @@ impl IpsecTunnel {
             kind: "ipsec".to_owned(),
             state: state.to_owned(),
             detail,
+            gateway: self.gateways.info(),
             ..TunnelInfo::default()
         }
     }
@@ -414,8 +554,10 @@ impl Driver {
                         if next.socket != desired.socket {
                             break 'session format!("the VICI socket is now {}", next.socket.display());
                         }
+                        // Another gateway: the one given up is not waited for.
+                        let moved = next.remote_address != desired.remote_address;
                         desired = next;
-                        if let Err(e) = self.replace(&mut commands, &desired, &mut initiation, &notes_tx).await {
+                        if let Err(e) = self.replace(&mut commands, &desired, &mut initiation, &notes_tx, moved).await {
                             break 'session e;
                         }
                     },
@@ -439,46 +581,7 @@ impl Driver {
     /// Credentials first, then the connection that uses them. A refusal is charon's answer
     /// (kept for `status`), not a lost socket.
     async fn load(&mut self, c: &mut rsvici::Client, d: &Desired) -> Result<(), String> {
-        let mut refused = Vec::new();
-        let mut note = |what: &str, reply: Result<Reply, rsvici::Error>| match reply {
-            Ok(r) if r.success => Ok(()),
-            Ok(r) => {
-                refused.push(format!(
-                    "{what}: {}",
-                    r.errmsg.unwrap_or_else(|| "refused".to_owned())
-                ));
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match &d.credentials {
-            vici::Credentials::Psk(key) => {
-                note("load-shared", request(c, "load-shared", key).await)?;
-            }
-            vici::Credentials::Certificate { cert, ca, key } => {
-                let cert_msg = vici::LoadCert {
-                    kind: "X509",
-                    flag: "NONE",
-                    data: cert,
-                };
-                note(
-                    "load-cert (certificate)",
-                    request(c, "load-cert", cert_msg).await,
-                )?;
-                let ca_msg = vici::LoadCert {
-                    kind: "X509",
-                    flag: "CA",
-                    data: ca,
-                };
-                note("load-cert (CA)", request(c, "load-cert", ca_msg).await)?;
-                let key_msg = vici::LoadKey {
-                    kind: "any",
-                    data: key,
-                };
-                note("load-key", request(c, "load-key", key_msg).await)?;
-            }
-        }
-        note("load-conn", request(c, "load-conn", d.load_conn()).await)?;
+        let refused = load_all(c, d).await?;
         if refused.is_empty() {
             info!(
                 "IPsec: loaded connection {} (IKEv2 to {}, {} <-> {}) into charon",
@@ -496,13 +599,15 @@ impl Driver {
         Ok(())
     }
 
-    /// A changed section: load it, close the SA built on the old one, initiate the new.
+    /// A changed section (or another gateway): load it, close the SA built on the old one
+    /// (`force`: without waiting for the old gateway), initiate the new.
     async fn replace(
         &mut self,
         c: &mut rsvici::Client,
         d: &Desired,
         initiation: &mut Option<JoinHandle<()>>,
         notes: &mpsc::Sender<Initiation>,
+        force: bool,
     ) -> Result<(), String> {
         self.load(c, d).await?;
         if let Some(task) = initiation.take() {
@@ -510,7 +615,8 @@ impl Driver {
         }
         let terminate = vici::Terminate {
             ike: &d.name,
-            timeout: 3000,
+            timeout: if force { 500 } else { 3000 },
+            force,
         };
         // "no matching SAs" when there was none: nothing to close.
         match request::<_, Reply>(c, "terminate", terminate).await {
@@ -635,6 +741,100 @@ impl Driver {
     }
 }
 
+/// Load `d`'s credentials and connection; returns what charon refused, in its words.
+async fn load_all(c: &mut rsvici::Client, d: &Desired) -> Result<Vec<String>, String> {
+    let mut refused = Vec::new();
+    let mut note = |what: &str, reply: Result<Reply, rsvici::Error>| match reply {
+        Ok(r) if r.success => Ok(()),
+        Ok(r) => {
+            refused.push(format!(
+                "{what}: {}",
+                r.errmsg.unwrap_or_else(|| "refused".to_owned())
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match &d.credentials {
+        vici::Credentials::Psk(key) => {
+            note("load-shared", request(c, "load-shared", key).await)?;
+        }
+        vici::Credentials::Certificate { cert, ca, key } => {
+            let cert_msg = vici::LoadCert {
+                kind: "X509",
+                flag: "NONE",
+                data: cert,
+            };
+            note(
+                "load-cert (certificate)",
+                request(c, "load-cert", cert_msg).await,
+            )?;
+            let ca_msg = vici::LoadCert {
+                kind: "X509",
+                flag: "CA",
+                data: ca,
+            };
+            note("load-cert (CA)", request(c, "load-cert", ca_msg).await)?;
+            let key_msg = vici::LoadKey {
+                kind: "any",
+                data: key,
+            };
+            note("load-key", request(c, "load-key", key_msg).await)?;
+        }
+    }
+    note("load-conn", request(c, "load-conn", d.load_conn()).await)?;
+    Ok(refused)
+}
+
+/// How long the preferred gateway's probe waits for its IKE_SA.
+const IKE_PROBE_WAIT_MS: i32 = 5_000;
+
+/// Whether `probe` (see [`Desired::probe_of`]) gets an IKE_SA with its gateway: charon
+/// initiates it on a connection of its own, without a CHILD_SA (RFC 6023), so no traffic
+/// moves; it is closed again at once.
+async fn ike_probe(probe: Arc<Desired>) -> bool {
+    let Ok(mut c) = rsvici::unix::connect(&probe.socket).await else {
+        return false;
+    };
+    match load_all(&mut c, &probe).await {
+        Ok(refused) if refused.is_empty() => {}
+        Ok(refused) => {
+            debug!(
+                "IPsec: probe of {}: charon refused {refused:?}",
+                probe.remote_address
+            );
+            return false;
+        }
+        Err(_) => return false,
+    }
+    let initiate = vici::Initiate {
+        child: None,
+        ike: vici::PROBE,
+        timeout: IKE_PROBE_WAIT_MS,
+        init_limits: false,
+    };
+    let up = matches!(
+        request::<_, Reply>(&mut c, "initiate", initiate).await,
+        Ok(Reply { success: true, .. })
+    );
+    let terminate = vici::Terminate {
+        ike: vici::PROBE,
+        timeout: 500,
+        force: true,
+    };
+    let _ = request::<_, Reply>(&mut c, "terminate", terminate).await;
+    debug!(
+        "IPsec: probe of the preferred gateway {}: {}",
+        probe.remote_address,
+        if up {
+            "IKE_SA established"
+        } else {
+            "no IKE_SA"
+        }
+    );
+    up
+}
+
 /// One request with a timeout; a command charon refused stays a [`Reply`] to read.
 async fn request<T: serde::Serialize, U: serde::de::DeserializeOwned>(
     c: &mut rsvici::Client,
@@ -707,7 +907,7 @@ fn spawn_initiate(d: &Desired, notes: mpsc::Sender<Initiation>) -> JoinHandle<()
             Ok(mut client) => {
                 let mut errors = client.listen_for_errors();
                 let msg = vici::Initiate {
-                    child: vici::CHILD,
+                    child: Some(vici::CHILD),
                     ike: &name,
                     timeout: INITIATE_WAIT_MS,
                     init_limits: false,

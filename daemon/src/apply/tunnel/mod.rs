@@ -10,6 +10,7 @@
 //! IP-VPN has nothing to bring up: the line is the tunnel, and the supervisor judges it from the
 //! WAN link and the routes.
 
+pub mod gateways;
 pub mod ipsec;
 pub mod wireguard;
 
@@ -46,17 +47,20 @@ impl Tunnel {
 
     /// The next result of a health probe through the tunnel (issue 21); never, for a tunnel
     /// without one.
-    pub async fn next_probe(&mut self) -> (std::time::Instant, bool) {
+    pub async fn next_probe(&mut self) -> gateways::Probe {
         match self {
             Tunnel::WireGuard(t) => t.next_probe().await,
-            _ => std::future::pending().await,
+            Tunnel::Ipsec(t) => t.next_probe().await,
+            Tunnel::IpVpn => std::future::pending().await,
         }
     }
 
     /// Act on a probe result: maybe switch gateways.
-    pub async fn probed(&mut self, result: (std::time::Instant, bool)) {
-        if let Tunnel::WireGuard(t) = self {
-            t.probed(result).await;
+    pub async fn probed(&mut self, result: gateways::Probe) {
+        match self {
+            Tunnel::WireGuard(t) => t.probed(result).await,
+            Tunnel::Ipsec(t) => t.probed(result),
+            Tunnel::IpVpn => {}
         }
     }
 

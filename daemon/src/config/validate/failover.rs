@@ -3,11 +3,67 @@
 
 use std::collections::HashMap;
 
-use super::super::model::{Config, TunnelType};
-use super::super::scalar::Loc;
+use std::net::IpAddr;
+
+use super::super::model::{Config, Ipsec, TunnelType};
+use super::super::scalar::{is_dns_name, Loc};
 use super::Checker;
 
 impl Checker<'_> {
+    /// `tunnel.ipsec.remote_address`: each gateway an address or a host name, each listed
+    /// once, each identity (where given) not empty.
+    pub(super) fn ipsec_gateways(&mut self, ipsec: &Ipsec) {
+        let entries = ipsec.remote_address.entries();
+        if entries.is_empty() {
+            self.error(
+                ipsec.remote_address.loc,
+                "tunnel.ipsec.remote_address",
+                "the list of gateways is empty",
+            )
+            .hint =
+                Some("give the provider's VPN gateway, e.g. `remote_address: 203.0.113.2`".into());
+        }
+        let many = entries.len() > 1;
+        let mut seen: HashMap<String, (usize, Loc)> = HashMap::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let key = if many {
+                format!("tunnel.ipsec.remote_address[{i}]")
+            } else {
+                "tunnel.ipsec.remote_address".to_owned()
+            };
+            let address = entry.address.value.as_str();
+            if address.parse::<IpAddr>().is_err() && !is_dns_name(address) {
+                self.error(
+                    entry.address.loc,
+                    key.clone(),
+                    format!("`{address}` is neither an address nor a host name"),
+                );
+            } else if let Some((first, at)) = seen.get(&address.to_ascii_lowercase()) {
+                self.error(
+                    entry.address.loc,
+                    key.clone(),
+                    format!(
+                        "gateway {address} is listed twice (as remote_address[{first}] at line {})",
+                        at.line
+                    ),
+                )
+                .hint = Some("a backup must be another gateway: list each address once".into());
+            } else {
+                seen.insert(address.to_ascii_lowercase(), (i, entry.address.loc));
+            }
+            if let Some(id) = &entry.remote_id {
+                if id.trim().is_empty() {
+                    self.error(
+                        id.loc,
+                        format!("{key}.remote_id"),
+                        "an IKE identity cannot be empty",
+                    )
+                    .hint = Some("leave remote_id out to use tunnel.ipsec.remote_id".into());
+                }
+            }
+        }
+    }
+
     pub(super) fn failover(&mut self, config: &Config) {
         self.backup_peers(config);
         self.health(config);

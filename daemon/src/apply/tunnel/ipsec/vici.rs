@@ -16,6 +16,9 @@ use crate::plan::{IpsecCredentials, TunnelPlan};
 pub const CHILD: &str = "closed";
 /// The id of our PSK in charon, so a reload replaces it instead of adding another.
 const PSK_ID: &str = "oqs-edge";
+/// The connection (and its PSK's id) that probes the preferred gateway while a backup carries
+/// the traffic: an IKE_SA without a CHILD_SA, so no traffic moves.
+pub const PROBE: &str = "oqs-edge-probe";
 /// VICI values carry a 16-bit length.
 const MAX_VALUE: usize = 65_000;
 
@@ -232,6 +235,32 @@ impl Desired {
         })
     }
 
+    /// The same connection to another gateway of the list (same credentials and proposals;
+    /// the PSK is owned by the gateway's identity).
+    pub fn for_gateway(&self, address: &str, remote_id: &str) -> Desired {
+        let mut next = self.clone();
+        next.remote_address = address.to_owned();
+        next.remote_id = remote_id.to_owned();
+        next.conn.remote_addrs = vec![address.to_owned()];
+        next.conn.remote.id = remote_id.to_owned();
+        if let Credentials::Psk(key) = &mut next.credentials {
+            key.owners = vec![self.conn.local.id.clone(), remote_id.to_owned()];
+        }
+        next
+    }
+
+    /// The probe of the gateway `address` (identity `remote_id`): the same credentials and IKE
+    /// proposals, its own name and PSK id, and no CHILD_SA.
+    pub fn probe_of(&self, address: &str, remote_id: &str) -> Desired {
+        let mut probe = self.for_gateway(address, remote_id);
+        probe.name = PROBE.to_owned();
+        probe.conn.children.clear();
+        if let Credentials::Psk(key) = &mut probe.credentials {
+            key.id = PROBE;
+        }
+        probe
+    }
+
     /// `failure` in plain words, with this connection's settings it points at.
     pub fn describe(&self, failure: &Failure) -> String {
         let (local_ts, remote_ts) = (self.local_ts(), self.remote_ts());
@@ -359,7 +388,9 @@ pub struct Reply {
 /// `initiate`; `timeout` in ms (charon keeps trying after we stop waiting).
 #[derive(Serialize)]
 pub struct Initiate<'a> {
-    pub child: &'a str,
+    /// `None`: the IKE_SA alone (childless, RFC 6023).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child: Option<&'a str>,
     pub ike: &'a str,
     pub timeout: i32,
     #[serde(rename = "init-limits")]
@@ -371,6 +402,8 @@ pub struct Initiate<'a> {
 pub struct Terminate<'a> {
     pub ike: &'a str,
     pub timeout: i32,
+    /// Close without waiting for the peer's answer (a gateway given up does not answer).
+    pub force: bool,
 }
 
 /// `list-sas` for one connection.

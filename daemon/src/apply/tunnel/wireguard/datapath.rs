@@ -641,52 +641,37 @@ fn udp_to_tun(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &Stop) {
                     meta.stride
                 };
                 for datagram in buffer[..meta.len].chunks(stride.max(1)) {
-                    if datagram.len() > SLOT {
-                        continue;
-                    }
                     if count == plain.len() {
                         write_tun(tun, &mut gro, &mut plain[..count]);
                         count = 0;
                     }
                     let out = &mut plain[count];
                     out.resize(VIRTIO_NET_HDR_LEN + SLOT, 0);
-                    let (len, source) = match tunn.decapsulate(
-                        Some(meta.addr.ip()),
+                    let mut send = |to: SocketAddr, datagram: &[u8]| {
+                        shared.note_sent(datagram);
+                        udp.send(to, datagram, datagram.len());
+                    };
+                    match receive(
+                        &mut tunn,
+                        &route,
+                        meta.addr,
                         datagram,
                         &mut out[VIRTIO_NET_HDR_LEN..],
+                        &mut reply,
+                        &mut send,
                     ) {
-                        TunnResult::WriteToTunnelV4(p, s) => (p.len(), IpAddr::V4(s)),
-                        TunnResult::WriteToTunnelV6(p, s) => (p.len(), IpAddr::V6(s)),
-                        TunnResult::WriteToNetwork(answer) => {
-                            // A handshake answer or a cookie goes back to whoever asked.
+                        Received::Packet(len) => {
                             heard = true;
-                            shared.note_sent(answer);
-                            udp.send(meta.addr, answer, answer.len());
-                            // Packets queued while there was no session can go now.
-                            while let TunnResult::WriteToNetwork(queued) =
-                                tunn.decapsulate(None, &[], &mut reply)
-                            {
-                                shared.note_sent(queued);
-                                udp.send(route.endpoint, queued, queued.len());
-                            }
-                            continue;
+                            data_from = Some(meta.addr);
+                            out.truncate(VIRTIO_NET_HDR_LEN + len);
+                            count += 1;
                         }
-                        TunnResult::Done => {
+                        Received::NotAllowed => {
                             heard = true;
-                            continue;
+                            data_from = Some(meta.addr);
                         }
-                        TunnResult::Err(e) => {
-                            debug!("WireGuard: a datagram from {} refused: {e:?}", meta.addr);
-                            continue;
-                        }
-                    };
-                    heard = true;
-                    data_from = Some(meta.addr);
-                    if route.allows(source) {
-                        out.truncate(VIRTIO_NET_HDR_LEN + len);
-                        count += 1;
-                    } else {
-                        debug!("WireGuard: dropped a packet from {source}: not in the allowed IPs");
+                        Received::Heard => heard = true,
+                        Received::Refused => {}
                     }
                 }
             }
@@ -709,6 +694,82 @@ fn udp_to_tun(tun: &SyncDevice, udp: &Udp, shared: &Shared, stop: &Stop) {
                 }));
             }
         }
+    }
+}
+
+/// What one datagram from the network came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Received {
+    /// A packet of this length, from a source in the allowed IPs: `out[..len]` goes to the TUN.
+    Packet(usize),
+    /// An authenticated packet from a source outside the allowed IPs: dropped.
+    NotAllowed,
+    /// A handshake message, a cookie or a keepalive: answered through `send` if need be.
+    Heard,
+    /// Not a datagram of this session (too long, forged, replayed, garbage): dropped.
+    Refused,
+}
+
+/// Decrypt one datagram from `from` into `out` (at least [`SLOT`] bytes) and decide whether the
+/// packet in it may go to the TUN device. Answers (handshake responses, cookies) and packets
+/// queued while there was no session go out through `send`. No I/O of its own.
+fn receive(
+    tunn: &mut Tunn,
+    route: &Route,
+    from: SocketAddr,
+    datagram: &[u8],
+    out: &mut [u8],
+    reply: &mut [u8],
+    send: &mut dyn FnMut(SocketAddr, &[u8]),
+) -> Received {
+    // boringtun panics on an output buffer shorter than what it decrypts.
+    if datagram.len() > SLOT || out.len() < SLOT || reply.len() < SLOT {
+        return Received::Refused;
+    }
+    let (len, source) = match tunn.decapsulate(Some(from.ip()), datagram, out) {
+        TunnResult::WriteToTunnelV4(p, s) => (p.len(), IpAddr::V4(s)),
+        TunnResult::WriteToTunnelV6(p, s) => (p.len(), IpAddr::V6(s)),
+        TunnResult::WriteToNetwork(answer) => {
+            // A handshake answer or a cookie goes back to whoever asked.
+            send(from, answer);
+            // Packets queued while there was no session can go now.
+            while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], reply) {
+                send(route.endpoint, queued);
+            }
+            return Received::Heard;
+        }
+        TunnResult::Done => return Received::Heard,
+        TunnResult::Err(e) => {
+            debug!("WireGuard: a datagram from {from} refused: {e:?}");
+            return Received::Refused;
+        }
+    };
+    // boringtun cuts the packet to its header's length field, which may be shorter than the
+    // header itself (found by fuzzing): such a fragment is no packet for the TUN device.
+    if ip_source(&out[..len]) != Some(source) {
+        debug!("WireGuard: dropped a malformed packet from {from} ({len} bytes)");
+        return Received::Refused;
+    }
+    if route.allows(source) {
+        Received::Packet(len)
+    } else {
+        debug!("WireGuard: dropped a packet from {source}: not in the allowed IPs");
+        Received::NotAllowed
+    }
+}
+
+/// The source address of a packet with a whole IP header, read from the header itself.
+fn ip_source(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 if packet.len() >= 20 => {
+            let b: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        6 if packet.len() >= 40 => {
+            let b: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
     }
 }
 
@@ -780,6 +841,12 @@ fn timers(udp: &Udp, shared: &Shared, stop: &Stop) {
         }
     }
 }
+
+// One copy per module that fuzzes (unit tests reach private items); tests/fuzz/ holds it.
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../../tests/fuzz/common.rs"]
+mod fuzz_common;
 
 #[cfg(test)]
 mod tests {
@@ -875,5 +942,297 @@ mod tests {
             .iter()
             .all(|(l, _)| l.iter().sum::<usize>() <= GSO_BYTES));
         assert_eq!(out.iter().map(|(l, _)| l.len()).sum::<usize>(), 100);
+    }
+
+    /// Fuzzing both sides of the data path (issue 22): datagrams from the network — garbage,
+    /// mutated real datagrams, replays, and packets a real peer encrypts from any source — and
+    /// packets from the TUN device. Never a panic; nothing reaches the TUN device unless its
+    /// source is in the allowed IPs.
+    mod fuzz {
+        use super::super::fuzz_common as common;
+        use super::*;
+        use proptest::prelude::*;
+
+        const ROUTER: &str = "198.51.100.2:51820";
+        const PEER: &str = "203.0.113.2:51820";
+
+        struct Pair {
+            router: Tunn,
+            peer: Tunn,
+            route: Route,
+            /// Datagrams the router sent (handshake answers, queued packets).
+            sent: Vec<Vec<u8>>,
+        }
+
+        fn pair() -> Pair {
+            let router_key = StaticSecret::from([7u8; 32]);
+            let peer_key = StaticSecret::from([9u8; 32]);
+            let router = Tunn::new(
+                router_key.clone(),
+                PublicKey::from(&peer_key),
+                None,
+                None,
+                1,
+                None,
+            );
+            let peer = Tunn::new(peer_key, PublicKey::from(&router_key), None, None, 2, None);
+            Pair {
+                router,
+                peer,
+                route: Route {
+                    endpoint: PEER.parse().unwrap(),
+                    allowed_ips: vec![
+                        "10.200.0.0/24".parse().unwrap(),
+                        "fd00::/64".parse().unwrap(),
+                    ],
+                },
+                sent: Vec::new(),
+            }
+        }
+
+        impl Pair {
+            /// What the router makes of one datagram; a forwarded packet is checked here.
+            fn receive(&mut self, datagram: &[u8]) -> Received {
+                let mut out = vec![0u8; SLOT];
+                let mut reply = vec![0u8; SLOT];
+                let sent = &mut self.sent;
+                let got = receive(
+                    &mut self.router,
+                    &self.route,
+                    PEER.parse().unwrap(),
+                    datagram,
+                    &mut out,
+                    &mut reply,
+                    &mut |_, d| sent.push(d.to_vec()),
+                );
+                if let Received::Packet(len) = got {
+                    let source = ip_source(&out[..len]).unwrap_or_else(|| {
+                        panic!("forwarded a packet with no IP source: {:?}", &out[..len])
+                    });
+                    assert!(
+                        self.route.allows(source),
+                        "forwarded a packet from {source}, outside the allowed IPs"
+                    );
+                }
+                got
+            }
+
+            /// The peer sends its handshake initiation; the router's answer reaches the peer.
+            fn handshake(&mut self) {
+                let mut buf = vec![0u8; SLOT];
+                let init = match self.peer.format_handshake_initiation(&mut buf, true) {
+                    TunnResult::WriteToNetwork(d) => d.to_vec(),
+                    _ => return,
+                };
+                self.receive(&init);
+                let mut out = vec![0u8; SLOT];
+                for answer in std::mem::take(&mut self.sent) {
+                    let _ = self.peer.decapsulate(
+                        Some(ROUTER.parse::<SocketAddr>().unwrap().ip()),
+                        &answer,
+                        &mut out,
+                    );
+                }
+            }
+
+            /// `packet` as the peer encrypts it (None: no session yet, or not a packet).
+            fn sent_by_peer(&mut self, packet: &[u8]) -> Option<Vec<u8>> {
+                let mut buf = vec![0u8; SLOT + 64];
+                match self.peer.encapsulate(packet, &mut buf) {
+                    TunnResult::WriteToNetwork(d) => Some(d.to_vec()),
+                    _ => None,
+                }
+            }
+        }
+
+        /// Sources worth trying: the allowed prefix, its edges, the LAN, the internet, v6.
+        fn source() -> impl Strategy<Value = IpAddr> {
+            prop_oneof![
+                (0u8..=255).prop_map(|h| IpAddr::from([10, 200, 0, h])),
+                (0u8..=255).prop_map(|h| IpAddr::from([10, 200, 1, h])),
+                (0u8..=255).prop_map(|h| IpAddr::from([192, 168, 50, h])),
+                any::<[u8; 4]>().prop_map(IpAddr::from),
+                any::<u16>().prop_map(|h| IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, h])),
+                any::<[u8; 16]>().prop_map(IpAddr::from),
+            ]
+        }
+
+        /// A packet from the seeds, with its source set and perhaps mutated.
+        fn inner_packet() -> impl Strategy<Value = Vec<u8>> {
+            (
+                common::mutated(
+                    common::seeds("wireguard-packet", &[]),
+                    &[b"\x45", b"\x60", b"\0\0"],
+                    2,
+                ),
+                source(),
+            )
+                .prop_map(|(mut packet, source)| {
+                    match (source, packet.first().map(|b| b >> 4)) {
+                        (IpAddr::V4(s), Some(4)) if packet.len() >= 20 => {
+                            packet[12..16].copy_from_slice(&s.octets())
+                        }
+                        (IpAddr::V6(s), Some(6)) if packet.len() >= 40 => {
+                            packet[8..24].copy_from_slice(&s.octets())
+                        }
+                        _ => {}
+                    }
+                    packet
+                })
+        }
+
+        #[derive(Clone, Debug)]
+        enum Action {
+            /// The peer starts a (new) handshake.
+            Handshake,
+            /// The peer encrypts a packet and it arrives as sent.
+            Peer(Vec<u8>),
+            /// The peer encrypts a packet and the datagram is mutated on the way.
+            PeerMutated(Vec<u8>, Vec<common::Mutation>),
+            /// The last datagram the peer sent arrives again.
+            Replay,
+            /// Anything at all, or a mutated seed datagram.
+            Raw(Vec<u8>),
+        }
+
+        fn action() -> impl Strategy<Value = Action> {
+            let dictionary: &'static [&'static [u8]] =
+                &[b"\x01\0\0\0", b"\x02\0\0\0", b"\x03\0\0\0", b"\x04\0\0\0"];
+            prop_oneof![
+                1 => Just(Action::Handshake),
+                4 => inner_packet().prop_map(Action::Peer),
+                2 => (inner_packet(), proptest::collection::vec(common::mutation(dictionary), 1..4))
+                    .prop_map(|(p, m)| Action::PeerMutated(p, m)),
+                1 => Just(Action::Replay),
+                2 => common::mutated(common::seeds("wireguard-datagram", &[]), dictionary, 4).prop_map(Action::Raw),
+                1 => proptest::collection::vec(any::<u8>(), 0..256).prop_map(Action::Raw),
+            ]
+        }
+
+        /// Found by fuzzing (issue 22): an IPv4 header whose total length is 0 made boringtun
+        /// hand over an empty "packet" with the header's source, which passed the allowed-IPs
+        /// check.
+        #[test]
+        fn fuzz_regression_a_packet_shorter_than_its_ip_header_is_not_forwarded() {
+            let mut pair = pair();
+            pair.handshake();
+            let mut packet = std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fuzz/corpus/wireguard-packet/v4-closed-udp.bin"
+            ))
+            .unwrap();
+            packet[12..16].copy_from_slice(&[10, 200, 0, 10]);
+            let whole = pair.sent_by_peer(&packet).unwrap();
+            assert!(matches!(pair.receive(&whole), Received::Packet(n) if n == packet.len()));
+            for total in [0u16, 1, 19] {
+                packet[2..4].copy_from_slice(&total.to_be_bytes());
+                let d = pair.sent_by_peer(&packet).unwrap();
+                assert_eq!(pair.receive(&d), Received::Refused, "total length {total}");
+            }
+        }
+
+        proptest! {
+            #![proptest_config(common::config("wireguard-datagrams", 1500))]
+            #[test]
+            fn fuzz_wireguard_datagrams_never_forward_outside_the_allowed_ips(
+                actions in proptest::collection::vec(action(), 1..24)
+            ) {
+                let mut pair = pair();
+                pair.handshake();
+                let mut last: Option<Vec<u8>> = None;
+                for action in actions {
+                    match action {
+                        Action::Handshake => pair.handshake(),
+                        Action::Peer(packet) => {
+                            if let Some(d) = pair.sent_by_peer(&packet) {
+                                let got = pair.receive(&d);
+                                // A well-formed packet from an allowed source goes through whole.
+                                if let (Received::Packet(len), Some(source)) = (got, ip_source(&packet)) {
+                                    prop_assert!(pair.route.allows(source));
+                                    prop_assert!(len <= packet.len());
+                                }
+                                last = Some(d);
+                            }
+                        }
+                        Action::PeerMutated(packet, mutations) => {
+                            if let Some(mut d) = pair.sent_by_peer(&packet) {
+                                let original = d.clone();
+                                for m in &mutations {
+                                    m.apply(&mut d);
+                                }
+                                let got = pair.receive(&d);
+                                if d != original {
+                                    // Authenticated encryption: a changed datagram is no packet.
+                                    prop_assert!(!matches!(got, Received::Packet(_)), "a mutated datagram was forwarded");
+                                }
+                            }
+                        }
+                        Action::Replay => {
+                            if let Some(d) = &last {
+                                let got = pair.receive(&d.clone());
+                                prop_assert!(!matches!(got, Received::Packet(_)), "a replayed datagram was forwarded");
+                            }
+                        }
+                        Action::Raw(bytes) => {
+                            let got = pair.receive(&bytes);
+                            prop_assert!(!matches!(got, Received::Packet(_)), "a forged datagram was forwarded");
+                        }
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(common::config("wireguard-tun", 800))]
+            #[test]
+            fn fuzz_wireguard_tun_packets_never_panic_and_fit_their_slot(
+                packets in proptest::collection::vec(
+                    prop_oneof![
+                        inner_packet(),
+                        proptest::collection::vec(any::<u8>(), 0..=PACKET_MAX),
+                    ],
+                    1..16,
+                )
+            ) {
+                let mut pair = pair();
+                pair.handshake();
+                // The router has its session once the peer's first data arrives.
+                if let Some(d) = pair.sent_by_peer(&common::seeds("wireguard-packet", &[])[0]) {
+                    pair.receive(&d);
+                }
+                let mut slot = vec![0u8; SLOT];
+                let mut out = vec![0u8; SLOT];
+                for packet in packets {
+                    if let TunnResult::WriteToNetwork(d) = pair.router.encapsulate(&packet, &mut slot) {
+                        prop_assert!(d.len() <= SLOT);
+                        let d = d.to_vec();
+                        // What the peer decrypts is what went in (up to its IP length).
+                        if let TunnResult::WriteToTunnelV4(p, _) | TunnResult::WriteToTunnelV6(p, _) =
+                            pair.peer.decapsulate(None, &d, &mut out)
+                        {
+                            let n = p.len();
+                            prop_assert_eq!(&p[..], &packet[..n]);
+                        }
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(common::config("wireguard-outbox", 2000))]
+            #[test]
+            fn fuzz_outbox_sends_every_datagram_once_in_order(
+                sizes in proptest::collection::vec(1..=SLOT, 0..80),
+                max_segments in 1usize..70,
+            ) {
+                let sent = trains(&sizes, max_segments);
+                let lens: Vec<usize> = sent.iter().flat_map(|(l, _)| l.clone()).collect();
+                prop_assert_eq!(lens, sizes);
+                for (train, segment) in &sent {
+                    prop_assert!(train.len() <= max_segments);
+                    prop_assert!(train.iter().sum::<usize>() <= GSO_BYTES.max(*segment));
+                }
+            }
+        }
     }
 }

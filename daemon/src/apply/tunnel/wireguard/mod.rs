@@ -34,7 +34,6 @@
 //! goes with it, and the firewall's kill switch (keyed to this interface) drops what would leak.
 
 mod datapath;
-mod failover;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -48,6 +47,7 @@ use log::{info, warn};
 
 use crate::logging::event;
 
+use super::gateways::{Gateways, Probe};
 use crate::apply::net::{Net, NetError};
 use crate::config::scalar::parse_wg_key;
 use crate::plan::diff::{tunnel_change, TunnelChange};
@@ -117,10 +117,21 @@ struct Spec {
 
 impl Spec {
     /// `peer` then the backups, in order of preference.
-    fn gateways(&self) -> Box<failover::Gateways> {
-        let mut peers = vec![self.peer.clone()];
-        peers.extend(self.backups.iter().cloned());
-        Box::new(failover::Gateways::new(peers, self.health))
+    fn gateways(&self) -> Box<Gateways> {
+        let names = std::iter::once(&self.peer)
+            .chain(&self.backups)
+            .map(|p| p.endpoint.clone())
+            .collect();
+        // Without a probe, fail back after Reject-After-Time.
+        Box::new(Gateways::new(names, self.health, STALE_AFTER, None))
+    }
+
+    /// The peer at `index` of the gateways: 0 is `peer`, then the backups.
+    fn gateway(&self, index: usize) -> Option<&PeerSpec> {
+        match index {
+            0 => Some(&self.peer),
+            i => self.backups.get(i - 1),
+        }
     }
 }
 
@@ -315,7 +326,7 @@ pub struct WireGuardTunnel {
     /// The state last logged.
     logged: Option<State>,
     /// Which of `peer` and `backup_peers` is in use (issue 21).
-    gateways: Box<failover::Gateways>,
+    gateways: Box<Gateways>,
 }
 
 impl WireGuardTunnel {
@@ -412,25 +423,29 @@ impl WireGuardTunnel {
 
     /// The peer in use: `peer`, or a backup after a failover.
     fn peer(&self) -> &PeerSpec {
-        self.gateways.active_peer().unwrap_or(&self.spec.peer)
+        self.spec
+            .gateway(self.gateways.active())
+            .unwrap_or(&self.spec.peer)
     }
 
     /// Feed the gateway choice; on a switch, give the data path the next peer. The TUN, the
     /// routes and the kill switch stay: closed-network traffic waits in the tunnel or is
     /// dropped, never sent in clear.
     async fn failover(&mut self, state: State) {
-        let decided = self.gateways.step(state).await;
+        let never_answered =
+            state == State::Connecting && self.gateways.active_since().elapsed() > STALE_AFTER;
+        let decided = self.gateways.step(state == State::Down || never_answered);
         self.switch(decided).await;
     }
 
     /// The next result of the health probe (never without `tunnel.health` or a backup).
-    pub async fn next_probe(&mut self) -> (Instant, bool) {
+    pub async fn next_probe(&mut self) -> Probe {
         self.gateways.next_probe().await
     }
 
     /// Feed a health probe's result; switch if it decides so.
-    pub async fn probed(&mut self, (started, ok): (Instant, bool)) {
-        let decided = self.gateways.probed(started, ok);
+    pub async fn probed(&mut self, probe: Probe) {
+        let decided = self.gateways.probed(probe);
         self.switch(decided).await;
     }
 
