@@ -90,8 +90,13 @@ impl Request {
 
 /// The daemon's side: a listening socket.
 pub struct Server {
-    listener: UnixListener,
     path: PathBuf,
+    /// Requests read by the accept task. A channel, so that [`Server::next`] is cancel-safe:
+    /// the supervisor polls it in a `select!` beside ticks and probes, and a connection
+    /// accepted but not yet read must not be dropped when another branch wins (the client
+    /// would see a broken pipe).
+    requests: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Pending>>,
+    acceptor: tokio::task::JoinHandle<()>,
 }
 
 /// A client connection whose command has been read; answer it with [`Pending::answer`].
@@ -121,42 +126,63 @@ impl Server {
         let listener = UnixListener::bind(path).map_err(bind_error)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .map_err(bind_error)?;
+        let (sender, requests) = tokio::sync::mpsc::channel(16);
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                // Each client is read on its own task: a slow one holds up no other.
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    if let Some(pending) = read_request(stream).await {
+                        let _ = sender.send(pending).await;
+                    }
+                });
+            }
+        });
         Ok(Server {
-            listener,
             path: path.to_owned(),
+            requests: tokio::sync::Mutex::new(requests),
+            acceptor,
         })
     }
 
-    /// The next well-formed request. Malformed or slow clients are dropped here.
+    /// The next well-formed request (cancel-safe). Malformed or slow clients are dropped by
+    /// the accept task.
     pub async fn next(&self) -> Pending {
-        loop {
-            let Ok((stream, _)) = self.listener.accept().await else {
-                continue;
-            };
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            let read =
-                tokio::time::timeout(IO_TIMEOUT, (&mut reader).take(64).read_line(&mut line)).await;
-            let mut stream = reader.into_inner();
-            match (read, Request::parse(&line)) {
-                (Ok(Ok(_)), Some(request)) => {
-                    let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
-                    return Pending {
-                        request,
-                        peer_uid,
-                        stream,
-                    };
-                }
-                _ => {
-                    let _ = stream.write_all(b"{\"error\":\"unknown request\"}\n").await;
-                }
-            }
+        match self.requests.lock().await.recv().await {
+            Some(pending) => pending,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A client's one-line command; a malformed one is answered with an error and dropped.
+async fn read_request(stream: UnixStream) -> Option<Pending> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let read = tokio::time::timeout(IO_TIMEOUT, (&mut reader).take(64).read_line(&mut line)).await;
+    let mut stream = reader.into_inner();
+    match (read, Request::parse(&line)) {
+        (Ok(Ok(_)), Some(request)) => {
+            let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
+            Some(Pending {
+                request,
+                peer_uid,
+                stream,
+            })
+        }
+        _ => {
+            let _ = stream.write_all(b"{\"error\":\"unknown request\"}\n").await;
+            None
         }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.acceptor.abort();
         // `status` then says "not running" instead of finding a dead socket.
         let _ = std::fs::remove_file(&self.path);
     }
@@ -222,6 +248,52 @@ mod tests {
                 Server::bind(&path).await,
                 Err(ControlError::AlreadyRunning(_))
             ));
+        });
+    }
+
+    /// The supervisor polls `next` beside ticks: a `next` that loses a `select!` must not
+    /// lose the client it had accepted.
+    #[test]
+    fn a_request_survives_next_being_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let server = Server::bind(&path).await.unwrap();
+            // A client that connects, then takes a moment before it writes its command.
+            let client = tokio::spawn({
+                let path = path.clone();
+                async move {
+                    let mut stream = UnixStream::connect(&path).await?;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    stream.write_all(b"status\n").await?;
+                    let mut answer = Vec::new();
+                    stream.read_to_end(&mut answer).await?;
+                    Ok::<_, std::io::Error>(answer)
+                }
+            });
+            // `next` loses a `select!` every millisecond meanwhile.
+            let mut got = None;
+            for _ in 0..100 {
+                tokio::select! {
+                    pending = server.next() => { got = Some(pending); break }
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                }
+            }
+            let pending = match got {
+                Some(pending) => pending,
+                None => tokio::time::timeout(Duration::from_secs(5), server.next())
+                    .await
+                    .expect("the accepted client was lost"),
+            };
+            assert_eq!(pending.request, Request::Status);
+            pending.answer(&serde_json::json!({"ok": true})).await;
+            let answer = client.await.unwrap().expect("the client got its answer");
+            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(answer["ok"], true);
         });
     }
 
