@@ -33,7 +33,7 @@ use crate::apply::firewall::Nft;
 use crate::apply::proxy::load_certificate;
 use crate::apply::proxy::upstream::{self, Upstream};
 use crate::config::{TunnelSection, ValidConfig};
-use crate::plan::{self, CertificatePlan, Plan, ProxyRoutePlan, TunnelPlan};
+use crate::plan::{self, closed_prefixes, CertificatePlan, Plan, ProxyRoutePlan, TunnelPlan};
 use crate::status::Status;
 
 const PING_WAIT_SECS: &str = "2";
@@ -922,15 +922,6 @@ async fn wireguard_line(
         WIREGUARD_PROBE.as_secs(),
         first.tunnel.detail
     ))
-}
-
-fn closed_prefixes(config: &ValidConfig) -> Vec<IpNet> {
-    config
-        .closed_network
-        .prefixes
-        .iter()
-        .map(|p| p.value)
-        .collect()
 }
 
 /// An address in the closed network: a route's pinned upstream, else the first prefix's first

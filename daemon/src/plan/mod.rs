@@ -319,7 +319,8 @@ fn certificates(config: &ValidConfig) -> Vec<CertificatePlan> {
         .collect()
 }
 
-fn closed_prefixes(config: &ValidConfig) -> Vec<IpNet> {
+/// `closed_network.prefixes`, as the routes, the firewall and `diag` use them.
+pub fn closed_prefixes(config: &ValidConfig) -> Vec<IpNet> {
     config
         .closed_network
         .prefixes
