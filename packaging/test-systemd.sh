@@ -11,6 +11,8 @@
 #   - the journal holds the daemon's lines with OQS_EVENT fields
 #     (`journalctl OQS_EVENT=firewall-applied`, `OQS_EVENT=reload`);
 #   - `oqs-edge status` answers over the control socket;
+#   - with `wan.ipv4: dhcp`, the dhcpcd the daemon runs leases a WAN address from a DHCP server
+#     on the line (the unit's sandbox lets it work);
 #   - a daemon stopped with SIGSTOP is restarted by the watchdog, the table staying throughout;
 #   - `systemctl stop oqs-edge` leaves table inet oqs_edge in the container's namespace.
 # Skips, saying why, when not root, when systemd-nspawn is missing or when it cannot boot here.
@@ -45,6 +47,8 @@ ok "package $deb"
 work=$(mktemp -d /var/tmp/oqs-edge-systemd.XXXXXX)
 root="$work/root"
 netns="oqsedge-$$-nspawn"
+isp_netns="oqsedge-$$-isp"
+isp_pid=
 machine="oqsedge-$$"
 nspawn_pid=
 transcript="$work/transcript"
@@ -53,13 +57,17 @@ transcript="$work/transcript"
 stop_container() {
     [ -n "$nspawn_pid" ] || return 0
     # SIGTERM makes systemd-nspawn ask the container's systemd to power off (SIGRTMIN+3).
+    # 30 s: a power-off takes 1–2 s here, but far longer on a machine loaded by parallel builds.
     kill -TERM "$nspawn_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
+    local t=$SECONDS
+    for _ in $(seq 1 300); do
         kill -0 "$nspawn_pid" 2>/dev/null || break
         sleep 0.1
     done
+    echo "  (the container took $((SECONDS - t)) s to power off)"
     if kill -0 "$nspawn_pid" 2>/dev/null; then
-        echo "  (the container did not power off within 10 s; killing systemd-nspawn $nspawn_pid)" >&2
+        echo "  (the container did not power off within 30 s; killing systemd-nspawn $nspawn_pid)" >&2
+        tail -n 20 "$work/console.log" >&2 || true
         kill -KILL "$nspawn_pid" 2>/dev/null || true
     fi
     wait "$nspawn_pid" 2>/dev/null || true
@@ -67,6 +75,8 @@ stop_container() {
 }
 cleanup() {
     stop_container
+    [ -z "$isp_pid" ] || kill "$isp_pid" 2>/dev/null || true
+    ip netns del "$isp_netns" 2>/dev/null || true
     ip netns del "$netns" 2>/dev/null || true
     rm -rf "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
     rm -rf "$work"
@@ -225,6 +235,38 @@ echo "== oqs-edge status"
 show oqs-edge status || fail "oqs-edge status"
 expect "oqs-edge status answers" test -s "$work/out"
 
+echo "== the WAN by DHCP: dhcpcd under the unit's sandbox"
+# The line as an ISP would give it: wan0's peer in a namespace of its own with dnsmasq serving
+# DHCPv4 (the host's dnsmasq, run here by PID). `wan.ipv4: dhcp` then has the daemon run dhcpcd
+# inside the unit's restrictions (capabilities, system calls, read-only paths).
+ip netns add "$isp_netns"
+ip -n "$netns" link set wan0p netns "$isp_netns"
+ip -n "$isp_netns" link set lo up
+ip -n "$isp_netns" link set wan0p up
+ip -n "$isp_netns" addr add 198.51.100.1/24 dev wan0p
+ip netns exec "$isp_netns" dnsmasq --keep-in-foreground --port=0 --interface=wan0p \
+    --bind-interfaces --dhcp-authoritative --dhcp-range=198.51.100.50,198.51.100.59,255.255.255.0,2m \
+    --dhcp-option=option:router,198.51.100.1 --dhcp-option=option:dns-server,198.51.100.53 \
+    --dhcp-leasefile="$work/isp.leases" --pid-file= --log-facility=- > "$work/isp.log" 2>&1 &
+isp_pid=$!
+sed -i 's/^\(  interface: wan0\)\(.*\)$/\1\2\n  ipv4: dhcp/' "$root/etc/oqs-edge/config.yaml"
+echo "# (wan.ipv4: dhcp added to the config; an ISP's DHCP server on the line)" >> "$transcript"
+show oqs-edge check || fail "oqs-edge check with wan.ipv4: dhcp"
+if show systemctl reload oqs-edge; then ok "systemctl reload oqs-edge (wan.ipv4: dhcp)"; else fail "systemctl reload oqs-edge (wan.ipv4: dhcp)"; fi
+t=$SECONDS
+leased=
+while [ $((SECONDS - t)) -lt 40 ]; do
+    leased=$(in_ct oqs-edge status --json 2>/dev/null \
+        | python3 -c 'import json,sys; w=json.load(sys.stdin).get("wan") or {}; print(" ".join(a["address"] for a in w.get("addresses",[]) if a["source"]=="dhcp"))' 2>/dev/null || true)
+    case "$leased" in 198.51.100.5*) break ;; esac
+    sleep 1
+done
+expect "dhcpcd, run by the daemon under the unit, leased a WAN address ($leased after $((SECONDS - t)) s)" \
+    bash -c "case '$leased' in 198.51.100.5*) exit 0 ;; *) exit 1 ;; esac"
+show oqs-edge status || true
+expect "oqs-edge status says where the WAN address came from" grep -q "wan0 (ipv4 dhcp.*198.51.100.5[0-9]/24 from dhcp" "$work/out"
+[ -n "$leased" ] || { in_ct journalctl -u oqs-edge --no-pager -n 30 >&2 || true; cat "$work/isp.log" >&2; }
+
 echo "== watchdog: a daemon stopped with SIGSTOP"
 # WatchdogSec=30s: a daemon that stops feeding the watchdog (here: frozen) is aborted by systemd
 # (SIGABRT, then SIGCONT so it is delivered) and, Restart=on-failure, started again after
@@ -244,7 +286,7 @@ done
 expect "the watchdog restarted the stopped daemon (pid $old_pid -> $new_pid, active again after $((SECONDS - t)) s)" \
     test "$new_pid" != "$old_pid" -a "$got" = "active running "
 expect "table inet oqs_edge stayed in place throughout (missing in $table_gone checks)" test "$table_gone" = 0
-show journalctl -u oqs-edge --no-pager -n 12 || true
+show journalctl -u oqs-edge --no-pager -n 60 || true
 expect "the journal says the watchdog fired" grep -qi "watchdog timeout" "$work/out"
 expect "oqs-edge status answers after the restart" in_ct oqs-edge status
 

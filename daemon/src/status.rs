@@ -58,6 +58,10 @@ pub struct WanInfo {
     /// "no address yet", "lease lost", in plain words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// A lease the line gave was lost (taken back, or not renewed in time): not the same
+    /// as never having had one, for the Japanese line and the page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lease_lost: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -47,6 +47,7 @@ pub fn sweep_leftovers() {
         };
         let pid = rest.split('-').next().unwrap_or_default();
         if !Path::new(&format!("/proc/{pid}")).exists() {
+            kill_left_in(name);
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
@@ -119,8 +120,24 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        kill_left_in(&self.name);
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// SIGKILL what still runs in a namespace of ours once its test has stopped what it started:
+/// only descendants of those are left (e.g. helpers a killed dhcpcd orphaned), and a namespace
+/// is not freed while a process holds it.
+fn kill_left_in(name: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", pid])
+            .stderr(Stdio::null())
             .status();
     }
 }

@@ -8,6 +8,7 @@
 //! host's are never touched and two labs never share them.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 use netns_tests::{process_ended, skip_unless_root, wait_for, Lab, Role};
@@ -106,6 +107,42 @@ fn default_route(lab: &Lab, family: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// dhcpcd processes in the router's namespace that run (zombies do not count) but do not
+/// descend from the dhcpcd `current` (0: none): what a killed or stopped dhcpcd left behind.
+fn stray_dhcpcd(lab: &Lab, current: u32) -> Vec<(u32, String)> {
+    // (ppid, state, comm) of a process.
+    let stat = |pid: u32| -> Option<(u32, String, String)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?.to_owned();
+        let ppid = fields.next()?.parse().ok()?;
+        Some((ppid, state, head.split_once('(')?.1.to_owned()))
+    };
+    let out = Command::new("ip")
+        .args(["netns", "pids", lab.ns(Role::Router)])
+        .output()
+        .expect("ip netns pids");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (_, state, comm) = stat(pid)?;
+            if !comm.starts_with("dhcpcd") || state == "Z" {
+                return None;
+            }
+            let mut up = pid;
+            for _ in 0..8 {
+                if up == current {
+                    return None;
+                }
+                up = stat(up)?.0;
+            }
+            Some((pid, comm))
+        })
+        .collect()
+}
+
 fn dhcpcd_pid(state: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(state.join("dhcpcd.pid"))
         .ok()?
@@ -138,7 +175,7 @@ fn the_wan_gets_its_address_by_dhcp_and_keeps_it_when_dhcpcd_dies_or_the_link_re
     let config = lab_config(&lab, "  ipv4: dhcp\n", "");
     let state = lab.dir().join("state");
     let started = Instant::now();
-    let _daemon = lab.start_daemon_when(&config, || !wan_addresses(&lab, "-4").is_empty());
+    let daemon = lab.start_daemon_when(&config, || !wan_addresses(&lab, "-4").is_empty());
     let addresses = wan_addresses(&lab, "-4");
     println!(
         "WAN address by DHCP after {:.1} s: {addresses:?}",
@@ -207,6 +244,25 @@ fn the_wan_gets_its_address_by_dhcp_and_keeps_it_when_dhcpcd_dies_or_the_link_re
         "{}",
         lab.daemon_log()
     );
+    // In Japanese too (the clinic's staff): where the address came from, the lease left.
+    let out = lab.exec(
+        Role::Router,
+        &[
+            netns_tests::oqs_edge_bin().to_str().expect("UTF-8 path"),
+            "status",
+            "--lang",
+            "ja",
+            "-c",
+            config.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WAN (プロバイダー側): wan0 198.51.100.5")
+            && text.contains("(DHCP で取得) 残り")
+            && text.contains("ゲートウェイ 198.51.100.1"),
+        "{text}"
+    );
     // The host's resolv.conf is not dhcpcd's business here.
     assert!(!std::fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
@@ -226,6 +282,14 @@ fn the_wan_gets_its_address_by_dhcp_and_keeps_it_when_dhcpcd_dies_or_the_link_re
         killed.elapsed().as_secs_f64()
     );
     assert_eq!(wan_addresses(&lab, "-4"), addresses, "the address went");
+    // Its privilege-separation helpers went with it (orphaned, they ignore SIGTERM and hold
+    // the WAN's sockets): every dhcpcd process left descends from the new one.
+    let second = dhcpcd_pid(&state).expect("dhcpcd runs again");
+    assert!(
+        wait_for(3, || stray_dhcpcd(&lab, second).is_empty()),
+        "left of the killed dhcpcd {first}: {:?}",
+        stray_dhcpcd(&lab, second)
+    );
 
     // The WAN link removed and made again (a USB NIC replugged): the address comes back.
     lab.ok(Role::Router, &["ip", "link", "del", "wan0"]);
@@ -265,6 +329,14 @@ fn the_wan_gets_its_address_by_dhcp_and_keeps_it_when_dhcpcd_dies_or_the_link_re
         wan_addresses(&lab, "-4")
     );
     lab.stop(isp);
+
+    // The daemon stopped (as systemd stops it): no dhcpcd process of it is left running.
+    lab.stop(daemon);
+    assert!(
+        wait_for(3, || stray_dhcpcd(&lab, 0).is_empty()),
+        "dhcpcd left running after the daemon stopped: {:?}",
+        stray_dhcpcd(&lab, 0)
+    );
 }
 
 #[test]

@@ -3,7 +3,12 @@
 //! The child runs in the foreground, told to die with the daemon (PDEATHSIG); its pid goes to a
 //! pid file in the state directory, so one left by a killed daemon is found and stopped before a
 //! new start. A task waits on it and starts it again a second after it dies, until the task is
-//! aborted (which kills the child: `kill_on_drop`).
+//! aborted (which kills the child).
+//!
+//! Each child leads a process group of its own, and the whole group is what gets stopped:
+//! dhcpcd's privilege-separation helpers ("[privileged proxy]", "[network proxy]") outlive a
+//! dhcpcd that died or was killed, ignore SIGTERM once orphaned, and keep the WAN's sockets (and
+//! made systemd wait 90 s for them at power-off), so they go with SIGKILL to the group.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -64,6 +69,7 @@ pub async fn supervise(spec: ChildSpec, shared: Arc<Mutex<Shared>>) {
         command
             .args(&args)
             .stdin(std::process::Stdio::null())
+            .process_group(0)
             .kill_on_drop(true);
         // SAFETY: pre_exec runs in the forked child before exec; prctl is async-signal-safe.
         unsafe {
@@ -75,6 +81,8 @@ pub async fn supervise(spec: ChildSpec, shared: Arc<Mutex<Shared>>) {
         match command.spawn() {
             Ok(mut child) => {
                 let pid = child.id();
+                // Dropped when the child ends or the task is aborted: what is left of its group goes.
+                let _group = pid.map(Group);
                 if let Some(pid) = pid {
                     let _ = crate::files::write_atomically(
                         &pid_file,
@@ -110,28 +118,60 @@ pub async fn supervise(spec: ChildSpec, shared: Arc<Mutex<Shared>>) {
     }
 }
 
-/// A child a killed daemon left running still holds its ports: stop it, by the pid in its pid
-/// file, and only when that pid is still the program named `name`.
+/// The process group a child leads (its pgid is its pid): SIGKILL to what is left of it.
+struct Group(u32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.0) {
+            // ESRCH when the group is already empty: nothing to do.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The processes of group `pgid` and their `comm`, from /proc.
+fn group_members(pgid: i32) -> Vec<(i32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_owned();
+            let pgrp = rest.split_whitespace().nth(2)?.parse::<i32>().ok()?;
+            (pgrp == pgid).then_some((pid, comm))
+        })
+        .collect()
+}
+
+/// A child a killed daemon left running still holds its ports: stop it and its group, by the
+/// pid in its pid file (the group's id), and only when the group still holds the program named
+/// `name` (its leader may be gone while its helpers are not).
 pub fn stop_leftover(pid_file: &Path, name: &str, event: &str) {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return;
     };
-    let Ok(pid) = text.trim().parse::<i32>() else {
+    let Ok(pgid) = text.trim().parse::<i32>() else {
         return;
     };
-    let is_it =
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == name);
-    if is_it {
-        warn!(oqs_event = event; "stopping {name} pid {pid}, left by an earlier run");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        for _ in 0..50 {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    if pgid <= 1 || !group_members(pgid).iter().any(|(_, comm)| comm == name) {
+        return;
     }
+    warn!(oqs_event = event; "stopping {name} (process group {pgid}), left by an earlier run");
+    let group = nix::unistd::Pid::from_raw(pgid);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..50 {
+        if group_members(pgid).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
 }

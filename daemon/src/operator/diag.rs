@@ -475,7 +475,7 @@ pub async fn run(config: &ValidConfig, status: Option<&Status>, options: &Option
         }
         let started = Instant::now();
         let found = match kind {
-            Kind::WanAddress => wan_address(&wan),
+            Kind::WanAddress => wan_address(&wan, status.and_then(|s| s.wan.as_ref())),
             _ => match default_gateway(&wan) {
                 Ok(None) if ip_vpn => {
                     run.skip(id.into(), kind, Skip::NoDefaultRoute);
@@ -986,7 +986,26 @@ fn wan_link(wan: &str) -> Result<String, String> {
     }
 }
 
-fn wan_address(wan: &str) -> Result<String, String> {
+/// The WAN's global addresses; with the daemon's view (when it addresses the WAN), where each
+/// came from, and on failure what the daemon knows (no answer to dhcpcd, lease lost, dhcpcd down).
+fn wan_address(wan: &str, daemon: Option<&crate::status::WanInfo>) -> Result<String, String> {
+    let managed = daemon.filter(|w| !(w.ipv4 == "os" && w.ipv6 == "os"));
+    if let Some(w) = managed {
+        return if w.addresses.is_empty() {
+            let mut why = if w.problems.is_empty() {
+                format!("{wan} has no global address")
+            } else {
+                w.problems.join("; ")
+            };
+            if w.dhcp_client_running == Some(false) {
+                why.push_str("; the DHCP client (dhcpcd) is not running");
+            }
+            Err(why)
+        } else {
+            Ok(w.line())
+        };
+    }
+
     let v = ip_json(&["addr", "show", "dev", wan])?;
     let addrs: Vec<String> = v[0]["addr_info"]
         .as_array()

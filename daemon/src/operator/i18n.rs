@@ -157,6 +157,15 @@ pub enum Msg {
     StatusDetails,
     FirewallApplied,
     FirewallNotApplied,
+    StatusWan,
+    WanByOs,
+    WanNoAddress,
+    WanLeaseLost,
+    WanAddressFrom,
+    WanLeaseLeft,
+    WanGateway,
+    WanDhcpClientDown,
+    PageWanDown,
     // the status page
     PageTitle,
     PageOk,
@@ -254,6 +263,15 @@ impl Msg {
         Msg::StatusDetails,
         Msg::FirewallApplied,
         Msg::FirewallNotApplied,
+        Msg::StatusWan,
+        Msg::WanByOs,
+        Msg::WanNoAddress,
+        Msg::WanLeaseLost,
+        Msg::WanAddressFrom,
+        Msg::WanLeaseLeft,
+        Msg::WanGateway,
+        Msg::WanDhcpClientDown,
+        Msg::PageWanDown,
         Msg::PageTitle,
         Msg::PageOk,
         Msg::PageWarn,
@@ -486,6 +504,15 @@ impl Msg {
             Msg::StatusDetails => ("details", "詳細"),
             Msg::FirewallApplied => ("applied", "適用済み"),
             Msg::FirewallNotApplied => ("NOT APPLIED", "未適用"),
+            Msg::StatusWan => ("WAN", "WAN (プロバイダー側)"),
+            Msg::WanByOs => ("addressed by the OS", "OS が設定"),
+            Msg::WanNoAddress => ("no address yet: the line has not answered", "アドレス未取得 (回線から応答がありません)"),
+            Msg::WanLeaseLost => ("lease lost: the line took the address back or stopped answering", "アドレスを失いました (回線がアドレスを回収したか、応答しなくなりました)"),
+            Msg::WanAddressFrom => ("{} from {}", "{} ({} で取得)"),
+            Msg::WanLeaseLeft => ("{} left", "残り {}"),
+            Msg::WanGateway => ("gateway {}", "ゲートウェイ {}"),
+            Msg::WanDhcpClientDown => ("the DHCP client (dhcpcd) is NOT RUNNING", "DHCP クライアント (dhcpcd) が停止しています"),
+            Msg::PageWanDown => ("The router has no address on its line to the provider (WAN).", "プロバイダーとの回線 (WAN) でアドレスを取得できていません。"),
             Msg::PageTitle => ("Router status (オンライン資格確認)", "ルーターの状態 (オンライン資格確認)"),
             Msg::PageOk => ("OK", "正常"),
             Msg::PageWarn => ("Attention", "注意"),
@@ -628,6 +655,14 @@ pub fn status_text(status: &crate::status::Status, lang: Lang) -> String {
         Msg::StatusFirewall.text(lang),
         firewall.text(lang)
     );
+    if let Some(wan) = &status.wan {
+        let _ = writeln!(
+            out,
+            "{}: {}",
+            Msg::StatusWan.text(lang),
+            wan_text(wan, lang)
+        );
+    }
     for c in &status.certificates {
         let days = c
             .days_left
@@ -644,6 +679,55 @@ pub fn status_text(status: &crate::status::Status, lang: Lang) -> String {
     let _ = writeln!(out, "\n{} (English):\n", Msg::StatusDetails.text(lang));
     out.push_str(&status.to_text());
     out
+}
+
+/// The WAN in `lang`: its addresses and where each came from, or why it has none.
+fn wan_text(wan: &crate::status::WanInfo, lang: Lang) -> String {
+    let source = |s: &str| {
+        match (s, lang) {
+            ("static", Lang::Ja) => "固定設定",
+            ("dhcp", Lang::Ja) => "DHCP",
+            ("dhcpv6", Lang::Ja) => "DHCPv6",
+            ("ra", Lang::Ja) => "ルーター広告 (RA)",
+            (other, _) => other,
+        }
+        .to_owned()
+    };
+    let mut parts: Vec<String> = wan
+        .addresses
+        .iter()
+        .map(|a| {
+            let from = Msg::WanAddressFrom.fill(lang, &[&a.address, &source(&a.source)]);
+            match a.lease_left_secs {
+                Some(secs) => {
+                    let left = humantime::format_duration(std::time::Duration::from_secs(secs));
+                    format!(
+                        "{from} {}",
+                        Msg::WanLeaseLeft.fill(lang, &[&left.to_string()])
+                    )
+                }
+                None => from,
+            }
+        })
+        .collect();
+    if wan.addresses.is_empty() {
+        parts.push(if wan.ipv4 == "os" && wan.ipv6 == "os" {
+            Msg::WanByOs.text(lang).to_owned()
+        } else if wan.lease_lost {
+            Msg::WanLeaseLost.text(lang).to_owned()
+        } else {
+            Msg::WanNoAddress.text(lang).to_owned()
+        });
+    } else if wan.lease_lost {
+        parts.push(Msg::WanLeaseLost.text(lang).to_owned());
+    }
+    if !wan.gateways.is_empty() {
+        parts.push(Msg::WanGateway.fill(lang, &[&wan.gateways.join(" ")]));
+    }
+    if wan.dhcp_client_running == Some(false) {
+        parts.push(Msg::WanDhcpClientDown.text(lang).to_owned());
+    }
+    format!("{} {}", wan.interface, parts.join("、"))
 }
 
 #[cfg(test)]
@@ -752,6 +836,15 @@ mod tests {
                 | Msg::StatusDetails
                 | Msg::FirewallApplied
                 | Msg::FirewallNotApplied
+                | Msg::StatusWan
+                | Msg::WanByOs
+                | Msg::WanNoAddress
+                | Msg::WanLeaseLost
+                | Msg::WanAddressFrom
+                | Msg::WanLeaseLeft
+                | Msg::WanGateway
+                | Msg::WanDhcpClientDown
+                | Msg::PageWanDown
                 | Msg::PageTitle
                 | Msg::PageOk
                 | Msg::PageWarn
@@ -784,7 +877,7 @@ mod tests {
         }
         assert_eq!(
             Msg::ALL.len(),
-            91,
+            100,
             "a message was added: list it in Msg::ALL"
         );
     }
@@ -824,6 +917,49 @@ mod tests {
                 "{ja}"
             );
         }
+    }
+
+    #[test]
+    fn the_wan_in_japanese_says_where_each_address_came_from_or_why_there_is_none() {
+        let mut status = crate::status::Status::default();
+        status.wan = Some(crate::status::WanInfo {
+            interface: "wan0".into(),
+            ipv4: "dhcp".into(),
+            ipv6: "ra".into(),
+            addresses: vec![
+                crate::status::WanAddressInfo {
+                    address: "198.51.100.50/24".into(),
+                    source: "dhcp".into(),
+                    lease_left_secs: Some(540),
+                },
+                crate::status::WanAddressInfo {
+                    address: "2001:db8::2/64".into(),
+                    source: "ra".into(),
+                    lease_left_secs: None,
+                },
+            ],
+            gateways: vec!["198.51.100.1".into()],
+            ..Default::default()
+        });
+        let text = status_text(&status, Lang::Ja);
+        assert!(
+            text.contains("WAN (プロバイダー側): wan0 198.51.100.50/24 (DHCP で取得) 残り 9m、2001:db8::2/64 (ルーター広告 (RA) で取得)、ゲートウェイ 198.51.100.1"),
+            "{text}"
+        );
+        if let Some(w) = status.wan.as_mut() {
+            w.addresses.clear();
+        }
+        assert!(status_text(&status, Lang::Ja).contains("wan0 アドレス未取得"));
+        if let Some(w) = status.wan.as_mut() {
+            w.lease_lost = true;
+            w.dhcp_client_running = Some(false);
+        }
+        let text = status_text(&status, Lang::Ja);
+        assert!(
+            text.contains("wan0 アドレスを失いました")
+                && text.contains("DHCP クライアント (dhcpcd) が停止しています"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -566,6 +566,51 @@ pub fn encode(status: &Status) -> Result<String, prometheus::Error> {
         }
     }
 
+    if let Some(wan) = &status.wan {
+        let interface = [("interface", wan.interface.as_str())];
+        for a in &wan.addresses {
+            let labels = [
+                ("interface", wan.interface.as_str()),
+                ("address", a.address.as_str()),
+                ("source", a.source.as_str()),
+            ];
+            f.gauge(
+                "oqs_edge_wan_address_info",
+                "A global address on the WAN and where it came from: static, dhcp, dhcpv6 or ra (always 1).",
+                &labels,
+                1.0,
+            );
+            if let Some(secs) = a.lease_left_secs {
+                f.gauge(
+                    "oqs_edge_wan_lease_seconds_left",
+                    "Seconds until the WAN address's lease runs out unless renewed.",
+                    &labels,
+                    secs as f64,
+                );
+            }
+        }
+        f.gauge(
+            "oqs_edge_wan_addresses",
+            "Global addresses on the WAN (0: no address yet, or the lease was lost).",
+            &interface,
+            wan.addresses.len() as f64,
+        );
+        if let Some(running) = wan.dhcp_client_running {
+            f.gauge(
+                "oqs_edge_wan_dhcp_client_running",
+                "1 when the DHCP client oqs-edge runs on the WAN (dhcpcd) is running.",
+                &interface,
+                flag(running),
+            );
+        }
+        f.gauge(
+            "oqs_edge_wan_delegated_prefixes",
+            "Prefixes the line delegated to the router (DHCPv6 prefix delegation).",
+            &interface,
+            wan.delegated.len() as f64,
+        );
+    }
+
     for result in ["applied", "unchanged", "refused", "failed"] {
         f.counter(
             "oqs_edge_config_reloads_total",
@@ -677,6 +722,18 @@ mod tests {
             switches: 2,
             ..Default::default()
         });
+        status.wan = Some(crate::status::WanInfo {
+            interface: "wan0".into(),
+            ipv4: "dhcp".into(),
+            ipv6: "os".into(),
+            dhcp_client_running: Some(true),
+            addresses: vec![crate::status::WanAddressInfo {
+                address: "198.51.100.50/24".into(),
+                source: "dhcp".into(),
+                lease_left_secs: Some(540),
+            }],
+            ..Default::default()
+        });
         let text = encode(&status).unwrap();
         for line in [
             "oqs_edge_tunnel_gateway_active_index{type=\"wireguard\"} 1",
@@ -691,6 +748,10 @@ mod tests {
             "oqs_edge_certificate_not_after_timestamp_seconds{certificate=\"oqs\",kind=\"client\"} 1800000000",
             "oqs_edge_certificate_valid{certificate=\"oqs\",kind=\"client\"} 1",
             "# TYPE oqs_edge_config_reloads_total counter",
+            "oqs_edge_wan_address_info{interface=\"wan0\",address=\"198.51.100.50/24\",source=\"dhcp\"} 1",
+            "oqs_edge_wan_lease_seconds_left{interface=\"wan0\",address=\"198.51.100.50/24\",source=\"dhcp\"} 540",
+            "oqs_edge_wan_addresses{interface=\"wan0\"} 1",
+            "oqs_edge_wan_dhcp_client_running{interface=\"wan0\"} 1",
         ] {
             assert!(text.contains(line), "{line} in:\n{text}");
         }

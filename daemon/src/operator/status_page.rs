@@ -417,8 +417,15 @@ fn judge(
         );
     };
     if s.health == Health::Degraded {
+        // The WAN before the tunnel: a line with no address is why the tunnel is down.
+        let wan_down = s
+            .wan
+            .as_ref()
+            .is_some_and(|w| w.addresses.is_empty() && !(w.ipv4 == "os" && w.ipv6 == "os"));
         let (code, msg) = if !s.firewall.applied {
             ("firewall-missing", Msg::PageFirewallDown)
+        } else if wan_down {
+            ("wan-no-address", Msg::PageWanDown)
         } else if s.tunnel.state != "up" {
             ("tunnel-down", Msg::PageLineDown)
         } else if s.routes.iter().any(|r| !r.installed) {
@@ -670,6 +677,18 @@ mod tests {
             .contains("オンライン請求ネットワークへの回線がつながっていません"));
         let v = build_view(Some(&down), None, false, Lang::En, now);
         assert_eq!(v.verdict_text, "Problem");
+        // With no WAN address the line is the cause the page names, not the tunnel.
+        down.wan = Some(crate::status::WanInfo {
+            interface: "wan0".into(),
+            ipv4: "dhcp".into(),
+            ipv6: "os".into(),
+            ..Default::default()
+        });
+        let v = build_view(Some(&down), None, false, Lang::Ja, now);
+        assert_eq!((v.verdict, v.code), ("fail", "wan-no-address"));
+        assert!(v
+            .summary
+            .contains("プロバイダーとの回線 (WAN) でアドレスを取得できていません"));
 
         let mut soon = healthy();
         soon.certificates[0].days_left = Some(12);

@@ -210,6 +210,7 @@ pub fn wan_info(plan: &WanPlan, leases: &[Lease], dhcpcd_pid: Option<u32>) -> Wa
         resolvers: plan.static_dns.iter().map(ToString::to_string).collect(),
         delegated: Vec::new(),
         problems: Vec::new(),
+        lease_lost: false,
     };
     for lease in leases {
         if !lease.held() {
@@ -251,10 +252,13 @@ pub fn wan_info(plan: &WanPlan, leases: &[Lease], dhcpcd_pid: Option<u32>) -> Wa
                 "WAN {}: no address yet for {what}: the line has not answered dhcpcd",
                 plan.interface
             )),
-            Some(l) if !l.held() => info.problems.push(format!(
-                "WAN {}: lease lost for {what} ({}): the line took the address back or stopped answering",
-                plan.interface, l.reason
-            )),
+            Some(l) if !l.held() => {
+                info.lease_lost = true;
+                info.problems.push(format!(
+                    "WAN {}: lease lost for {what} ({}): the line took the address back or stopped answering",
+                    plan.interface, l.reason
+                ));
+            }
             Some(_) => {}
         }
     }
