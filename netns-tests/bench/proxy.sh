@@ -10,8 +10,8 @@
 # IDLE (idle LAN connections for the memory part, 1000; 0 skips it), OQS_EDGE_BIN (an oqs-edge binary to
 # measure instead of building this checkout's release build), REQUESTS (0 skips the wrk part),
 # UPLOAD_MB (issue 22: each round also POSTs a file of this many MB through oqs-edge and nginx,
-# curl -T from `client`; the upstream reads the whole body, into a file on tmpfs, before it
-# answers; 0, the default, skips it). Uploads alone, as in BENCHMARKS.md:
+# curl -T from `client`, after one uncounted upload; the upstream reads the whole body, into a
+# file on tmpfs, before it answers; 0, the default, skips it). Uploads alone, as in BENCHMARKS.md:
 #
 #   sudo REQUESTS=0 IDLE=0 UPLOAD_MB=256 netns-tests/bench/proxy.sh 3
 #
