@@ -10,8 +10,8 @@
 # IDLE (idle LAN connections for the memory part, 1000; 0 skips it), OQS_EDGE_BIN (an oqs-edge binary to
 # measure instead of building this checkout's release build), REQUESTS (0 skips the wrk part),
 # UPLOAD_MB (issue 22: each round also POSTs a file of this many MB through oqs-edge and nginx,
-# curl -T from `client`; the upstream reads the whole body before it answers; 0, the default,
-# skips it). Uploads alone, as in BENCHMARKS.md:
+# curl -T from `client`, after one uncounted upload; the upstream reads the whole body, into a
+# file on tmpfs, before it answers; 0, the default, skips it). Uploads alone, as in BENCHMARKS.md:
 #
 #   sudo REQUESTS=0 IDLE=0 UPLOAD_MB=256 netns-tests/bench/proxy.sh 3
 #
@@ -61,6 +61,10 @@ ulimit -n "$(ulimit -Hn)" # 1,000 held connections need more than 1024 descripto
 P="pxb$$"
 CLIENT="$P-client"; ROUTER="$P-router"; UP="$P-upstream"
 DIR=$(mktemp -d /tmp/oqs-edge-proxy-bench.XXXXXX)
+# The upstream's request-body files, on tmpfs: written to /tmp (a disk here), they made the
+# upstream's CPU time per 256 MB upload swing between ~0.3 and ~0.9 s from one upload to the
+# next, whichever proxy sent it, and that swing, not the proxies, decided the ratios.
+UPLOAD_TMP=$(mktemp -d /dev/shm/oqs-edge-proxy-bench.XXXXXX)
 chmod 755 "$DIR"
 PIDS=""
 stop() { # PID: TERM, then wait (our own child); forget it
@@ -73,6 +77,7 @@ cleanup() {
     for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
     for ns in "$CLIENT" "$ROUTER" "$UP"; do ip netns del "$ns" 2>/dev/null || true; done
     [ -n "${KEEP:-}" ] || rm -rf "$DIR"
+    rm -rf "$UPLOAD_TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -137,7 +142,8 @@ EOF
         -passout file:oqs.p12.pass -out oqs.p12
 ) > "$DIR/openssl.log" 2>&1 || { cat "$DIR/openssl.log"; exit 1; }
 for t in body proxy fcgi uwsgi scgi; do mkdir -p "$DIR/tmp-$t"; done
-TEMPS="client_body_temp_path $DIR/tmp-body; proxy_temp_path $DIR/tmp-proxy; fastcgi_temp_path $DIR/tmp-fcgi; uwsgi_temp_path $DIR/tmp-uwsgi; scgi_temp_path $DIR/tmp-scgi;"
+OTHER_TEMPS="proxy_temp_path $DIR/tmp-proxy; fastcgi_temp_path $DIR/tmp-fcgi; uwsgi_temp_path $DIR/tmp-uwsgi; scgi_temp_path $DIR/tmp-scgi;"
+TEMPS="client_body_temp_path $DIR/tmp-body; $OTHER_TEMPS"
 
 # --- the upstream: nginx with ssl_verify_client on ---------------------------------------------
 cat > "$DIR/upstream.conf" <<EOF
@@ -150,7 +156,7 @@ pid $DIR/upstream.pid;
 error_log $DIR/upstream-error.log warn;
 events { worker_connections 8192; }
 http {
-  $TEMPS
+  client_body_temp_path $UPLOAD_TMP; $OTHER_TEMPS
   log_format up '\$connection \$ssl_protocol \$ssl_cipher \$ssl_session_reused "\$ssl_client_s_dn" \$status';
   access_log $DIR/upstream-access.log up buffer=256k flush=1s;
   keepalive_requests 10000000;
@@ -168,7 +174,7 @@ http {
       default_type text/plain;
       return 200 "upstream ok dn=\$ssl_client_s_dn\n";
     }
-    # Uploads: the whole body is read (to client_body_temp_path) before the answer.
+    # Uploads: the whole body is read (to client_body_temp_path, tmpfs) before the answer.
     location /upload {
       client_max_body_size 0;
       client_body_buffer_size 1m;
@@ -428,6 +434,11 @@ UPLOAD_MB=${UPLOAD_MB:-0}
 if [ "$UPLOAD_MB" -gt 0 ]; then
     truncate -s "${UPLOAD_MB}M" "$DIR/upload.bin"
     : > "$DIR/uploads"
+    # One upload first, not counted: the run's first 256 MB body was the slowest whichever proxy
+    # carried it (the upstream's side warming up), and round 1 always starts with oqs-edge.
+    start oqs-edge
+    in_client curl -sS --max-time 600 -X POST -T "$DIR/upload.bin" -o /dev/null http://192.168.60.1:8445/upload
+    finish
     round=1
     while [ "$round" -le "$ROUNDS" ]; do
         order="oqs-edge nginx"
@@ -435,6 +446,7 @@ if [ "$UPLOAD_MB" -gt 0 ]; then
         for c in $order; do
             start "$c"
             before=$(mem "$CUR_PID")
+            cpu0=$(cpu_ticks "$CUR_PID")
             in_client curl -sS --max-time 600 -X POST -H 'Content-Type: application/octet-stream' \
                 -T "$DIR/upload.bin" -w '\ncode=%{http_code} time=%{time_total}\n' \
                 http://192.168.60.1:8445/upload > "$DIR/upload-$c-$round.txt" 2>&1 &
@@ -446,15 +458,18 @@ if [ "$UPLOAD_MB" -gt 0 ]; then
                 sleep 0.05
             done
             stop "$curl_pid"
+            # the proxy's CPU time (user + system, all threads and workers) for the upload: steadier
+            # than MB/s, which follows whatever else the 2 cores are running
+            cpu_ms=$(( ($(cpu_ticks "$CUR_PID") - cpu0) * 1000 / $(getconf CLK_TCK) ))
             finish
             grep -q "upload received $((UPLOAD_MB * 1048576)) bytes" "$DIR/upload-$c-$round.txt" &&
                 grep -q 'code=200' "$DIR/upload-$c-$round.txt" ||
                 { echo "proxy.sh: the upload through $c failed:" >&2; cat "$DIR/upload-$c-$round.txt" >&2; exit 1; }
             t=$(sed -n 's/.*time=//p' "$DIR/upload-$c-$round.txt")
-            echo "$round $c $t ${before%% *} $peak" >> "$DIR/uploads"
-            printf 'round %d %-8s %d MB upload in %6.2f s  %7.1f MB/s  RSS %d -> peak %d KiB\n' \
+            echo "$round $c $t ${before%% *} $peak $cpu_ms" >> "$DIR/uploads"
+            printf 'round %d %-8s %d MB upload in %6.2f s  %7.1f MB/s  RSS %d -> peak %d KiB  CPU %d ms\n' \
                 "$round" "$c" "$UPLOAD_MB" "$t" "$(awk -v m="$UPLOAD_MB" -v t="$t" 'BEGIN { print m / t }')" \
-                "${before%% *}" "$peak"
+                "${before%% *}" "$peak" "$cpu_ms"
         done
         round=$((round + 1))
     done
@@ -465,16 +480,17 @@ if [ "$UPLOAD_MB" -gt 0 ]; then
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    { t[$1, $2] = $3; g[$1, $2] = ($5 - $4) / 1024; if ($1 > rounds) rounds = $1 }
+    { t[$1, $2] = $3; g[$1, $2] = ($5 - $4) / 1024; cpu[$1, $2] = $6; if ($1 > rounds) rounds = $1 }
     END {
-        printf "| round | oqs-edge MB/s | nginx MB/s | oqs-edge/nginx | oqs-edge RSS growth | nginx RSS growth |\n|---|---|---|---|---|---|\n"
+        printf "| round | oqs-edge MB/s | nginx MB/s | oqs-edge/nginx | oqs-edge RSS growth | nginx RSS growth | oqs-edge CPU | nginx CPU | CPU oqs-edge/nginx |\n|---|---|---|---|---|---|---|---|---|\n"
         for (r = 1; r <= rounds; r++) {
             o[r] = mb / t[r, "oqs-edge"]; n[r] = mb / t[r, "nginx"]; q[r] = o[r] / n[r]
             go[r] = g[r, "oqs-edge"]; gn[r] = g[r, "nginx"]
-            printf "| %d | %.1f | %.1f | %.2f | %.1f MiB | %.1f MiB |\n", r, o[r], n[r], q[r], go[r], gn[r]
+            co[r] = cpu[r, "oqs-edge"]; cn[r] = cpu[r, "nginx"]; cq[r] = cn[r] ? co[r] / cn[r] : 0
+            printf "| %d | %.1f | %.1f | %.2f | %.1f MiB | %.1f MiB | %d ms | %d ms | %.2f |\n", r, o[r], n[r], q[r], go[r], gn[r], co[r], cn[r], cq[r]
         }
-        printf "| median | %.1f | %.1f | **%.2f** | %.1f MiB | %.1f MiB |\n", median(o, rounds), median(n, rounds),
-            median(q, rounds), median(go, rounds), median(gn, rounds)
+        printf "| median | %.1f | %.1f | **%.2f** | %.1f MiB | %.1f MiB | %d ms | %d ms | **%.2f** |\n", median(o, rounds), median(n, rounds),
+            median(q, rounds), median(go, rounds), median(gn, rounds), median(co, rounds), median(cn, rounds), median(cq, rounds)
     }' "$DIR/uploads"
 fi
 

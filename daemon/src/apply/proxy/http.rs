@@ -31,6 +31,12 @@ use crate::logging::event;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line + headers) accepted.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The most one read from a LAN connection takes in (hyper's read buffer grows to this only
+/// while reads fill it). A request body goes upstream in chunks of up to this size: with the
+/// read buffer capped at the head limit (16 KiB), a large upload cost a read, a TLS write and a
+/// hand-over between the LAN and upstream tasks per 16 KiB, and the upstream a wake-up per
+/// record. Bounded, so a connection holds at most a few of these while its body streams.
+const MAX_READ_BYTES: usize = 128 * 1024;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -62,7 +68,9 @@ pub async fn serve_connection<S>(
         // A client that shuts its write side after the request still gets the answer (found
         // by fuzzing: hyper's default dropped it); one that is gone fails the write and ends.
         .half_close(true)
-        .max_buf_size(MAX_HEADER_BYTES.max(8192));
+        // The head limit on its own (431 past it), so the read buffer can be larger.
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_READ_BYTES);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -553,6 +561,21 @@ mod fuzz {
             answer.starts_with(b"HTTP/1.1 502"),
             "{:?}",
             String::from_utf8_lossy(&answer)
+        );
+    }
+
+    /// The head limit is MAX_HEADER_BYTES, not the (larger) read buffer: a head just under it
+    /// is taken (the refused upstream then makes it a 502).
+    #[test]
+    fn a_head_under_the_limit_is_taken() {
+        let mut input = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        let filler = MAX_HEADER_BYTES - input.len() - "X-Big: \r\n\r\n".len() - 64;
+        input.extend(format!("X-Big: {}\r\n\r\n", "a".repeat(filler)).bytes());
+        let answer = exchange(input, vec![1000], Close::AfterWriting);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 502"),
+            "{:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
         );
     }
 
