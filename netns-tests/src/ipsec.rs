@@ -160,6 +160,21 @@ pub fn configure_gateway(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>) {
 
 /// [`configure_gateway`] for a gateway whose address is `local_addr`.
 pub fn configure_gateway_at(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>, local_addr: &str) {
+    configure_gateway_for(lab, gw, auth, local_addr, "198.51.100.2", true);
+}
+
+/// [`configure_gateway_at`] answering routers at `remote_addrs` (swanctl.conf's syntax:
+/// `%any` for a gateway whose clients are on dynamic addresses), with MOBIKE (RFC 4555, a
+/// client moving its SAs to a new address) or without, as some providers' gateways are.
+pub fn configure_gateway_for(
+    lab: &Lab,
+    gw: &Charon,
+    auth: GatewayAuth<'_>,
+    local_addr: &str,
+    remote_addrs: &str,
+    mobike: bool,
+) {
+    let mobike = if mobike { "yes" } else { "no" };
     let conf_dir = gw.dir.join("swanctl");
     for sub in ["", "private", "x509", "x509ca"] {
         let _ = std::fs::DirBuilder::new()
@@ -201,7 +216,8 @@ pub fn configure_gateway_at(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>, local
   lab {{
     version = 2
     local_addrs = {local_addr}
-    remote_addrs = 198.51.100.2
+    remote_addrs = {remote_addrs}
+    mobike = {mobike}
     proposals = aes256gcm16-prfsha256-ecp256,aes256-sha256-modp2048
     dpd_delay = 2s
     {send_cert}
