@@ -93,8 +93,24 @@ pub fn start_charon(lab: &Lab, role: Role, name: &str) -> Charon {
     start_charon_in(lab, lab.ns(role), name)
 }
 
+/// [`start_charon`] with charon's own retransmit timing (4 s, x1.8, 5 tries: 165 s before
+/// it gives up an exchange), as on a router in the field: the lab's fast timing would hide a
+/// wait on a retransmit.
+pub fn start_charon_with_default_retransmits(lab: &Lab, role: Role, name: &str) -> Charon {
+    let conf = STRONGSWAN_CONF
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("retransmit_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    start_charon_conf(lab, lab.ns(role), name, &conf)
+}
+
 /// [`start_charon`] in namespace `ns` (a role's, or one a test added).
 pub fn start_charon_in(lab: &Lab, ns: &str, name: &str) -> Charon {
+    start_charon_conf(lab, ns, name, STRONGSWAN_CONF)
+}
+
+fn start_charon_conf(lab: &Lab, ns: &str, name: &str, conf: &str) -> Charon {
     let dir = lab.dir().join(format!("ipsec-{name}"));
     let _ = std::fs::DirBuilder::new()
         .recursive(true)
@@ -103,11 +119,8 @@ pub fn start_charon_in(lab: &Lab, ns: &str, name: &str) -> Charon {
     // makes that pid look alive: charon would refuse to start as "already running".
     let _ = std::fs::remove_file(dir.join("run/charon.pid"));
     let dir_text = dir.to_str().expect("lab dir path is UTF-8");
-    std::fs::write(
-        dir.join("strongswan.conf"),
-        STRONGSWAN_CONF.replace("@DIR@", dir_text),
-    )
-    .expect("write strongswan.conf");
+    std::fs::write(dir.join("strongswan.conf"), conf.replace("@DIR@", dir_text))
+        .expect("write strongswan.conf");
     let script = format!(
         "mount --bind {dir_text}/run /run && STRONGSWAN_CONF={dir_text}/strongswan.conf exec /usr/lib/ipsec/charon"
     );

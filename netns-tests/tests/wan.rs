@@ -545,7 +545,7 @@ fn ipsec_follows(name: &str, mobike: bool) {
         "%any",
         mobike,
     );
-    let router = ipsec::start_charon(&lab, Role::Router, "router");
+    let router = ipsec::start_charon_with_default_retransmits(&lab, Role::Router, "router");
     lab.config_from_lab_yaml();
     let psk = ipsec::write_secret(&lab, "ipsec.psk", &format!("{}\n", ipsec::PSK));
     let yaml =
@@ -577,6 +577,7 @@ fn ipsec_follows(name: &str, mobike: bool) {
         diagnostics("no traffic through the tunnel on the first address")
     );
     let first = wan_addresses(&lab, "-4");
+    let before = gateway_ike_sas(&gw.swanctl(&lab, &["--list-sas"]));
     let mac = lab.router_wan_mac();
     let leaks = lab.capture(
         Role::Inet,
@@ -626,6 +627,17 @@ fn ipsec_follows(name: &str, mobike: bool) {
         sas.contains(&format!("{new_address}[")) && sas.contains("INSTALLED"),
         "the gateway's SAs are not with {new_address}:\n{sas}"
     );
+    // With MOBIKE the IKE_SA itself moved (the gateway keeps its number); without, the router
+    // set up a new one.
+    let moved = gateway_ike_sas(&sas)
+        .into_iter()
+        .find(|(_, at)| *at == new_address)
+        .map(|(number, _)| before.iter().any(|(n, _)| *n == number));
+    assert_eq!(
+        moved,
+        Some(mobike),
+        "IKE_SAs at the gateway before {before:?}, now:\n{sas}"
+    );
     assert!(
         wait_for(10, || status(&lab, &config)["tunnel"]["state"] == "up"),
         "{}",
@@ -636,4 +648,20 @@ fn ipsec_follows(name: &str, mobike: bool) {
         packets.is_empty(),
         "cleartext to the closed network on the WAN: {packets:?}"
     );
+}
+
+/// The gateway's IKE_SAs in `swanctl --list-sas`: (unique number, the router's address).
+fn gateway_ike_sas(listing: &str) -> Vec<(u32, String)> {
+    let mut sas = Vec::new();
+    let mut number = None;
+    for line in listing.lines() {
+        if let Some(rest) = line.strip_prefix("lab: #") {
+            number = rest.split(',').next().and_then(|n| n.parse().ok());
+        } else if let (Some(n), Some(at)) = (number, line.trim().strip_prefix("remote ")) {
+            let address = at.rsplit(" @ ").next().unwrap_or_default();
+            sas.push((n, address.split('[').next().unwrap_or_default().to_owned()));
+            number = None;
+        }
+    }
+    sas
 }
