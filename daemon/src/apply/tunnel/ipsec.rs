@@ -11,7 +11,9 @@
 //!    own third connection streams the initiation's `control-log`);
 //! 4. follow the events; every [`TICK`] ask `list-sas` for the truth, and initiate again,
 //!    with backoff, when charon has given up (an authentication failure is not retried by
-//!    charon; an unanswered gateway is, without end: `keyingtries = 0`).
+//!    charon; an unanswered gateway is, without end: `keyingtries = 0`);
+//! 5. when the WAN's leased address changes, see that the tunnel runs from the new one
+//!    (`Driver::follow_wan`): MOBIKE moves it by itself; otherwise initiate from it at once.
 //!
 //! When charon goes away (its unit restarted), the VICI sockets fail: the task drops them and
 //! goes back to 1, which loads the connection again, so the tunnel returns without the
@@ -656,11 +658,11 @@ impl Driver {
     }
 
     /// The WAN's address changed. An IKE_SA established from one of the new `addresses`, with
-    /// no exchange pending, has followed; a working one from the old address is left to charon for [`FOLLOW_GRACE`]
-    /// when `patient` (MOBIKE moves it in a round trip). Anything else (no SA, an attempt or
-    /// an SA still on the old address, or on none) is closed without waiting for the gateway,
-    /// which could only answer the old address, and initiated from the new one at once:
-    /// charon alone would first wait out its retransmits.
+    /// no exchange pending, has followed; a working one still on the old address is left to
+    /// charon for [`FOLLOW_GRACE`] when `patient` (MOBIKE moves it in a round trip). Anything
+    /// else (no SA, an attempt or an SA on the old address or on none) is closed without
+    /// waiting for the gateway, which could only answer the old address, and initiated from
+    /// the new one at once: charon alone would first wait out its retransmits.
     async fn follow_wan(
         &mut self,
         c: &mut rsvici::Client,
@@ -689,7 +691,7 @@ impl Driver {
             .collect::<Vec<_>>()
             .join(", ");
         info!(
-            "IPsec: the WAN's address is now {list}; initiating {} from it (the SA from the old address is closed without waiting for {})",
+            "IPsec: the WAN's address is now {list}; initiating {} to {} from it at once (what charon still had on the old address, or on none, is closed without waiting for the gateway)",
             d.name, d.remote_address
         );
         self.follow_at = None;
