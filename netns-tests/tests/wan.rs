@@ -12,27 +12,40 @@ use std::time::Instant;
 
 use netns_tests::{process_ended, skip_unless_root, wait_for, Lab, Role};
 
-/// The wrapper the daemon starts as dhcpcd: same PID (exec), private /run and /var/lib/dhcpcd.
+/// The wrapper the daemon starts as dhcpcd: same PID (exec), private /run and /var/lib/dhcpcd
+/// from the lab's `dhcpcd-root`. The lab is found from dhcpcd's `-f <lab>/state/dhcpcd.conf`,
+/// so one wrapper, named in the environment once, serves every lab: tests that run side by
+/// side never hand their daemon another lab's dhcpcd state (two dhcpcds sharing /run: the
+/// second only signals the first and exits).
 fn dhcpcd_wrapper(lab: &Lab) -> PathBuf {
     let dir = lab.dir().join("dhcpcd-root");
     for sub in ["run", "lib"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
-    let wrapper = lab.dir().join("dhcpcd-wrapper");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec unshare -m sh -c 'mount --bind {0}/run /run && mount --bind {0}/lib /var/lib/dhcpcd && exec /usr/sbin/dhcpcd \"$@\"' dhcpcd \"$@\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    wrapper
+    static WRAPPER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    WRAPPER
+        .get_or_init(|| {
+            let wrapper = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("dhcpcd-wrapper-{}", std::process::id()));
+            std::fs::write(
+                &wrapper,
+                "#!/bin/sh\n\
+                 conf=; prev=\n\
+                 for a in \"$@\"; do [ \"$prev\" = -f ] && conf=$a; prev=$a; done\n\
+                 root=$(dirname \"$(dirname \"$conf\")\")/dhcpcd-root\n\
+                 exec unshare -m sh -c 'mount --bind \"$0/run\" /run && mount --bind \"$0/lib\" /var/lib/dhcpcd && exec /usr/sbin/dhcpcd \"$@\"' \"$root\" \"$@\"\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(
+                &wrapper,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+            // SAFETY (set_var): once per process, before any daemon of this file is spawned.
+            std::env::set_var("OQS_EDGE_DHCPCD", &wrapper);
+            wrapper
+        })
+        .clone()
 }
 
 /// dnsmasq in `inet` as the ISP on its eth0 (toward the router), DNS off; returns its PID.
@@ -122,9 +135,7 @@ fn prepare(lab: &Lab) {
         &["ip", "-4", "address", "flush", "dev", "wan0"],
     );
     let _ = lab.exec(Role::Router, &["ip", "-4", "route", "del", "default"]);
-    // SAFETY (set_var): this file's tests run one at a time (--test-threads=1) and set the
-    // same value before any thread of theirs reads the environment.
-    std::env::set_var("OQS_EDGE_DHCPCD", dhcpcd_wrapper(lab));
+    dhcpcd_wrapper(lab);
 }
 
 #[test]
