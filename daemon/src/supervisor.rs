@@ -218,7 +218,7 @@ impl Daemon {
             .await;
         self.sync_routes().await;
         if moved {
-            self.tunnel.wan_changed().await;
+            self.tunnel.wan_changed(&self.wan.addresses()).await;
         }
     }
 

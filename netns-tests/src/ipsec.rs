@@ -93,8 +93,24 @@ pub fn start_charon(lab: &Lab, role: Role, name: &str) -> Charon {
     start_charon_in(lab, lab.ns(role), name)
 }
 
+/// [`start_charon`] with charon's own retransmit timing (4 s, x1.8, 5 tries: 165 s before
+/// it gives up an exchange), as on a router in the field: the lab's fast timing would hide a
+/// wait on a retransmit.
+pub fn start_charon_with_default_retransmits(lab: &Lab, role: Role, name: &str) -> Charon {
+    let conf = STRONGSWAN_CONF
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("retransmit_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    start_charon_conf(lab, lab.ns(role), name, &conf)
+}
+
 /// [`start_charon`] in namespace `ns` (a role's, or one a test added).
 pub fn start_charon_in(lab: &Lab, ns: &str, name: &str) -> Charon {
+    start_charon_conf(lab, ns, name, STRONGSWAN_CONF)
+}
+
+fn start_charon_conf(lab: &Lab, ns: &str, name: &str, conf: &str) -> Charon {
     let dir = lab.dir().join(format!("ipsec-{name}"));
     let _ = std::fs::DirBuilder::new()
         .recursive(true)
@@ -103,11 +119,8 @@ pub fn start_charon_in(lab: &Lab, ns: &str, name: &str) -> Charon {
     // makes that pid look alive: charon would refuse to start as "already running".
     let _ = std::fs::remove_file(dir.join("run/charon.pid"));
     let dir_text = dir.to_str().expect("lab dir path is UTF-8");
-    std::fs::write(
-        dir.join("strongswan.conf"),
-        STRONGSWAN_CONF.replace("@DIR@", dir_text),
-    )
-    .expect("write strongswan.conf");
+    std::fs::write(dir.join("strongswan.conf"), conf.replace("@DIR@", dir_text))
+        .expect("write strongswan.conf");
     let script = format!(
         "mount --bind {dir_text}/run /run && STRONGSWAN_CONF={dir_text}/strongswan.conf exec /usr/lib/ipsec/charon"
     );
@@ -160,6 +173,21 @@ pub fn configure_gateway(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>) {
 
 /// [`configure_gateway`] for a gateway whose address is `local_addr`.
 pub fn configure_gateway_at(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>, local_addr: &str) {
+    configure_gateway_for(lab, gw, auth, local_addr, "198.51.100.2", true);
+}
+
+/// [`configure_gateway_at`] answering routers at `remote_addrs` (swanctl.conf's syntax:
+/// `%any` for a gateway whose clients are on dynamic addresses), with MOBIKE (RFC 4555, a
+/// client moving its SAs to a new address) or without, as some providers' gateways are.
+pub fn configure_gateway_for(
+    lab: &Lab,
+    gw: &Charon,
+    auth: GatewayAuth<'_>,
+    local_addr: &str,
+    remote_addrs: &str,
+    mobike: bool,
+) {
+    let mobike = if mobike { "yes" } else { "no" };
     let conf_dir = gw.dir.join("swanctl");
     for sub in ["", "private", "x509", "x509ca"] {
         let _ = std::fs::DirBuilder::new()
@@ -201,7 +229,8 @@ pub fn configure_gateway_at(lab: &Lab, gw: &Charon, auth: GatewayAuth<'_>, local
   lab {{
     version = 2
     local_addrs = {local_addr}
-    remote_addrs = 198.51.100.2
+    remote_addrs = {remote_addrs}
+    mobike = {mobike}
     proposals = aes256gcm16-prfsha256-ecp256,aes256-sha256-modp2048
     dpd_delay = 2s
     {send_cert}

@@ -13,27 +13,40 @@ use std::time::Instant;
 
 use netns_tests::{process_ended, skip_unless_root, wait_for, Lab, Role};
 
-/// The wrapper the daemon starts as dhcpcd: same PID (exec), private /run and /var/lib/dhcpcd.
+/// The wrapper the daemon starts as dhcpcd: same PID (exec), private /run and /var/lib/dhcpcd
+/// from the lab's `dhcpcd-root`. The lab is found from dhcpcd's `-f <lab>/state/dhcpcd.conf`,
+/// so one wrapper, named in the environment once, serves every lab: tests that run side by
+/// side never hand their daemon another lab's dhcpcd state (two dhcpcds sharing /run: the
+/// second only signals the first and exits).
 fn dhcpcd_wrapper(lab: &Lab) -> PathBuf {
     let dir = lab.dir().join("dhcpcd-root");
     for sub in ["run", "lib"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
-    let wrapper = lab.dir().join("dhcpcd-wrapper");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec unshare -m sh -c 'mount --bind {0}/run /run && mount --bind {0}/lib /var/lib/dhcpcd && exec /usr/sbin/dhcpcd \"$@\"' dhcpcd \"$@\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    wrapper
+    static WRAPPER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    WRAPPER
+        .get_or_init(|| {
+            let wrapper = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("dhcpcd-wrapper-{}", std::process::id()));
+            std::fs::write(
+                &wrapper,
+                "#!/bin/sh\n\
+                 conf=; prev=\n\
+                 for a in \"$@\"; do [ \"$prev\" = -f ] && conf=$a; prev=$a; done\n\
+                 root=$(dirname \"$(dirname \"$conf\")\")/dhcpcd-root\n\
+                 exec unshare -m sh -c 'mount --bind \"$0/run\" /run && mount --bind \"$0/lib\" /var/lib/dhcpcd && exec /usr/sbin/dhcpcd \"$@\"' \"$root\" \"$@\"\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(
+                &wrapper,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+            // SAFETY (set_var): once per process, before any daemon of this file is spawned.
+            std::env::set_var("OQS_EDGE_DHCPCD", &wrapper);
+            wrapper
+        })
+        .clone()
 }
 
 /// dnsmasq in `inet` as the ISP on its eth0 (toward the router), DNS off; returns its PID.
@@ -159,9 +172,7 @@ fn prepare(lab: &Lab) {
         &["ip", "-4", "address", "flush", "dev", "wan0"],
     );
     let _ = lab.exec(Role::Router, &["ip", "-4", "route", "del", "default"]);
-    // SAFETY (set_var): this file's tests run one at a time (--test-threads=1) and set the
-    // same value before any thread of theirs reads the environment.
-    std::env::set_var("OQS_EDGE_DHCPCD", dhcpcd_wrapper(lab));
+    dhcpcd_wrapper(lab);
 }
 
 #[test]
@@ -555,4 +566,185 @@ fn wireguard_follows_a_new_wan_address_from_the_isp() {
         packets.is_empty(),
         "cleartext to the closed network on the WAN: {packets:?}"
     );
+}
+
+/// Poll the eligibility PC → closed server with short probes until one connects; how long
+/// it took. (A 100 ms probe: a SYN lost while the tunnel moves would otherwise cost TCP's
+/// 1 s retransmit, and the figure would measure that.)
+fn time_until_pc_reaches_closed(lab: &Lab, limit: std::time::Duration) -> Option<f64> {
+    let start = Instant::now();
+    let peer = netns_tests::lab_peer_bin();
+    let probe = [
+        peer.to_str().unwrap(),
+        "probe",
+        "10.200.0.10:80",
+        "--timeout-ms",
+        "100",
+    ];
+    while start.elapsed() < limit {
+        if lab.exec(Role::Pc, &probe).status.success() {
+            return Some(start.elapsed().as_secs_f64());
+        }
+    }
+    None
+}
+
+/// The IPsec counterpart of `wireguard_follows_a_new_wan_address_from_the_isp`, with a gateway
+/// that supports MOBIKE (strongSwan's default): see [`ipsec_follows`].
+#[test]
+fn ipsec_follows_a_new_wan_address_from_the_isp() {
+    if skip_unless_root("ipsec_follows_a_new_wan_address_from_the_isp") {
+        return;
+    }
+    ipsec_follows("wanipsec", true);
+}
+
+/// The same with a gateway without MOBIKE: the router cannot move its SAs and must set up new
+/// ones from the new address.
+#[test]
+fn ipsec_follows_a_new_wan_address_without_mobike() {
+    if skip_unless_root("ipsec_follows_a_new_wan_address_without_mobike") {
+        return;
+    }
+    ipsec_follows("wanikev2", false);
+}
+
+/// The router's charon (libipsec), driven by the daemon, to a gateway that answers clients on
+/// any address (as a provider's gateway for DHCP lines does). After the ISP hands out an
+/// address from a new pool, the PC reaches the closed network through the tunnel again, the
+/// gateway holds the router's SA at the new address, `status` says up, and no cleartext
+/// leaves.
+fn ipsec_follows(name: &str, mobike: bool) {
+    use netns_tests::ipsec::{self, GatewayAuth};
+    let lab = Lab::build(name);
+    prepare(&lab);
+    ipsec::carrier_without_closed_route(&lab);
+    let gw = ipsec::start_charon(&lab, Role::Vpngw, "vpngw");
+    ipsec::configure_gateway_for(
+        &lab,
+        &gw,
+        GatewayAuth::Psk(ipsec::PSK),
+        "203.0.113.2",
+        "%any",
+        mobike,
+    );
+    let router = ipsec::start_charon_with_default_retransmits(&lab, Role::Router, "router");
+    lab.config_from_lab_yaml();
+    let psk = ipsec::write_secret(&lab, "ipsec.psk", &format!("{}\n", ipsec::PSK));
+    let yaml =
+        ipsec::lab_yaml_with_ipsec(&lab, &router, &format!("      psk_file: {}", psk.display()));
+    // The WAN's address is the ISP's to choose: the connection names none of its own.
+    let yaml = yaml.replace("    local_address: 198.51.100.2\n", "");
+    assert!(!yaml.contains("local_address"), "{yaml}");
+    let config = lab.write_config(&with_wan_keys(&yaml, "  ipv4: dhcp\n"));
+    let pool_a = [
+        "--dhcp-authoritative",
+        "--dhcp-range=198.51.100.50,198.51.100.59,255.255.255.0,2m",
+        "--dhcp-option=option:router,198.51.100.1",
+        "--dhcp-option=option:dns-server,198.51.100.53",
+    ];
+    let isp = start_isp(&lab, &pool_a);
+    let _daemon = lab.start_daemon_when(&config, || !wan_addresses(&lab, "-4").is_empty());
+    let diagnostics = |what: &str| {
+        format!(
+            "{what} (WAN {:?}):\n{}\n--- router's charon:\n{}\n--- gateway:\n{}",
+            wan_addresses(&lab, "-4"),
+            lab.daemon_log(),
+            router.log(),
+            gw.swanctl(&lab, &["--list-sas"])
+        )
+    };
+    assert!(
+        time_until_pc_reaches_closed(&lab, std::time::Duration::from_secs(30)).is_some(),
+        "{}",
+        diagnostics("no traffic through the tunnel on the first address")
+    );
+    let first = wan_addresses(&lab, "-4");
+    let before = gateway_ike_sas(&gw.swanctl(&lab, &["--list-sas"]));
+    let mac = lab.router_wan_mac();
+    let leaks = lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and ip and dst net 10.200.0.0/24"),
+    );
+
+    // A new pool, the old lease forgotten, and the line bounced from the ISP's side.
+    lab.stop(isp);
+    let pool_b = [
+        "--dhcp-authoritative",
+        "--dhcp-range=198.51.100.70,198.51.100.79,255.255.255.0,2m",
+        "--dhcp-option=option:router,198.51.100.1",
+        "--dhcp-option=option:dns-server,198.51.100.53",
+        // A fifth option: start_isp names the lease file by the count, so this one is fresh.
+        "--log-queries",
+    ];
+    let _isp = start_isp(&lab, &pool_b);
+    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "down"]);
+    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "up"]);
+    assert!(
+        wait_for(60, || wan_addresses(&lab, "-4")
+            .iter()
+            .any(|a| a.starts_with("198.51.100.7"))),
+        "{}",
+        diagnostics(&format!("no new address from the new pool (had {first:?})"))
+    );
+    let now = wan_addresses(&lab, "-4");
+    let again = time_until_pc_reaches_closed(&lab, std::time::Duration::from_secs(60));
+    assert!(
+        again.is_some(),
+        "{}",
+        diagnostics("the tunnel did not carry traffic again from the new address")
+    );
+    println!(
+        "IPsec (gateway MOBIKE {mobike}): WAN address {first:?} -> {now:?}: traffic through the tunnel again {:.2} s after the new address",
+        again.unwrap_or_default()
+    );
+    // The gateway holds the router's SA at the new address; the operator sees the tunnel up.
+    let new_address = now
+        .iter()
+        .find(|a| a.starts_with("198.51.100.7"))
+        .cloned()
+        .unwrap_or_default();
+    let sas = gw.swanctl(&lab, &["--list-sas"]);
+    assert!(
+        sas.contains(&format!("{new_address}[")) && sas.contains("INSTALLED"),
+        "the gateway's SAs are not with {new_address}:\n{sas}"
+    );
+    // With MOBIKE the IKE_SA itself moved (the gateway keeps its number); without, the router
+    // set up a new one.
+    let moved = gateway_ike_sas(&sas)
+        .into_iter()
+        .find(|(_, at)| *at == new_address)
+        .map(|(number, _)| before.iter().any(|(n, _)| *n == number));
+    assert_eq!(
+        moved,
+        Some(mobike),
+        "IKE_SAs at the gateway before {before:?}, now:\n{sas}"
+    );
+    assert!(
+        wait_for(10, || status(&lab, &config)["tunnel"]["state"] == "up"),
+        "{}",
+        diagnostics(&format!("status: {}", status(&lab, &config)["tunnel"]))
+    );
+    let packets = leaks.stop();
+    assert!(
+        packets.is_empty(),
+        "cleartext to the closed network on the WAN: {packets:?}"
+    );
+}
+
+/// The gateway's IKE_SAs in `swanctl --list-sas`: (unique number, the router's address).
+fn gateway_ike_sas(listing: &str) -> Vec<(u32, String)> {
+    let mut sas = Vec::new();
+    let mut number = None;
+    for line in listing.lines() {
+        if let Some(rest) = line.strip_prefix("lab: #") {
+            number = rest.split(',').next().and_then(|n| n.parse().ok());
+        } else if let (Some(n), Some(at)) = (number, line.trim().strip_prefix("remote ")) {
+            let address = at.rsplit(" @ ").next().unwrap_or_default();
+            sas.push((n, address.split('[').next().unwrap_or_default().to_owned()));
+            number = None;
+        }
+    }
+    sas
 }

@@ -11,7 +11,9 @@
 //!    own third connection streams the initiation's `control-log`);
 //! 4. follow the events; every [`TICK`] ask `list-sas` for the truth, and initiate again,
 //!    with backoff, when charon has given up (an authentication failure is not retried by
-//!    charon; an unanswered gateway is, without end: `keyingtries = 0`).
+//!    charon; an unanswered gateway is, without end: `keyingtries = 0`);
+//! 5. when the WAN's leased address changes, see that the tunnel runs from the new one
+//!    (`Driver::follow_wan`): MOBIKE moves it by itself; otherwise initiate from it at once.
 //!
 //! When charon goes away (its unit restarted), the VICI sockets fail: the task drops them and
 //! goes back to 1, which loads the connection again, so the tunnel returns without the
@@ -24,6 +26,7 @@
 mod alerts;
 mod vici;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -57,6 +60,10 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an `initiate` streams its log to us; charon goes on trying after that.
 const INITIATE_WAIT_MS: i32 = 30_000;
+/// After the WAN's address changed, how long charon gets to move a working SA to the new
+/// address itself (MOBIKE takes a round trip; its own re-authentication can wait behind an
+/// exchange sent from the old address, for minutes) before oqs-edge initiates afresh.
+const FOLLOW_GRACE: Duration = Duration::from_secs(1);
 /// Without `tunnel.health`: how long the CHILD_SA may be down before its gateway is given up
 /// for the next (and how long a backup serves before the preferred one is tried again).
 const LOST_AFTER: Duration = Duration::from_secs(30);
@@ -134,6 +141,8 @@ pub struct IpsecTunnel {
     start_error: Option<String>,
     shared: Shared,
     sender: Option<watch::Sender<Arc<Desired>>>,
+    /// The WAN's leased addresses, each change handed to the task.
+    wan: watch::Sender<Vec<IpAddr>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -200,6 +209,7 @@ impl IpsecTunnel {
             start_error: None,
             shared: Shared::default(),
             sender: None,
+            wan: watch::channel(Vec::new()).0,
             task: None,
         };
         match planned {
@@ -262,11 +272,19 @@ impl IpsecTunnel {
             desired: receiver,
             retry: RETRY_MIN,
             next_attempt: Instant::now(),
+            wan: self.wan.subscribe(),
+            follow_at: None,
         };
         self.task = Some(tokio::spawn(driver.run()));
         self.sender = Some(sender);
         self.desired = Some(desired);
         self.start_error = None;
+    }
+
+    /// The WAN's leased addresses changed (now `addresses`): the task makes the tunnel follow
+    /// (see `Driver::follow_wan`).
+    pub fn wan_changed(&mut self, addresses: &[IpAddr]) {
+        self.wan.send_replace(addresses.to_vec());
     }
 
     /// The credential files can be read and hold what they should.
@@ -446,6 +464,10 @@ struct Driver {
     /// The wait before initiating again after charon gave up.
     retry: Duration,
     next_attempt: Instant,
+    /// The WAN's leased addresses, from the supervisor.
+    wan: watch::Receiver<Vec<IpAddr>>,
+    /// When to look again whether charon moved the SA to the WAN's new address.
+    follow_at: Option<tokio::time::Instant>,
 }
 
 impl Driver {
@@ -527,6 +549,7 @@ impl Driver {
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                let follow_at = self.follow_at;
                 tokio::select! {
                     item = stream.next() => match item {
                         Some(Ok(event)) => self.on_event(event, &desired),
@@ -563,6 +586,19 @@ impl Driver {
                     },
                     _ = tick.tick() => {
                         if let Err(e) = self.sync_and_initiate(&mut commands, &desired, &mut initiation, &notes_tx).await {
+                            break 'session e;
+                        }
+                    },
+                    Ok(()) = self.wan.changed() => {
+                        let addresses = self.wan.borrow_and_update().clone();
+                        if let Err(e) = self.follow_wan(&mut commands, &desired, &mut initiation, &notes_tx, &addresses, true).await {
+                            break 'session e;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(follow_at.unwrap_or_else(tokio::time::Instant::now)), if follow_at.is_some() => {
+                        self.follow_at = None;
+                        let addresses = self.wan.borrow().clone();
+                        if let Err(e) = self.follow_wan(&mut commands, &desired, &mut initiation, &notes_tx, &addresses, false).await {
                             break 'session e;
                         }
                     },
@@ -610,12 +646,75 @@ impl Driver {
         force: bool,
     ) -> Result<(), String> {
         self.load(c, d).await?;
+        self.restart(
+            c,
+            d,
+            initiation,
+            notes,
+            if force { 500 } else { 3000 },
+            force,
+        )
+        .await
+    }
+
+    /// The WAN's address changed. An IKE_SA established from one of the new `addresses`, with
+    /// no exchange pending, has followed; a working one still on the old address is left to
+    /// charon for [`FOLLOW_GRACE`] when `patient` (MOBIKE moves it in a round trip). Anything
+    /// else (no SA, an attempt or an SA on the old address or on none) is closed without
+    /// waiting for the gateway, which could only answer the old address, and initiated from
+    /// the new one at once: charon alone would first wait out its retransmits.
+    async fn follow_wan(
+        &mut self,
+        c: &mut rsvici::Client,
+        d: &Desired,
+        initiation: &mut Option<JoinHandle<()>>,
+        notes: &mpsc::Sender<Initiation>,
+        addresses: &[IpAddr],
+        patient: bool,
+    ) -> Result<(), String> {
+        // No address yet: nothing to initiate from (charon keeps trying).
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let sas = list_sas(c, &d.name).await?;
+        if sas.iter().any(|sa| sa.followed(addresses)) {
+            debug!("IPsec: the IKE_SA already runs from the WAN's new address");
+            return Ok(());
+        }
+        if patient && sas.iter().any(IkeSa::child_installed) {
+            self.follow_at = Some(tokio::time::Instant::now() + FOLLOW_GRACE);
+            return Ok(());
+        }
+        let list = addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        info!(
+            "IPsec: the WAN's address is now {list}; initiating {} to {} from it at once (what charon still had on the old address, or on none, is closed without waiting for the gateway)",
+            d.name, d.remote_address
+        );
+        self.follow_at = None;
+        self.restart(c, d, initiation, notes, 0, true).await
+    }
+
+    /// Close our SAs (`force`: without waiting for the gateway's answer longer than
+    /// `timeout_ms`) and initiate at once.
+    async fn restart(
+        &mut self,
+        c: &mut rsvici::Client,
+        d: &Desired,
+        initiation: &mut Option<JoinHandle<()>>,
+        notes: &mpsc::Sender<Initiation>,
+        timeout_ms: i32,
+        force: bool,
+    ) -> Result<(), String> {
         if let Some(task) = initiation.take() {
             task.abort();
         }
         let terminate = vici::Terminate {
             ike: &d.name,
-            timeout: if force { 500 } else { 3000 },
+            timeout: timeout_ms,
             force,
         };
         // "no matching SAs" when there was none: nothing to close.

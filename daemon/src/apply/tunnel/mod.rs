@@ -99,16 +99,18 @@ impl Tunnel {
         }
     }
 
-    /// The state for `status`; `None` for IP-VPN, which the supervisor judges itself.
-    /// The WAN's address changed: WireGuard handshakes from the new one at once. IPsec is
-    /// left to charon (its kernel interface follows address changes) and to the watch, which
-    /// initiates again when the SA is gone.
-    pub async fn wan_changed(&mut self) {
-        if let Tunnel::WireGuard(wg) = self {
-            wg.wan_changed();
+    /// The WAN's leased addresses changed (now `addresses`): WireGuard handshakes from the new
+    /// one at once; IPsec gives charon a moment to move its SAs itself (MOBIKE), then
+    /// initiates from the new address (see [`ipsec::IpsecTunnel::wan_changed`]).
+    pub async fn wan_changed(&mut self, addresses: &[std::net::IpAddr]) {
+        match self {
+            Tunnel::WireGuard(wg) => wg.wan_changed(),
+            Tunnel::Ipsec(ipsec) => ipsec.wan_changed(addresses),
+            Tunnel::IpVpn => {}
         }
     }
 
+    /// The state for `status`; `None` for IP-VPN, which the supervisor judges itself.
     pub async fn info(&self) -> Option<TunnelInfo> {
         match self {
             Tunnel::IpVpn => None,

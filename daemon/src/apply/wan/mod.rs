@@ -109,6 +109,16 @@ impl Wan {
         moved
     }
 
+    /// The WAN addresses the leases last followed hold (the tunnel initiates from these).
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        self.seen
+            .iter()
+            .filter(|l| l.held())
+            .filter_map(|l| l.address.as_deref())
+            .filter_map(|a| a.split('/').next()?.parse().ok())
+            .collect()
+    }
+
     /// Whether dhcpcd recorded a lease event not yet followed (cheap: three small files).
     pub fn changed(&self) -> bool {
         self.running.is_some() && lease::read_all(&self.state_dir) != self.seen

@@ -418,6 +418,14 @@ pub struct ListSas<'a> {
 pub struct IkeSa {
     #[serde(default)]
     pub state: String,
+    /// The router's address the IKE_SA runs from (`%any` while charon has none).
+    #[serde(rename = "local-host", default)]
+    pub local_host: String,
+    /// Exchanges charon has queued or under way (listed only when there are any).
+    #[serde(rename = "tasks-queued", default)]
+    pub tasks_queued: Vec<String>,
+    #[serde(rename = "tasks-active", default)]
+    pub tasks_active: Vec<String>,
     #[serde(rename = "child-sas", default)]
     pub child_sas: HashMap<String, ChildSa>,
 }
@@ -431,6 +439,19 @@ pub struct ChildSa {
 }
 
 impl IkeSa {
+    /// Established from one of `addresses` with no exchange pending: it has followed the
+    /// WAN's address. (Without MOBIKE, charon sets the new local address at once but then
+    /// waits, its re-authentication queued behind an exchange the gateway never answers.)
+    pub fn followed(&self, addresses: &[std::net::IpAddr]) -> bool {
+        self.state == "ESTABLISHED"
+            && self.tasks_queued.is_empty()
+            && self.tasks_active.is_empty()
+            && self
+                .local_host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| addresses.contains(&a))
+    }
+
     /// An installed CHILD_SA of ours: traffic flows.
     pub fn child_installed(&self) -> bool {
         self.child_sas
@@ -489,6 +510,32 @@ mod tests {
         ));
         let shown = format!("{:?}", read_psk(&write("f", "topsecret")).unwrap());
         assert!(!shown.contains("topsecret"), "{shown}");
+    }
+
+    #[test]
+    fn an_ike_sa_has_followed_the_wan_only_when_settled_on_a_new_address() {
+        let new: Vec<std::net::IpAddr> = vec!["198.51.100.79".parse().unwrap()];
+        let sa = |state: &str, local: &str, queued: &[&str], active: &[&str]| IkeSa {
+            state: state.to_owned(),
+            local_host: local.to_owned(),
+            tasks_queued: queued.iter().map(|t| (*t).to_owned()).collect(),
+            tasks_active: active.iter().map(|t| (*t).to_owned()).collect(),
+            ..IkeSa::default()
+        };
+        // Moved by MOBIKE, nothing pending.
+        assert!(sa("ESTABLISHED", "198.51.100.79", &[], &[]).followed(&new));
+        // Still on the old address, or still negotiating.
+        assert!(!sa("ESTABLISHED", "198.51.100.59", &[], &[]).followed(&new));
+        assert!(!sa("CONNECTING", "198.51.100.79", &[], &[]).followed(&new));
+        assert!(!sa("CONNECTING", "%any", &[], &["IKE_INIT"]).followed(&new));
+        // Without MOBIKE: the new address is set, the re-authentication waits behind a DPD.
+        assert!(!sa(
+            "ESTABLISHED",
+            "198.51.100.79",
+            &["IKE_REAUTH"],
+            &["IKE_DPD"]
+        )
+        .followed(&new));
     }
 
     #[test]
