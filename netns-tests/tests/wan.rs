@@ -606,12 +606,12 @@ fn a_segment_takes_its_subnet_of_the_prefix_kea_delegates() {
         return;
     }
     let lab = Lab::build("wanpd");
-    // SAFETY (set_var): as in `prepare`.
-    std::env::set_var("OQS_EDGE_DHCPCD", dhcpcd_wrapper(&lab));
+    prepare(&lab);
     wan_without_ipv6(&lab);
     let (_kea, kea_log) = start_kea(&lab);
-    // IPv4 stays the harness's (static), so the IP-VPN route comes up at once.
-    let config = lab_config(&lab, "  ipv6: ra\n", "");
+    // IPv4 by DHCP from dnsmasq beside Kea (dnsmasq serves no DHCPv6 here).
+    let _isp = start_isp(&lab, ISP_DHCP4);
+    let config = lab_config(&lab, "  ipv4: dhcp\n  ipv6: ra\n", "");
     let yaml = std::fs::read_to_string(&config).unwrap();
     let fixed = "    address6: fd00:50::1/64";
     assert!(yaml.contains(fixed), "config/lab.yaml changed: {yaml}");
@@ -679,9 +679,13 @@ fn a_segment_takes_its_subnet_of_the_prefix_kea_delegates() {
                     .is_some_and(|a| a.starts_with("2001:db8:100::1")))),
         "{wan:#}"
     );
+    // Healthy once DHCPv4 bound too (dhcpcd ARP-probes the offered address first).
     assert!(
-        wan["problems"].as_array().is_none_or(|p| p.is_empty()),
-        "{wan:#}"
+        wait_for(30, || status(&lab, &config)["wan"]["problems"]
+            .as_array()
+            .is_none_or(|p| p.is_empty())),
+        "{:#}",
+        status(&lab, &config)["wan"]
     );
     let text = status_text(&lab, &config);
     assert!(
@@ -715,6 +719,59 @@ fn a_segment_takes_its_subnet_of_the_prefix_kea_delegates() {
     assert!(
         lab.ping(Role::Router, pc_address.into()),
         "the router cannot reach the PC's {pc_address} on the delegated subnet"
+    );
+
+    // The PC unplugged and plugged back: dhcpcd reports the segment's carrier too, and that is
+    // not the WAN losing a lease; the PC uses the subnet again.
+    assert!(
+        wait_for(30, || wan_addresses(&lab, "-4")
+            .iter()
+            .any(|a| a.starts_with("198.51.100.5"))),
+        "no IPv4 lease on the WAN:\n{}",
+        lab.daemon_log()
+    );
+    lab.ok(Role::Pc, &["ip", "link", "set", "eth0", "down"]);
+    assert!(
+        wait_for(5, || lab
+            .ok(Role::Router, &["ip", "link", "show", "lan0"])
+            .contains("NO-CARRIER")),
+        "lan0 kept its carrier"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let s = status(&lab, &config);
+    assert!(
+        s["wan"]["problems"].as_array().is_none_or(|p| p.is_empty())
+            && s["wan"]["addresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["source"] == "dhcp")),
+        "the PC unplugged on lan0 shows as a WAN problem: {:#}",
+        s["wan"]
+    );
+    assert!(
+        !lab.daemon_log().contains("lease lost"),
+        "{}",
+        lab.daemon_log()
+    );
+    // dhcpcd took the segment's address away with the carrier and puts it back with it; the
+    // PC's kernel dropped its IPv6 addresses with the link, so it takes its own again.
+    lab.ok(Role::Pc, &["ip", "link", "set", "eth0", "up"]);
+    lab.ok(
+        Role::Pc,
+        &[
+            "ip",
+            "address",
+            "replace",
+            &format!("{pc_address}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    assert!(
+        wait_for(15, || lab.ping(Role::Pc, router_lan.into())),
+        "the PC plugged back cannot ping the router's {router_lan}: lan0 has {:?}\n{}",
+        addresses_on(&lab, Role::Router, "lan0", "-6"),
+        lab.daemon_log()
     );
 }
 

@@ -40,14 +40,18 @@ impl std::fmt::Display for LeaseKind {
     }
 }
 
-/// dhcpcd's script, ours: it records the event and touches nothing else (no resolv.conf, no
-/// hostname, no NTP). Files are replaced whole (write, then rename), so a reader never sees half.
-pub fn hook_script(state_dir: &Path) -> String {
+/// dhcpcd's script, ours: it records the WAN's events and touches nothing else (no
+/// resolv.conf, no hostname, no NTP). Files are replaced whole (write, then rename), so a
+/// reader never sees half. Events of other interfaces are left out: with a delegated prefix
+/// dhcpcd also runs the script for the segments it puts the prefix on (`NOCARRIER` when a PC
+/// is unplugged there), and those are not the WAN's leases.
+pub fn hook_script(state_dir: &Path, wan: &str) -> String {
     format!(
         r#"#!/bin/sh
-# dhcpcd's hook, written by oqs-edge: it records each lease event for the daemon and touches
-# nothing on the host.
-dir='{}'
+# dhcpcd's hook, written by oqs-edge: it records each lease event of the WAN for the daemon
+# and touches nothing on the host.
+dir={}
+[ "$interface" = {} ] || exit 0
 case "$reason" in
   BOUND|RENEW|REBIND|REBOOT|EXPIRE|NAK|RELEASE|STOP|TIMEOUT|DEPARTED|NOCARRIER) kind=dhcp4 ;;
   BOUND6|RENEW6|REBIND6|REBOOT6|INFORM6|EXPIRE6|RELEASE6|STOP6|DELEGATED) kind=dhcp6 ;;
@@ -57,8 +61,14 @@ esac
 env | grep -E '^(reason|interface|new_|old_|nd[0-9])' > "$dir/dhcpcd-$kind.tmp" && mv -f "$dir/dhcpcd-$kind.tmp" "$dir/dhcpcd-$kind.env"
 exit 0
 "#,
-        state_dir.display()
+        sh_quote(&state_dir.display().to_string()),
+        sh_quote(wan)
     )
+}
+
+/// `text` as one sh word, in single quotes.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// One recorded event.
@@ -345,6 +355,30 @@ mod tests {
         assert_eq!(lease.left(1100), Some(500));
         let lost = parse(LeaseKind::Dhcp4, "reason=EXPIRE\n", 1000);
         assert!(!lost.held());
+    }
+
+    #[test]
+    fn the_hook_records_only_the_wans_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, hook_script(dir.path(), "wan'0")).unwrap();
+        let run = |interface: &str, reason: &str| {
+            let status = std::process::Command::new("sh")
+                .arg(&hook)
+                .env("interface", interface)
+                .env("reason", reason)
+                .env("new_ip_address", "198.51.100.50")
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        run("wan'0", "BOUND");
+        // A PC unplugged on a segment that takes a delegated prefix.
+        run("lan0", "NOCARRIER");
+        let leases = read_all(dir.path());
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        assert_eq!(leases[0].reason, "BOUND");
+        assert!(leases[0].held());
     }
 
     #[test]
