@@ -622,7 +622,7 @@ fn a_segment_takes_its_subnet_of_the_prefix_kea_delegates() {
             .find(|a| a.starts_with("2001:db8:88"))
     };
     let started = Instant::now();
-    let _daemon = lab.start_daemon_when(&config, || delegated_on_lan().is_some());
+    let daemon = lab.start_daemon_when(&config, || delegated_on_lan().is_some());
     let on_lan = delegated_on_lan().unwrap_or_default();
     println!(
         "delegated subnet on lan0 after {:.1} s: {on_lan}",
@@ -772,6 +772,27 @@ fn a_segment_takes_its_subnet_of_the_prefix_kea_delegates() {
         "the PC plugged back cannot ping the router's {router_lan}: lan0 has {:?}\n{}",
         addresses_on(&lab, Role::Router, "lan0", "-6"),
         lab.daemon_log()
+    );
+
+    // The daemon stopped: nothing of dhcpcd is left in the router, not even its privilege
+    // separation helpers (network proxies, BPF ARP), which outlive a killed dhcpcd.
+    lab.stop(daemon);
+    let left = || {
+        let pids = std::process::Command::new("ip")
+            .args(["netns", "pids", lab.ns(Role::Router)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        pids.split_whitespace()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).ok())
+            .map(|c| c.replace('\0', " ").trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_for(5, || left().is_empty()),
+        "left running in the router after the daemon stopped: {:?}",
+        left()
     );
 }
 

@@ -4,6 +4,11 @@
 //! pid file in the state directory, so one left by a killed daemon is found and stopped before a
 //! new start. A task waits on it and starts it again a second after it dies, until the task is
 //! aborted (which kills the child: `kill_on_drop`).
+//!
+//! Each child leads a process group of its own, and when it exits or its task is aborted the
+//! whole group is killed: dhcpcd's privilege-separation helpers (network and privileged
+//! proxies, BPF ARP) are its children and outlive a killed dhcpcd otherwise, holding raw
+//! sockets on the WAN.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -64,6 +69,7 @@ pub async fn supervise(spec: ChildSpec, shared: Arc<Mutex<Shared>>) {
         command
             .args(&args)
             .stdin(std::process::Stdio::null())
+            .process_group(0)
             .kill_on_drop(true);
         // SAFETY: pre_exec runs in the forked child before exec; prctl is async-signal-safe.
         unsafe {
@@ -75,6 +81,8 @@ pub async fn supervise(spec: ChildSpec, shared: Arc<Mutex<Shared>>) {
         match command.spawn() {
             Ok(mut child) => {
                 let pid = child.id();
+                // Declared after `child`, so dropped first: the group goes with the task.
+                let _group = pid.map(Group);
                 if let Some(pid) = pid {
                     let _ = crate::files::write_atomically(
                         &pid_file,
@@ -90,6 +98,10 @@ pub async fn supervise(spec: ChildSpec, shared: Arc<Mutex<Shared>>) {
                     info!(oqs_event = event; "{role} ({name}) started{again}, pid {}", pid.unwrap_or(0));
                 }
                 let status = child.wait().await;
+                // Whatever it left behind goes with it.
+                if let Some(pid) = pid {
+                    kill_group(pid);
+                }
                 let why = match status {
                     Ok(status) => format!("{name} exited ({status})"),
                     Err(e) => format!("cannot wait for {name}: {e}"),
@@ -107,6 +119,28 @@ pub async fn supervise(spec: ChildSpec, shared: Arc<Mutex<Shared>>) {
             }
         }
         tokio::time::sleep(RESTART_DELAY).await;
+    }
+}
+
+/// The process group a child leads (its pid), killed when dropped.
+struct Group(u32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// SIGKILL to the process group `pgid` (a child's pid: it leads its own group). A group with
+/// no process left is not an error; its number is not reused while any member lives.
+fn kill_group(pgid: u32) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        if pgid > 1 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
@@ -132,6 +166,14 @@ pub fn stop_leftover(pid_file: &Path, name: &str, event: &str) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // And what it left in its group (it led one: see `supervise`).
+        if nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+            .map_or(true, |g| g.as_raw() == pid)
+        {
+            if let Ok(pid) = u32::try_from(pid) {
+                kill_group(pid);
+            }
         }
     }
 }
