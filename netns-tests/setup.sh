@@ -23,6 +23,9 @@ packages=(
     dnsmasq-base busybox dnsutils dnsperf
     # the WAN side: the DHCP client oqs-edge supervises on the WAN (dnsmasq above is the ISP)
     dhcpcd-base
+    # a DHCPv6 server that delegates prefixes, as the ISP for the prefix delegation test (run by
+    # the test itself in its namespace; the package's own service does not matter)
+    kea-dhcp6-server
     strongswan-swanctl strongswan-charon charon-systemd libcharon-extra-plugins
     libstrongswan-standard-plugins  # openssl (AES-GCM, ECP) for the lab charons
     # benchmark tools (same as a user has)

@@ -55,6 +55,10 @@ pub struct WanInfo {
     /// Prefixes the line delegated (DHCPv6 prefix delegation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegated: Vec<String>,
+    /// The segments that take a subnet of it (`address6: delegated:N`), with the router's
+    /// address there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegated_segments: Vec<DelegatedSegmentInfo>,
     /// "no address yet", "lease lost", in plain words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
@@ -62,6 +66,14 @@ pub struct WanInfo {
     /// as never having had one, for the Japanese line and the page.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lease_lost: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DelegatedSegmentInfo {
+    pub segment: String,
+    pub interface: String,
+    /// The router's address in the segment's subnet (`None`: the subnet does not fit).
+    pub address: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -111,6 +123,15 @@ impl WanInfo {
         }
         if !self.delegated.is_empty() {
             line.push_str(&format!("; delegated {}", self.delegated.join(" ")));
+            for d in &self.delegated_segments {
+                match &d.address {
+                    Some(a) => line.push_str(&format!(", {a} on {} ({})", d.segment, d.interface)),
+                    None => line.push_str(&format!(
+                        ", segment {}: its subnet does not fit the prefix",
+                        d.segment
+                    )),
+                }
+            }
         }
         if self.dhcp_client_running == Some(false) {
             line.push_str("; dhcpcd NOT RUNNING");

@@ -748,3 +748,496 @@ fn gateway_ike_sas(listing: &str) -> Vec<(u32, String)> {
     }
     sas
 }
+
+/// The router's global addresses on one of its interfaces, of one family (`-4`/`-6`).
+fn addresses_on(lab: &Lab, role: Role, dev: &str, family: &str) -> Vec<String> {
+    let out = lab.exec(
+        role,
+        &[
+            "ip", "-j", family, "address", "show", "dev", dev, "scope", "global",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
+        .collect()
+}
+
+/// `oqs-edge status` as the operator reads it (text).
+fn status_text(lab: &Lab, config: &Path) -> String {
+    let bin = netns_tests::oqs_edge_bin();
+    let out = lab.exec(
+        Role::Router,
+        &[
+            bin.to_str().unwrap(),
+            "status",
+            "-c",
+            config.to_str().unwrap(),
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Kea's DHCPv6 server in `inet` as the ISP on its eth0 (toward the router): IA_NA addresses
+/// from 2001:db8:100::1000-1fff and a /56 by prefix delegation (IA_PD) out of
+/// 2001:db8:8800::/48. Its config, lease file, server id, pid and lock files stay in the lab's
+/// dir (the package's own service and /var/lib/kea play no part). Returns once it listens.
+fn start_kea(lab: &Lab) -> (u32, PathBuf) {
+    let dir = lab.dir().join("kea");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("kea-dhcp6.json");
+    let config = serde_json::json!({
+        "Dhcp6": {
+            "interfaces-config": {"interfaces": ["eth0"]},
+            "data-directory": dir,
+            "lease-database": {
+                "type": "memfile",
+                "persist": true,
+                "name": dir.join("leases6.csv"),
+                "lfc-interval": 0
+            },
+            "preferred-lifetime": 300,
+            "valid-lifetime": 600,
+            "renew-timer": 100,
+            "rebind-timer": 200,
+            "subnet6": [{
+                "id": 1,
+                "subnet": "2001:db8:100::/64",
+                "interface": "eth0",
+                "pools": [{"pool": "2001:db8:100::1000-2001:db8:100::1fff"}],
+                "pd-pools": [{"prefix": "2001:db8:8800::", "prefix-len": 48, "delegated-len": 56}]
+            }],
+            "option-data": [{"name": "dns-servers", "data": "2001:db8:100::53"}],
+            "loggers": [{
+                "name": "kea-dhcp6",
+                "output_options": [{"output": "stdout"}],
+                "severity": "INFO"
+            }]
+        }
+    });
+    std::fs::write(&conf, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let lock = format!("KEA_LOCKFILE_DIR={}", dir.display());
+    let pid_dir = format!("KEA_PIDFILE_DIR={}", dir.display());
+    let (pid, log) = lab.spawn_log(
+        Role::Inet,
+        &[
+            "env",
+            &lock,
+            &pid_dir,
+            "kea-dhcp6",
+            "-c",
+            conf.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        wait_for(10, || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("DHCP6_STARTED")),
+        "kea-dhcp6 did not start:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    (pid, log)
+}
+
+/// The router's WAN without IPv6 from the harness: no global address, no default route.
+fn wan_without_ipv6(lab: &Lab) {
+    lab.ok(
+        Role::Router,
+        &[
+            "ip", "-6", "address", "flush", "dev", "wan0", "scope", "global",
+        ],
+    );
+    let _ = lab.exec(Role::Router, &["ip", "-6", "route", "del", "default"]);
+}
+
+/// Prefix delegation from a real DHCPv6 server: Kea delegates a /56 to the router; dhcpcd
+/// (run by the daemon with the config the plan renders, `ia_pd`) puts subnet 1 of it on the
+/// segment that says `address6: delegated:1`, the router at ::1/64; a PC on that segment uses
+/// the subnet (its own address in it, the router answering), and `status` shows the prefix and
+/// where the segment's address is.
+#[test]
+fn a_segment_takes_its_subnet_of_the_prefix_kea_delegates() {
+    if skip_unless_root("a_segment_takes_its_subnet_of_the_prefix_kea_delegates") {
+        return;
+    }
+    let lab = Lab::build("wanpd");
+    prepare(&lab);
+    wan_without_ipv6(&lab);
+    let (_kea, kea_log) = start_kea(&lab);
+    // IPv4 by DHCP from dnsmasq beside Kea (dnsmasq serves no DHCPv6 here).
+    let _isp = start_isp(&lab, ISP_DHCP4);
+    let config = lab_config(&lab, "  ipv4: dhcp\n  ipv6: ra\n", "");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let fixed = "    address6: fd00:50::1/64";
+    assert!(yaml.contains(fixed), "config/lab.yaml changed: {yaml}");
+    let config = lab.write_config(&yaml.replacen(fixed, "    address6: delegated:1", 1));
+    let delegated_on_lan = || {
+        addresses_on(&lab, Role::Router, "lan0", "-6")
+            .into_iter()
+            .find(|a| a.starts_with("2001:db8:88"))
+    };
+    let started = Instant::now();
+    let daemon = lab.start_daemon_when(&config, || delegated_on_lan().is_some());
+    let on_lan = delegated_on_lan().unwrap_or_default();
+    println!(
+        "delegated subnet on lan0 after {:.1} s: {on_lan}",
+        started.elapsed().as_secs_f64()
+    );
+
+    // status: the prefix the line delegated, and the segment's address in it.
+    let status_has_prefix = || {
+        status(&lab, &config)["wan"]["delegated"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+    };
+    assert!(
+        wait_for(10, status_has_prefix),
+        "status shows no delegated prefix: {:#}\nrecorded: {}\n{}\nkea:\n{}",
+        status(&lab, &config)["wan"],
+        std::fs::read_to_string(lab.dir().join("state/dhcpcd-dhcp6.env")).unwrap_or_default(),
+        lab.daemon_log(),
+        std::fs::read_to_string(&kea_log).unwrap_or_default()
+    );
+    let s = status(&lab, &config);
+    let wan = &s["wan"];
+    let prefix = wan["delegated"][0].as_str().unwrap_or_default().to_owned();
+    let (network, length) = prefix
+        .split_once('/')
+        .and_then(|(n, l)| Some((n.parse::<std::net::Ipv6Addr>().ok()?, l)))
+        .unwrap_or_else(|| panic!("not a prefix: {wan:#}"));
+    assert_eq!(length, "56", "{wan:#}");
+    // Out of Kea's pool, 2001:db8:8800::/48.
+    assert_eq!(
+        network.segments()[..3],
+        [0x2001, 0xdb8, 0x8800],
+        "{prefix} is not Kea's: {wan:#}"
+    );
+    // Subnet 1 of the /56, the router at ::1.
+    let subnet_1 = u128::from(network) | (1u128 << 64);
+    let router_lan = std::net::Ipv6Addr::from(subnet_1 | 1);
+    let expected = format!("{router_lan}/64");
+    assert_eq!(on_lan, expected, "lan0 has {on_lan}, delegated {prefix}");
+    let segment = wan["delegated_segments"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["segment"] == "oqs"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(segment["interface"], "lan0", "{wan:#}");
+    assert_eq!(segment["address"], expected.as_str(), "{wan:#}");
+    // The WAN's own address came by DHCPv6 (IA_NA) in the same exchange.
+    assert!(
+        wan["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["source"] == "dhcpv6"
+                && a["address"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("2001:db8:100::1")))),
+        "{wan:#}"
+    );
+    // Healthy once DHCPv4 bound too (dhcpcd ARP-probes the offered address first).
+    assert!(
+        wait_for(30, || status(&lab, &config)["wan"]["problems"]
+            .as_array()
+            .is_none_or(|p| p.is_empty())),
+        "{:#}",
+        status(&lab, &config)["wan"]
+    );
+    let text = status_text(&lab, &config);
+    assert!(
+        text.contains(&format!("delegated {prefix}")) && text.contains(&expected),
+        "status:\n{text}"
+    );
+    println!(
+        "status: {}",
+        text.lines().find(|l| l.contains("delegated")).unwrap_or("")
+    );
+
+    // A PC on the segment uses the subnet: an address of its own in it, the router's ::1
+    // answering, and the router reaching the PC back over the delegated subnet.
+    let pc_address = std::net::Ipv6Addr::from(subnet_1 | 0x10);
+    lab.ok(
+        Role::Pc,
+        &[
+            "ip",
+            "address",
+            "add",
+            &format!("{pc_address}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    assert!(
+        wait_for(5, || lab.ping(Role::Pc, router_lan.into())),
+        "the PC cannot ping the router's {router_lan} on the delegated subnet"
+    );
+    assert!(
+        lab.ping(Role::Router, pc_address.into()),
+        "the router cannot reach the PC's {pc_address} on the delegated subnet"
+    );
+
+    // The PC unplugged and plugged back: dhcpcd reports the segment's carrier too, and that is
+    // not the WAN losing a lease; the PC uses the subnet again.
+    assert!(
+        wait_for(30, || wan_addresses(&lab, "-4")
+            .iter()
+            .any(|a| a.starts_with("198.51.100.5"))),
+        "no IPv4 lease on the WAN:\n{}",
+        lab.daemon_log()
+    );
+    lab.ok(Role::Pc, &["ip", "link", "set", "eth0", "down"]);
+    assert!(
+        wait_for(5, || lab
+            .ok(Role::Router, &["ip", "link", "show", "lan0"])
+            .contains("NO-CARRIER")),
+        "lan0 kept its carrier"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let s = status(&lab, &config);
+    assert!(
+        s["wan"]["problems"].as_array().is_none_or(|p| p.is_empty())
+            && s["wan"]["addresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["source"] == "dhcp")),
+        "the PC unplugged on lan0 shows as a WAN problem: {:#}",
+        s["wan"]
+    );
+    assert!(
+        !lab.daemon_log().contains("lease lost"),
+        "{}",
+        lab.daemon_log()
+    );
+    // dhcpcd took the segment's address away with the carrier and puts it back with it; the
+    // PC's kernel dropped its IPv6 addresses with the link, so it takes its own again.
+    lab.ok(Role::Pc, &["ip", "link", "set", "eth0", "up"]);
+    lab.ok(
+        Role::Pc,
+        &[
+            "ip",
+            "address",
+            "replace",
+            &format!("{pc_address}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    assert!(
+        wait_for(15, || lab.ping(Role::Pc, router_lan.into())),
+        "the PC plugged back cannot ping the router's {router_lan}: lan0 has {:?}\n{}",
+        addresses_on(&lab, Role::Router, "lan0", "-6"),
+        lab.daemon_log()
+    );
+
+    // The daemon stopped: nothing of dhcpcd is left in the router, not even its privilege
+    // separation helpers (network proxies, BPF ARP), which outlive a killed dhcpcd.
+    lab.stop(daemon);
+    let left = || {
+        let pids = std::process::Command::new("ip")
+            .args(["netns", "pids", lab.ns(Role::Router)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        pids.split_whitespace()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).ok())
+            .map(|c| c.replace('\0', " ").trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_for(5, || left().is_empty()),
+        "left running in the router after the daemon stopped: {:?}",
+        left()
+    );
+}
+
+/// A stateful DHCPv6 address (IA_NA) on the WAN with `ipv6: ra`: dnsmasq's router
+/// advertisements say "managed" (a DHCPv6 range with `--enable-ra`; dnsmasq 2.90 has no
+/// `ra-stateful` keyword, stateful is the default mode), dhcpcd asks DHCPv6, and `status` says the
+/// address came from `dhcpv6`, with the lease left.
+#[test]
+fn the_wan_takes_a_stateful_dhcpv6_address() {
+    if skip_unless_root("the_wan_takes_a_stateful_dhcpv6_address") {
+        return;
+    }
+    let lab = Lab::build("wandhcp6");
+    // SAFETY (set_var): as in `prepare`.
+    std::env::set_var("OQS_EDGE_DHCPCD", dhcpcd_wrapper(&lab));
+    wan_without_ipv6(&lab);
+    let _isp = start_isp(
+        &lab,
+        &[
+            "--enable-ra",
+            "--ra-param=eth0,4",
+            "--dhcp-range=2001:db8:100::1000,2001:db8:100::1fff,64,2m",
+            "--dhcp-option=option6:dns-server,[2001:db8:100::53]",
+        ],
+    );
+    let config = lab_config(&lab, "  ipv6: ra\n", "");
+    let in_pool = |a: &str| a.starts_with("2001:db8:100::1");
+    let started = Instant::now();
+    let _daemon = lab.start_daemon_when(&config, || {
+        wan_addresses(&lab, "-6").iter().any(|a| in_pool(a))
+    });
+    println!(
+        "WAN DHCPv6 address after {:.1} s: {:?}",
+        started.elapsed().as_secs_f64(),
+        wan_addresses(&lab, "-6")
+    );
+    let leased = || {
+        status(&lab, &config)["wan"]["addresses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["source"] == "dhcpv6").cloned())
+    };
+    assert!(
+        wait_for(10, || leased().is_some()),
+        "status: {:#}\nrecorded: {}\n{}",
+        status(&lab, &config)["wan"],
+        std::fs::read_to_string(lab.dir().join("state/dhcpcd-dhcp6.env")).unwrap_or_default(),
+        lab.daemon_log()
+    );
+    let leased = leased().unwrap_or_default();
+    let address = leased["address"].as_str().unwrap_or_default();
+    assert!(in_pool(address), "{leased:#}");
+    assert!(
+        wan_addresses(&lab, "-6")
+            .iter()
+            .any(|a| address.starts_with(a.as_str())),
+        "status says {address}, wan0 has {:?}",
+        wan_addresses(&lab, "-6")
+    );
+    assert!(
+        leased["lease_left_secs"]
+            .as_u64()
+            .is_some_and(|s| s > 0 && s <= 120),
+        "{leased:#}"
+    );
+    let s = status(&lab, &config);
+    assert_eq!(s["wan"]["ipv6"], "ra", "{:#}", s["wan"]);
+    assert!(
+        s["wan"]["resolvers"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r == "2001:db8:100::53")),
+        "{:#}",
+        s["wan"]
+    );
+    // The line works over it: the router reaches "the internet" by IPv6.
+    assert!(
+        wait_for(10, || lab
+            .ping(Role::Router, "2001:db8:ffff::80".parse().unwrap())),
+        "no IPv6 to the internet over the DHCPv6 WAN:\n{}",
+        default_route(&lab, "-6")
+    );
+    let text = status_text(&lab, &config);
+    assert!(
+        text.contains(&format!("{address} from dhcpv6")),
+        "status:\n{text}"
+    );
+}
+
+/// `ipv4: static` and `ipv6: static`: the address, gateway and resolvers from the YAML, put
+/// on the WAN by the daemon (no dhcpcd); the eligibility PC reaches the closed network over
+/// the line, the router reaches the internet by IPv6, and `status` shows them as static.
+#[test]
+fn a_static_wan_takes_its_addresses_gateways_and_resolvers_from_the_yaml() {
+    if skip_unless_root("a_static_wan_takes_its_addresses_gateways_and_resolvers_from_the_yaml") {
+        return;
+    }
+    let lab = Lab::build("wanstatic");
+    prepare(&lab);
+    wan_without_ipv6(&lab);
+    assert!(wan_addresses(&lab, "-4").is_empty() && wan_addresses(&lab, "-6").is_empty());
+    let config = lab_config(
+        &lab,
+        "  ipv4: static\n  address: 198.51.100.2/24\n  gateway: 198.51.100.1\n  ipv6: static\n  address6: 2001:db8:100::2/64\n  gateway6: 2001:db8:100::1\n  dns: [198.51.100.53, 2001:db8:100::53]\n",
+        "",
+    );
+    let _daemon = lab.start_daemon(&config);
+    assert_eq!(wan_addresses(&lab, "-4"), ["198.51.100.2"]);
+    assert!(
+        wait_for(5, || wan_addresses(&lab, "-6") == ["2001:db8:100::2"]),
+        "{:?}",
+        wan_addresses(&lab, "-6")
+    );
+    assert!(
+        wait_for(5, || default_route(&lab, "-4")
+            .contains("via 198.51.100.1 dev wan0")
+            && default_route(&lab, "-6")
+                .contains("via 2001:db8:100::1 dev wan0")),
+        "{}{}",
+        default_route(&lab, "-4"),
+        default_route(&lab, "-6")
+    );
+    assert!(
+        wait_for(15, || lab
+            .probe(Role::Pc, "10.200.0.10:80".parse().unwrap())
+            == netns_tests::Outcome::Connected),
+        "the PC cannot reach the closed network over the static WAN:\n{}",
+        lab.daemon_log()
+    );
+    assert!(
+        wait_for(5, || lab
+            .ping(Role::Router, "2001:db8:ffff::80".parse().unwrap())),
+        "no IPv6 to the internet over the static WAN"
+    );
+    assert!(
+        dhcpcd_pid(&lab.dir().join("state")).is_none(),
+        "dhcpcd runs"
+    );
+
+    let s = status(&lab, &config);
+    let wan = &s["wan"];
+    assert_eq!(wan["ipv4"], "static", "{wan:#}");
+    assert_eq!(wan["ipv6"], "static", "{wan:#}");
+    assert!(wan["dhcp_client_running"].is_null(), "{wan:#}");
+    let sources: Vec<(String, String)> = wan["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap_or_default().to_owned(),
+                a["source"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("198.51.100.2/24".to_owned(), "static".to_owned()),
+            ("2001:db8:100::2/64".to_owned(), "static".to_owned())
+        ],
+        "{wan:#}"
+    );
+    assert_eq!(
+        wan["gateways"],
+        serde_json::json!(["198.51.100.1", "2001:db8:100::1"]),
+        "{wan:#}"
+    );
+    assert_eq!(
+        wan["resolvers"],
+        serde_json::json!(["198.51.100.53", "2001:db8:100::53"]),
+        "{wan:#}"
+    );
+    assert!(
+        wait_for(6, || status(&lab, &config)["health"] == "healthy"),
+        "{:#}",
+        status(&lab, &config)
+    );
+    let text = status_text(&lab, &config);
+    assert!(
+        text.contains("198.51.100.2/24 from static")
+            && text.contains("2001:db8:100::2/64 from static")
+            && text.contains("gateway 198.51.100.1 2001:db8:100::1"),
+        "status:\n{text}"
+    );
+}

@@ -2,9 +2,9 @@
 //! values oqs-edge puts on it) and dhcpcd's whole config file, rendered here.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use serde::Serialize;
 
 use super::lan::AddressPlan;
@@ -28,6 +28,10 @@ pub struct WanPlan {
     /// `static` addresses (also in the plan's `addresses`, segment `wan`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub static_addresses: Vec<IpNet>,
+    /// `static` gateways (`gateway`, `gateway6`), for `status`; the routes are in the plan's
+    /// routes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_gateways: Vec<IpAddr>,
     /// `static` resolvers; with dhcp/ra they are learnt from dhcpcd at run time.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub static_dns: Vec<IpAddr>,
@@ -46,6 +50,22 @@ pub struct DelegatedSegment {
     pub interface: String,
     /// The subnet of the delegated prefix (a /64), the router taking ::1 in it.
     pub subnet: u32,
+}
+
+/// The router's address in subnet `subnet` (a /64) of a delegated `prefix`: ::1 in it, where
+/// dhcpcd puts it (`ia_pd … IF/SUBNET/64/1`: the subnet number in the bits between the
+/// prefix's length and 64). `None` when the subnet does not fit the prefix.
+pub fn delegated_address(prefix: Ipv6Net, subnet: u32) -> Option<Ipv6Net> {
+    let len = prefix.prefix_len();
+    if len > 64 {
+        return None;
+    }
+    let bits = 64 - u32::from(len);
+    if bits < 32 && u64::from(subnet) >= 1u64 << bits {
+        return None;
+    }
+    let network = u128::from(prefix.trunc().network()) | (u128::from(subnet) << 64);
+    Ipv6Net::new(Ipv6Addr::from(network | 1), 64).ok()
 }
 
 impl WanPlan {
@@ -87,6 +107,7 @@ pub fn wan(config: &ValidConfig) -> WanPlan {
         ipv4: v4.to_string(),
         ipv6: v6.to_string(),
         static_addresses,
+        static_gateways: routes(config).iter().filter_map(|r| r.via).collect(),
         static_dns: if v4 == Ipv4Mode::Static || v6 == Ipv6Mode::Static {
             wan.dns.iter().map(|d| d.value).collect()
         } else {
@@ -200,5 +221,36 @@ impl WanPlan {
             ));
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_takes_its_subnet_of_the_delegated_prefix_with_the_router_at_1() {
+        let p: Ipv6Net = "2001:db8:8800::/56".parse().unwrap();
+        let at = |n| delegated_address(p, n).map(|a| a.to_string());
+        assert_eq!(at(0).as_deref(), Some("2001:db8:8800::1/64"));
+        assert_eq!(at(1).as_deref(), Some("2001:db8:8800:1::1/64"));
+        assert_eq!(at(255).as_deref(), Some("2001:db8:8800:ff::1/64"));
+        // A /56 has 256 subnets; a /64 only its own.
+        assert_eq!(at(256), None);
+        let one: Ipv6Net = "2001:db8:1:2::/64".parse().unwrap();
+        assert_eq!(
+            delegated_address(one, 0).map(|a| a.to_string()).as_deref(),
+            Some("2001:db8:1:2::1/64")
+        );
+        assert_eq!(delegated_address(one, 1), None);
+        let wide: Ipv6Net = "2001:db8::/32".parse().unwrap();
+        assert_eq!(
+            delegated_address(wide, 65535)
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("2001:db8:0:ffff::1/64")
+        );
+        let narrow: Ipv6Net = "2001:db8::/80".parse().unwrap();
+        assert_eq!(delegated_address(narrow, 0), None);
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::plan::wan::WanPlan;
-use crate::status::{WanAddressInfo, WanInfo};
+use crate::status::{DelegatedSegmentInfo, WanAddressInfo, WanInfo};
 
 /// Which of dhcpcd's protocols a lease came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,14 +40,18 @@ impl std::fmt::Display for LeaseKind {
     }
 }
 
-/// dhcpcd's script, ours: it records the event and touches nothing else (no resolv.conf, no
-/// hostname, no NTP). Files are replaced whole (write, then rename), so a reader never sees half.
-pub fn hook_script(state_dir: &Path) -> String {
+/// dhcpcd's script, ours: it records the WAN's events and touches nothing else (no
+/// resolv.conf, no hostname, no NTP). Files are replaced whole (write, then rename), so a
+/// reader never sees half. Events of other interfaces are left out: with a delegated prefix
+/// dhcpcd also runs the script for the segments it puts the prefix on (`NOCARRIER` when a PC
+/// is unplugged there), and those are not the WAN's leases.
+pub fn hook_script(state_dir: &Path, wan: &str) -> String {
     format!(
         r#"#!/bin/sh
-# dhcpcd's hook, written by oqs-edge: it records each lease event for the daemon and touches
-# nothing on the host.
-dir='{}'
+# dhcpcd's hook, written by oqs-edge: it records each lease event of the WAN for the daemon
+# and touches nothing on the host.
+dir={}
+[ "$interface" = {} ] || exit 0
 case "$reason" in
   BOUND|RENEW|REBIND|REBOOT|EXPIRE|NAK|RELEASE|STOP|TIMEOUT|DEPARTED|NOCARRIER) kind=dhcp4 ;;
   BOUND6|RENEW6|REBIND6|REBOOT6|INFORM6|EXPIRE6|RELEASE6|STOP6|DELEGATED) kind=dhcp6 ;;
@@ -57,8 +61,14 @@ esac
 env | grep -E '^(reason|interface|new_|old_|nd[0-9])' > "$dir/dhcpcd-$kind.tmp" && mv -f "$dir/dhcpcd-$kind.tmp" "$dir/dhcpcd-$kind.env"
 exit 0
 "#,
-        state_dir.display()
+        sh_quote(&state_dir.display().to_string()),
+        sh_quote(wan)
     )
+}
+
+/// `text` as one sh word, in single quotes.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// One recorded event.
@@ -184,9 +194,39 @@ pub fn parse(kind: LeaseKind, text: &str, written: u64) -> Lease {
         lease_secs,
         routers,
         resolvers,
-        delegated: words(get("new_delegated_dhcp6_prefix")),
+        delegated: if kind == LeaseKind::Dhcp6 {
+            delegated_prefixes(&env)
+        } else {
+            Vec::new()
+        },
         written,
     }
+}
+
+/// The prefixes of a DHCPv6 event's IA_PDs (`new_dhcp6_ia_pd1_prefix1` and its `_length`), as
+/// `prefix/length`. (The `new_delegated_dhcp6_prefix` dhcpcd gives with `DELEGATED6` is the
+/// address it put on a segment, in an event of that segment's interface.)
+fn delegated_prefixes(env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut prefixes = Vec::new();
+    for (key, value) in env {
+        let Some(rest) = key.strip_prefix("new_dhcp6_ia_pd") else {
+            continue;
+        };
+        let Some((_, prefix_n)) = rest.split_once("_prefix") else {
+            continue;
+        };
+        if prefix_n.is_empty() || !prefix_n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Some(length) = env.get(&format!("{key}_length")) else {
+            continue;
+        };
+        let text = format!("{value}/{length}");
+        if text.parse::<ipnet::Ipv6Net>().is_ok() && !prefixes.contains(&text) {
+            prefixes.push(text);
+        }
+    }
+    prefixes
 }
 
 /// The WAN for `status`: static values from the plan, the rest from the recorded leases.
@@ -206,9 +246,14 @@ pub fn wan_info(plan: &WanPlan, leases: &[Lease], dhcpcd_pid: Option<u32>) -> Wa
                 lease_left_secs: None,
             })
             .collect(),
-        gateways: Vec::new(),
+        gateways: plan
+            .static_gateways
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         resolvers: plan.static_dns.iter().map(ToString::to_string).collect(),
         delegated: Vec::new(),
+        delegated_segments: Vec::new(),
         problems: Vec::new(),
         lease_lost: false,
     };
@@ -235,19 +280,53 @@ pub fn wan_info(plan: &WanPlan, leases: &[Lease], dhcpcd_pid: Option<u32>) -> Wa
         }
         info.delegated.extend(lease.delegated.iter().cloned());
     }
-    let wanted = [
-        (plan.ipv4 == "dhcp", LeaseKind::Dhcp4, "IPv4 (DHCP)"),
+    // Where each delegated segment's address is, from the first delegated prefix (the one
+    // dhcpcd splits among the segments).
+    if let Some(prefix) = info
+        .delegated
+        .first()
+        .and_then(|p| p.parse::<ipnet::Ipv6Net>().ok())
+    {
+        for d in &plan.delegated {
+            if crate::plan::wan::delegated_address(prefix, d.subnet).is_none() {
+                info.problems.push(format!(
+                    "segment {}: subnet {} does not fit the delegated prefix {prefix}: the line delegates too few subnets; choose a smaller `delegated:N`",
+                    d.segment, d.subnet
+                ));
+            }
+        }
+        info.delegated_segments = plan
+            .delegated
+            .iter()
+            .map(|d| DelegatedSegmentInfo {
+                segment: d.segment.clone(),
+                interface: d.interface.clone(),
+                address: crate::plan::wan::delegated_address(prefix, d.subnet)
+                    .map(|a| a.to_string()),
+            })
+            .collect();
+    }
+    // IPv6 comes by router advertisements or DHCPv6 (a line may send no RA at all, or one
+    // that only says "ask DHCPv6"): either one held is an address.
+    let wanted: [(bool, &[LeaseKind], &str); 2] = [
+        (plan.ipv4 == "dhcp", &[LeaseKind::Dhcp4], "IPv4 (DHCP)"),
         (
             plan.ipv6 == "ra",
-            LeaseKind::Ra,
-            "IPv6 (router advertisements)",
+            &[LeaseKind::Ra, LeaseKind::Dhcp6],
+            "IPv6 (router advertisements, DHCPv6)",
         ),
     ];
-    for (wanted, kind, what) in wanted {
+    for (wanted, kinds, what) in wanted {
         if !wanted {
             continue;
         }
-        match leases.iter().find(|l| l.kind == kind) {
+        let of_kind: Vec<&Lease> = leases.iter().filter(|l| kinds.contains(&l.kind)).collect();
+        let found = of_kind
+            .iter()
+            .find(|l| l.held())
+            .or_else(|| of_kind.first())
+            .copied();
+        match found {
             None => info.problems.push(format!(
                 "WAN {}: no address yet for {what}: the line has not answered dhcpcd",
                 plan.interface
@@ -280,6 +359,42 @@ mod tests {
         assert_eq!(lease.left(1100), Some(500));
         let lost = parse(LeaseKind::Dhcp4, "reason=EXPIRE\n", 1000);
         assert!(!lost.held());
+    }
+
+    #[test]
+    fn the_hook_records_only_the_wans_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, hook_script(dir.path(), "wan'0")).unwrap();
+        let run = |interface: &str, reason: &str| {
+            let status = std::process::Command::new("sh")
+                .arg(&hook)
+                .env("interface", interface)
+                .env("reason", reason)
+                .env("new_ip_address", "198.51.100.50")
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        run("wan'0", "BOUND");
+        // A PC unplugged on a segment that takes a delegated prefix.
+        run("lan0", "NOCARRIER");
+        let leases = read_all(dir.path());
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        assert_eq!(leases[0].reason, "BOUND");
+        assert!(leases[0].held());
+    }
+
+    #[test]
+    fn a_dhcpv6_event_gives_the_address_and_the_delegated_prefix() {
+        // As dhcpcd 9.4.1 gave it from Kea 2.2 (IA_NA and a /56 by IA_PD).
+        let text = "new_dhcp6_ia_pd1_prefix1_length=56\nnew_dhcp6_ia_pd1_prefix1=2001:db8:8800::\ninterface=wan0\nreason=BOUND6\nnew_dhcp6_ia_pd1_prefix1_pltime=300\nnew_dhcp6_ia_na1_ia_addr1=2001:db8:100::1000\nnew_dhcp6_ia_pd1_prefix1_vltime=600\nnew_dhcp6_name_servers=2001:db8:100::53\nnew_dhcp6_ia_pd1_iaid=00000002\nnew_dhcp6_ia_na1_ia_addr1_vltime=600\n";
+        let lease = parse(LeaseKind::Dhcp6, text, 1000);
+        assert!(lease.held());
+        assert_eq!(lease.address.as_deref(), Some("2001:db8:100::1000"));
+        assert_eq!(lease.lease_secs, Some(600));
+        assert_eq!(lease.delegated, vec!["2001:db8:8800::/56"]);
+        assert_eq!(lease.resolvers, vec!["2001:db8:100::53"]);
     }
 
     #[test]

@@ -177,7 +177,7 @@ fn start(conf: &str, interface: &str, state_dir: &Path) -> Running {
         .and_then(|()| {
             crate::files::write_atomically(
                 &hook_path,
-                lease::hook_script(state_dir).as_bytes(),
+                lease::hook_script(state_dir, interface).as_bytes(),
                 0o755,
             )
             .map_err(|e| format!("cannot write {}: {e}", hook_path.display()))
