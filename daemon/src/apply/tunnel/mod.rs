@@ -99,6 +99,14 @@ impl Tunnel {
         }
     }
 
+    /// Routes the tunnel's own software keeps (charon's through libipsec's ipsec0): put back
+    /// one that was deleted under a live SA. Called by the watch.
+    pub async fn keep_routes(&mut self, net: &crate::apply::net::Net, plan: &TunnelPlan) {
+        if let Tunnel::Ipsec(ipsec) = self {
+            ipsec.keep_routes(net, plan).await;
+        }
+    }
+
     /// The state for `status`; `None` for IP-VPN, which the supervisor judges itself.
     /// The WAN's address changed: WireGuard handshakes from the new one at once. IPsec is
     /// left to charon (its kernel interface follows address changes) and to the watch, which
