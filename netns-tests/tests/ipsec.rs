@@ -386,7 +386,7 @@ fn charons_route_deleted_under_a_live_sa_comes_back() {
     if skip_unless_root("charons_route_deleted_under_a_live_sa_comes_back") {
         return;
     }
-    let (lab, _gw, router, config) = ipsec::psk_lab("iroute", ipsec::PSK, ipsec::PSK);
+    let (lab, gw, router, config) = ipsec::psk_lab("iroute", ipsec::PSK, ipsec::PSK);
     let mac = router_wan_mac(&lab);
     let leaks = lab.capture(Role::Inet, "eth0", &cleartext_filter(&mac));
     lab.start_daemon_when(&config, || true);
@@ -439,6 +439,35 @@ fn charons_route_deleted_under_a_live_sa_comes_back() {
     assert!(
         lab.daemon_log().contains("put back"),
         "{}",
+        lab.daemon_log()
+    );
+
+    // The gateway goes, long enough for a watch to see the SA down, and comes back; charon's
+    // new route is deleted as soon as the tunnel is back, before the next watch has seen it
+    // (the soak's seed 101 cut the PC off this way until the end of the run).
+    ipsec::kill_charon(&gw);
+    assert!(
+        wait_for(15, || tunnel(&lab).0 != "up"),
+        "status still up after the gateway went: {:?}",
+        tunnel(&lab)
+    );
+    std::thread::sleep(Duration::from_secs(6)); // a watch (every 5 s) runs while it is down
+    let gw = ipsec::start_charon(&lab, Role::Vpngw, "vpngw");
+    ipsec::configure_gateway(&lab, &gw, GatewayAuth::Psk(ipsec::PSK));
+    assert!(
+        time_until_pc_reaches_closed(&lab, Duration::from_secs(40)).is_some(),
+        "the tunnel did not come back after the gateway restarted:\n{}",
+        lab.daemon_log()
+    );
+    lab.ok(
+        Role::Router,
+        &["ip", "route", "del", "10.200.0.0/24", "table", "220"],
+    );
+    assert!(
+        time_until_pc_reaches_closed(&lab, Duration::from_secs(10)).is_some(),
+        "the PC did not reach the closed network within 10 s of charon's new route being \
+         deleted (route now: {:?}):\n{}",
+        route(),
         lab.daemon_log()
     );
     let leaked = leaks.stop();

@@ -322,9 +322,12 @@ impl Net {
     }
 
     /// Keep another program's routes through `device` to `destinations` (charon's through
-    /// libipsec's ipsec0, in its own table): while `live`, remember each as the kernel holds it
-    /// and put back one that is gone (someone deleted it; its owner only adds it when it
-    /// installs an SA). Not live: forget them (their owner removed them on purpose).
+    /// libipsec's ipsec0, in its own table): remember each as the kernel holds it, and while
+    /// `live` put back one that is gone (someone deleted it; its owner adds it only when it
+    /// installs an SA), through the device as it is now (a restarted charon makes a new
+    /// ipsec0). What is remembered outlives an SA going down and coming back between two calls
+    /// (charon adds the same route again), so a route deleted before the next call has seen
+    /// the new one still comes back. Not live: nothing is put back (the owner removed it).
     pub async fn keep_foreign_routes(
         &self,
         device: &str,
@@ -333,12 +336,9 @@ impl Net {
         kept: &mut Vec<RouteMessage>,
     ) -> Result<KeptRoutes, NetError> {
         let mut result = KeptRoutes::default();
-        let index = match self.link_index(device).await? {
-            Some(index) if live => index,
-            _ => {
-                kept.clear();
-                return Ok(result);
-            }
+        kept.retain(|m| route_destination(m).is_some_and(|d| destinations.contains(&d)));
+        let Some(index) = self.link_index(device).await? else {
+            return Ok(result);
         };
         let now = self.routes_through(index).await?;
         for destination in destinations {
@@ -351,14 +351,17 @@ impl Net {
                 }
                 continue;
             }
-            // Only a route through this very link (a restarted charon makes a new ipsec0).
-            let Some(old) = kept
-                .iter()
-                .find(|m| of(m) && route_oif(m) == Some(index))
-                .cloned()
-            else {
+            if !live {
+                continue;
+            }
+            let Some(mut old) = kept.iter().find(|m| of(m)).cloned() else {
                 continue;
             };
+            for attribute in &mut old.attributes {
+                if let RouteAttribute::Oif(oif) = attribute {
+                    *oif = index;
+                }
+            }
             self.handle
                 .route()
                 .add(old)
