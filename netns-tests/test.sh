@@ -13,8 +13,10 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-# The chaos soak, 2 minutes with a fresh seed (it prints the seed; skips when not root).
+# The chaos soak, 2 minutes with a fresh seed (it prints the seed; skips when not root):
+# the WireGuard lab, then the IPsec lab (its WAN by DHCP).
 netns-tests/soak.sh 2
+netns-tests/soak.sh 2 "" ipsec
 packaging/test-deb.sh
 # The amd64 package test-deb.sh built, under a real systemd (systemd-nspawn -b).
 OQS_EDGE_SKIP_BUILD=1 packaging/test-systemd.sh

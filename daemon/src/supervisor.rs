@@ -373,6 +373,7 @@ impl Daemon {
             }
         };
         self.tunnel.watch().await;
+        self.tunnel.keep_routes(&self.net, &self.plan.tunnel).await;
         self.follow_wan().await;
         self.proxy.apply(&self.plan).await;
         firewall

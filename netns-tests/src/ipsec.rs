@@ -424,16 +424,24 @@ pub fn lab_yaml_with_ipsec(lab: &Lab, router: &Charon, auth_yaml: &str) -> Strin
 /// charon, config).
 pub fn psk_lab(name: &str, router_psk: &str, gateway_psk: &str) -> (Lab, Charon, Charon, PathBuf) {
     let lab = Lab::build(name);
-    carrier_without_closed_route(&lab);
-    let gw = start_charon(&lab, Role::Vpngw, "vpngw");
-    configure_gateway(&lab, &gw, GatewayAuth::Psk(gateway_psk));
-    let router = start_charon(&lab, Role::Router, "router");
-    // Creates the lab's files (secrets/ among them) before the PSK goes there.
-    lab.config_from_lab_yaml();
-    let psk = write_secret(&lab, "ipsec.psk", &format!("{router_psk}\n"));
-    let yaml = lab_yaml_with_ipsec(&lab, &router, &format!("      psk_file: {}", psk.display()));
+    let (gw, router, yaml) = psk_setup(&lab, router_psk, gateway_psk);
     let config = lab.write_config(&yaml);
     (lab, gw, router, config)
+}
+
+/// [`psk_lab`] in a lab the caller built: the carrier forgets its closed route, both charons
+/// run, the gateway is configured and `secrets/ipsec.psk` written. Returns (gateway, router's
+/// charon, the daemon's config as YAML, not yet written).
+pub fn psk_setup(lab: &Lab, router_psk: &str, gateway_psk: &str) -> (Charon, Charon, String) {
+    carrier_without_closed_route(lab);
+    let gw = start_charon(lab, Role::Vpngw, "vpngw");
+    configure_gateway(lab, &gw, GatewayAuth::Psk(gateway_psk));
+    let router = start_charon(lab, Role::Router, "router");
+    // Creates the lab's files (secrets/ among them) before the PSK goes there.
+    lab.config_from_lab_yaml();
+    let psk = write_secret(lab, "ipsec.psk", &format!("{router_psk}\n"));
+    let yaml = lab_yaml_with_ipsec(lab, &router, &format!("      psk_file: {}", psk.display()));
+    (gw, router, yaml)
 }
 
 /// A secret file (mode 600) in the lab's `secrets/`.

@@ -12,6 +12,7 @@ use std::sync::Once;
 pub mod ipsec;
 pub mod lab;
 pub mod pki;
+pub mod wan;
 pub mod wireguard;
 
 pub use lab::{Capture, DnsServer, Lab, Outcome, Role};

@@ -1,17 +1,26 @@
-//! The chaos soak (issue 22), run by `netns-tests/soak.sh MINUTES [SEED]`: the WireGuard lab
-//! under steady traffic while a seeded random schedule applies a fault every few seconds.
+//! The chaos soak (issue 22), run by `netns-tests/soak.sh MINUTES [SEED] [wireguard|ipsec]`:
+//! the WireGuard lab (the default) or the IPsec lab under steady traffic while a seeded random
+//! schedule applies a fault every few seconds.
 //!
 //! Traffic, all the run long: a paced TCP stream (iperf3, 2 Mbit/s) and a ping every 200 ms
 //! from the eligibility PC through the tunnel to the closed network, and proxy requests from a
 //! clinic PC with curl (GETs, and a 1 MB POST every fourth) through the `eligibility-api` route
 //! to nginx with `ssl_verify_client on`.
 //!
-//! Faults: SIGKILL of the daemon (restarted after `RestartSec=5s`, as the unit has systemd
-//! do), the concentrator (wireguard-go) restarted, the WAN link down for 1–3 s and up again
-//! (the OS then restores its address and default route, as a network manager would), the
-//! closed-network route deleted, SIGHUP with a random valid or invalid config (an invalid one
-//! is put right and reloaded again after the daemon refused it, as an operator would), and the daemon's
-//! dnsmasq killed. (The IPsec lab's charon is not in this soak: the WireGuard lab is.)
+//! Faults, both tunnels: SIGKILL of the daemon (restarted after `RestartSec=5s`, as the unit
+//! has systemd do), the WAN link down for 1–3 s and up again, the closed-network route deleted
+//! (WireGuard: the daemon's in the main table; IPsec: charon's in table 220), SIGHUP with a
+//! random valid or invalid config (an invalid one is put right and reloaded again after the
+//! daemon refused it, as an operator would), and the daemon's dnsmasq killed.
+//! WireGuard (`OQS_SOAK_TUNNEL=wireguard`): the concentrator (wireguard-go) restarted.
+//! IPsec (`OQS_SOAK_TUNNEL=ipsec`, a PSK): the gateway's charon restarted (SIGTERM, as
+//! `systemctl restart` does), and the router's charon SIGKILLed and started again after
+//! 0.1–2 s, as strongswan.service's `Restart=` would (the daemon does not run charon: it
+//! drives it over VICI and must load its connection again by itself).
+//! The WAN (`OQS_SOAK_WAN`; default `os` for WireGuard, `dhcp` for IPsec): `os`, the OS puts
+//! the address and default route back after a link flap, as a network manager would; `dhcp`,
+//! `wan.ipv4: dhcp` with dnsmasq in `inet` as the ISP (a fixed lease of 198.51.100.2, 2-minute
+//! leases), the daemon's dhcpcd puts them back, and one more fault: dhcpcd SIGKILLed.
 //!
 //! Asserts: no cleartext packet to the closed network leaves the router on the WAN during the
 //! whole run; every proxy request ends (2xx, or 502/503 with a reason; refused or reset only
@@ -30,7 +39,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use netns_tests::ipsec::{self, Charon, GatewayAuth};
 use netns_tests::lab::{Lab, Role};
+use netns_tests::wan::{self, with_wan_keys};
 use netns_tests::wireguard::{
     router_keygen, wireguard_config, Concentrator, EtcOverride, CONCENTRATOR,
 };
@@ -64,35 +75,117 @@ impl Rng {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tunnel {
+    WireGuard,
+    Ipsec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wan {
+    /// Addressed by the OS (`wan.ipv4: os`): the soak puts the address back after a flap.
+    Os,
+    /// `wan.ipv4: dhcp`: the daemon's dhcpcd, dnsmasq in `inet` as the ISP.
+    Dhcp,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
     DaemonKill,
+    /// WireGuard: the concentrator (wireguard-go) restarted.
     PeerRestart,
+    /// IPsec: the gateway's charon restarted.
+    GatewayRestart,
+    /// IPsec: the router's charon SIGKILLed (its unit starts it again).
+    CharonKill,
     WanFlap,
     RouteDelete,
     Sighup,
     DnsmasqKill,
+    /// `wan.ipv4: dhcp`: the daemon's dhcpcd SIGKILLed.
+    DhcpcdKill,
 }
 
-const FAULTS: [Fault; 6] = [
-    Fault::DaemonKill,
-    Fault::PeerRestart,
-    Fault::WanFlap,
-    Fault::RouteDelete,
-    Fault::Sighup,
-    Fault::DnsmasqKill,
-];
+/// The faults a run draws from. The WireGuard list with the OS's WAN is the one the soak had
+/// before IPsec and DHCP, in the same order: an old seed replays the same schedule.
+fn faults(tunnel: Tunnel, wan: Wan) -> Vec<Fault> {
+    let peer = match tunnel {
+        Tunnel::WireGuard => Fault::PeerRestart,
+        Tunnel::Ipsec => Fault::GatewayRestart,
+    };
+    let mut all = vec![
+        Fault::DaemonKill,
+        peer,
+        Fault::WanFlap,
+        Fault::RouteDelete,
+        Fault::Sighup,
+        Fault::DnsmasqKill,
+    ];
+    if tunnel == Tunnel::Ipsec {
+        all.push(Fault::CharonKill);
+    }
+    if wan == Wan::Dhcp {
+        all.push(Fault::DhcpcdKill);
+    }
+    all
+}
 
 impl Fault {
     fn name(self) -> &'static str {
         match self {
             Fault::DaemonKill => "SIGKILL daemon",
             Fault::PeerRestart => "peer restart",
+            Fault::GatewayRestart => "gateway charon restart",
+            Fault::CharonKill => "SIGKILL router's charon",
             Fault::WanFlap => "WAN down/up",
             Fault::RouteDelete => "closed route deleted",
             Fault::Sighup => "SIGHUP",
             Fault::DnsmasqKill => "dnsmasq killed",
+            Fault::DhcpcdKill => "dhcpcd killed",
         }
+    }
+}
+
+/// The far end of the tunnel, and for IPsec the router's charon (run by its own unit, not by
+/// the daemon, which drives it over VICI).
+enum Peer {
+    WireGuard(Concentrator),
+    Ipsec { gateway: Charon, router: Charon },
+}
+
+impl Peer {
+    /// The peer restarted: down for `down_ms`, then up and configured as before.
+    fn restart(&mut self, lab: &Lab, down_ms: u64) -> String {
+        match self {
+            Peer::WireGuard(concentrator) => {
+                concentrator.stop(lab);
+                std::thread::sleep(Duration::from_millis(down_ms));
+                concentrator.restart(lab);
+            }
+            Peer::Ipsec { gateway, .. } => {
+                // `systemctl restart`: SIGTERM (charon deletes its SAs with the router).
+                signal(gateway.pid, "TERM");
+                if !wait_for(10, || process_ended(gateway.pid)) {
+                    signal(gateway.pid, "KILL");
+                    wait_for(5, || process_ended(gateway.pid));
+                }
+                std::thread::sleep(Duration::from_millis(down_ms));
+                *gateway = ipsec::start_charon(lab, Role::Vpngw, "vpngw");
+                ipsec::configure_gateway(lab, gateway, GatewayAuth::Psk(ipsec::PSK));
+            }
+        }
+        format!("down {down_ms} ms")
+    }
+
+    /// The router's charon crashes (SIGKILL) and its unit starts it again after `down_ms`.
+    fn kill_router_charon(&mut self, lab: &Lab, down_ms: u64) -> String {
+        let Peer::Ipsec { router, .. } = self else {
+            return "no charon (WireGuard)".to_owned();
+        };
+        ipsec::kill_charon(router);
+        std::thread::sleep(Duration::from_millis(down_ms));
+        *router = ipsec::start_charon(lab, Role::Router, "router");
+        format!("started again after {down_ms} ms")
     }
 }
 
@@ -220,8 +313,9 @@ fn footprint(pid: u32) -> (u64, u64) {
     (rss[2], fds[2])
 }
 
-/// The daemon's children named `dnsmasq` (the DHCP server it supervises).
-fn dnsmasq_children(pid: u32) -> Vec<u32> {
+/// The daemon's children named `name` (`dnsmasq`, the DHCP server it supervises; `dhcpcd`,
+/// its WAN client, which the lab's wrapper execs under the same PID).
+fn children_named(pid: u32, name: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
@@ -231,7 +325,7 @@ fn dnsmasq_children(pid: u32) -> Vec<u32> {
         let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
         for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
             let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
-            if comm.trim() == "dnsmasq" {
+            if comm.trim() == name {
                 found.push(child);
             }
         }
@@ -239,10 +333,23 @@ fn dnsmasq_children(pid: u32) -> Vec<u32> {
     found
 }
 
-/// The configs a SIGHUP may bring: (label, yaml, valid).
-fn variants(base: &str, lab: &Lab) -> Vec<(&'static str, String, bool)> {
-    let missing_key = lab.dir().join("wg-secrets").join("missing.key");
-    let key = lab.dir().join("wg-secrets").join("wg.key");
+/// The configs a SIGHUP may bring: (label, yaml, valid). `secret` is the tunnel's key file
+/// (the WireGuard key, the IPsec PSK), named missing in one invalid variant.
+fn variants(tunnel: Tunnel, base: &str, secret: &Path) -> Vec<(&'static str, String, bool)> {
+    let missing_key = secret.with_file_name("missing.key");
+    let key = secret;
+    let tunnel_change = match tunnel {
+        Tunnel::WireGuard => (
+            "valid: keepalive 15s",
+            base.replace("persistent_keepalive: 25s", "persistent_keepalive: 15s"),
+        ),
+        // Loaded into charon again: a new IKE_SA carries the traffic.
+        Tunnel::Ipsec => (
+            "valid: dpd_delay 3s",
+            base.replace("dpd_delay: 2s", "dpd_delay: 3s"),
+        ),
+    };
+    assert_ne!(tunnel_change.1, base, "the tunnel variant changes nothing");
     vec![
         ("valid: unchanged", base.to_owned(), true),
         (
@@ -250,11 +357,7 @@ fn variants(base: &str, lab: &Lab) -> Vec<(&'static str, String, bool)> {
             base.replace("name: \"oqs-edge lab\"", "name: \"oqs-edge lab (soak)\""),
             true,
         ),
-        (
-            "valid: keepalive 15s",
-            base.replace("persistent_keepalive: 25s", "persistent_keepalive: 15s"),
-            true,
-        ),
+        (tunnel_change.0, tunnel_change.1, true),
         (
             "invalid: internet: sometimes",
             base.replace("internet: deny", "internet: sometimes"),
@@ -282,9 +385,33 @@ fn chaos_soak() {
         .ok()
         .and_then(|m| m.parse::<f64>().ok())
     else {
-        eprintln!("SKIP chaos_soak: run it with netns-tests/soak.sh MINUTES [SEED]");
+        eprintln!(
+            "SKIP chaos_soak: run it with netns-tests/soak.sh MINUTES [SEED] [wireguard|ipsec]"
+        );
         return;
     };
+    let tunnel = match std::env::var("OQS_SOAK_TUNNEL").as_deref() {
+        Ok("wireguard") | Err(_) => Tunnel::WireGuard,
+        Ok("ipsec") => Tunnel::Ipsec,
+        Ok(other) => panic!("OQS_SOAK_TUNNEL={other}: wireguard or ipsec"),
+    };
+    let wan = match std::env::var("OQS_SOAK_WAN").as_deref() {
+        Ok("os") => Wan::Os,
+        Ok("dhcp") => Wan::Dhcp,
+        Err(_) if tunnel == Tunnel::WireGuard => Wan::Os,
+        Err(_) => Wan::Dhcp,
+        Ok(other) => panic!("OQS_SOAK_WAN={other}: os or dhcp"),
+    };
+    let (tunnel_arg, wan_arg) = (
+        match tunnel {
+            Tunnel::WireGuard => "wireguard",
+            Tunnel::Ipsec => "ipsec",
+        },
+        match wan {
+            Wan::Os => "os",
+            Wan::Dhcp => "dhcp",
+        },
+    );
     let seed: u64 = std::env::var("OQS_SOAK_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -293,16 +420,44 @@ fn chaos_soak() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64 % 1_000_000)
         });
-    eprintln!(
-        "SOAK: seed {seed}, {minutes} min of faults (replay: netns-tests/soak.sh {minutes} {seed})"
-    );
+    let replay =
+        format!("OQS_SOAK_WAN={wan_arg} netns-tests/soak.sh {minutes} {seed} {tunnel_arg}");
+    eprintln!("SOAK: seed {seed}, {minutes} min of faults, {tunnel_arg}, WAN {wan_arg} (replay: {replay})");
     let mut rng = Rng(seed);
+    let faults = faults(tunnel, wan);
 
-    let lab = Lab::build("soak");
-    let _etc = EtcOverride::router(&lab, "203.0.113.2");
-    let (key, router_public) = router_keygen(&lab);
-    let mut concentrator = Concentrator::start(&lab, &router_public);
-    let base = wireguard_config(&lab, &key, &concentrator.public_key, CONCENTRATOR, "25s");
+    let lab = Lab::build(match tunnel {
+        Tunnel::WireGuard => "soak",
+        Tunnel::Ipsec => "soaki",
+    });
+    let mac = lab.router_wan_mac();
+    let _isp = (wan == Wan::Dhcp).then(|| {
+        wan::prepare(&lab);
+        // The router's lease is fixed (the IPsec gateway expects 198.51.100.2), renewed every
+        // minute or so: renewals happen under the faults too.
+        let fixed = format!("--dhcp-host={mac},198.51.100.2");
+        let mut args = wan::ISP_DHCP4.to_vec();
+        args.push(&fixed);
+        wan::start_isp(&lab, &args)
+    });
+    let _etc = (tunnel == Tunnel::WireGuard).then(|| EtcOverride::router(&lab, "203.0.113.2"));
+    let (mut peer, yaml, secret) = match tunnel {
+        Tunnel::WireGuard => {
+            let (key, router_public) = router_keygen(&lab);
+            let concentrator = Concentrator::start(&lab, &router_public);
+            let yaml = wireguard_config(&lab, &key, &concentrator.public_key, CONCENTRATOR, "25s");
+            (Peer::WireGuard(concentrator), yaml, key)
+        }
+        Tunnel::Ipsec => {
+            let (gateway, router, yaml) = ipsec::psk_setup(&lab, ipsec::PSK, ipsec::PSK);
+            let psk = lab.dir().join("secrets").join("ipsec.psk");
+            (Peer::Ipsec { gateway, router }, yaml, psk)
+        }
+    };
+    let base = match wan {
+        Wan::Os => yaml,
+        Wan::Dhcp => with_wan_keys(&yaml, "  ipv4: dhcp\n"),
+    };
     let config = lab.write_config(&base);
     let _closed_dns = lab.start_closed_dns();
     let _nginx = lab.start_nginx("ca/oqs-server");
@@ -322,21 +477,24 @@ fn chaos_soak() {
         status(&lab, &config),
         lab.daemon_log()
     );
-    let mac = lab.router_wan_mac();
     let ca = lab.dir().join("local-ca/ca.pem");
     let upload = lab.dir().join("upload-1m.bin");
     std::fs::write(&upload, vec![b'x'; 1 << 20]).unwrap();
 
     // The positive control: a capture on the carrier's side sees what the router sends.
-    let tunnel = lab.capture(
+    let port = match tunnel {
+        Tunnel::WireGuard => 51820,
+        Tunnel::Ipsec => 4500,
+    };
+    let control = lab.capture(
         Role::Inet,
         "eth0",
-        &format!("ether src {mac} and udp port 51820"),
+        &format!("ether src {mac} and udp port {port}"),
     );
     assert!(recovered(&lab, &config));
     assert!(
-        !tunnel.stop().is_empty(),
-        "the capture saw no WireGuard packets: it would miss cleartext too"
+        !control.stop().is_empty(),
+        "the capture saw no {tunnel_arg} packets (UDP {port}): it would miss cleartext too"
     );
     let clear = lab.capture(
         Role::Inet,
@@ -436,14 +594,14 @@ fn chaos_soak() {
             baseline.1
         );
 
-        let variants = variants(&base, &lab);
+        let variants = variants(tunnel, &base, &secret);
         let faults_start = Instant::now();
         let length = Duration::from_secs_f64(minutes * 60.0);
         let mut applied: Vec<Applied> = Vec::new();
         let mut final_recovery = None;
         while faults_start.elapsed() < length {
             daemon.check_alive();
-            let fault = FAULTS[rng.range(0, FAULTS.len() as u64 - 1) as usize];
+            let fault = faults[rng.range(0, faults.len() as u64 - 1) as usize];
             let at = faults_start.elapsed().as_secs_f64();
             let began = Instant::now();
             let detail = match fault {
@@ -451,32 +609,43 @@ fn chaos_soak() {
                     daemon.kill_and_restart();
                     format!("restarted after {} s", RESTART_SEC.as_secs())
                 }
-                Fault::PeerRestart => {
+                Fault::PeerRestart | Fault::GatewayRestart => {
                     let down = rng.range(0, 2000);
-                    concentrator.stop(&lab);
-                    std::thread::sleep(Duration::from_millis(down));
-                    concentrator.restart(&lab);
-                    format!("down {down} ms")
+                    peer.restart(&lab, down)
+                }
+                Fault::CharonKill => {
+                    let down = rng.range(100, 2000);
+                    peer.kill_router_charon(&lab, down)
                 }
                 Fault::WanFlap => {
                     let down = rng.range(1000, 3000);
                     lab.ok(Role::Router, &["ip", "link", "set", "wan0", "down"]);
                     std::thread::sleep(Duration::from_millis(down));
                     lab.ok(Role::Router, &["ip", "link", "set", "wan0", "up"]);
-                    // What the OS's network configuration puts back (wan: os).
-                    for cmd in [
+                    // What the OS's network configuration puts back (wan: os; with
+                    // `ipv4: dhcp` the daemon's dhcpcd puts the IPv4 side back).
+                    let v4 = [
                         "ip address replace 198.51.100.2/24 dev wan0",
-                        "ip address replace 2001:db8:100::2/64 dev wan0 nodad",
                         "ip route replace default via 198.51.100.1",
+                    ];
+                    let v6 = [
+                        "ip address replace 2001:db8:100::2/64 dev wan0 nodad",
                         "ip route replace ::/0 via 2001:db8:100::1",
-                    ] {
+                    ];
+                    let os_v4 = if wan == Wan::Os { &v4[..] } else { &[] };
+                    for cmd in os_v4.iter().chain(&v6) {
                         let args: Vec<&str> = cmd.split(' ').collect();
                         let _ = lab.exec(Role::Router, &args);
                     }
                     format!("down {down} ms")
                 }
                 Fault::RouteDelete => {
-                    let out = lab.exec(Role::Router, &["ip", "route", "del", "10.200.0.0/24"]);
+                    let mut args = vec!["ip", "route", "del", "10.200.0.0/24"];
+                    if tunnel == Tunnel::Ipsec {
+                        // charon's route through ipsec0 (the daemon adds none for libipsec).
+                        args.extend(["table", "220"]);
+                    }
+                    let out = lab.exec(Role::Router, &args);
                     if out.status.success() {
                         "deleted".to_owned()
                     } else {
@@ -510,8 +679,19 @@ fn chaos_soak() {
                         }
                     }
                 }
+                Fault::DhcpcdKill => {
+                    let pids = children_named(daemon.pid, "dhcpcd");
+                    for p in &pids {
+                        signal(*p, "KILL");
+                    }
+                    if pids.is_empty() {
+                        "no dhcpcd running".to_owned()
+                    } else {
+                        format!("pid {pids:?}")
+                    }
+                }
                 Fault::DnsmasqKill => {
-                    let pids = dnsmasq_children(daemon.pid);
+                    let pids = children_named(daemon.pid, "dnsmasq");
                     for p in &pids {
                         signal(*p, "KILL");
                     }
@@ -588,7 +768,7 @@ fn chaos_soak() {
     }
     let mut table = String::new();
     table.push_str(&format!(
-        "seed {seed}, {minutes} min, {} faults\n\n| fault | count | recovered before the next | median recovery | max recovery |\n|---|---|---|---|---|\n",
+        "seed {seed}, {minutes} min, {tunnel_arg}, WAN {wan_arg}, {} faults ({replay})\n\n| fault | count | recovered before the next | median recovery | max recovery |\n|---|---|---|---|---|\n",
         applied.len()
     ));
     for (fault, list) in &by_kind {

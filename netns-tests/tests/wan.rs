@@ -11,69 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use netns_tests::{process_ended, skip_unless_root, wait_for, Lab, Role};
-
-/// The wrapper the daemon starts as dhcpcd: same PID (exec), private /run and /var/lib/dhcpcd
-/// from the lab's `dhcpcd-root`. The lab is found from dhcpcd's `-f <lab>/state/dhcpcd.conf`,
-/// so one wrapper, named in the environment once, serves every lab: tests that run side by
-/// side never hand their daemon another lab's dhcpcd state (two dhcpcds sharing /run: the
-/// second only signals the first and exits).
-fn dhcpcd_wrapper(lab: &Lab) -> PathBuf {
-    let dir = lab.dir().join("dhcpcd-root");
-    for sub in ["run", "lib"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    static WRAPPER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    WRAPPER
-        .get_or_init(|| {
-            let wrapper = Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("dhcpcd-wrapper-{}", std::process::id()));
-            std::fs::write(
-                &wrapper,
-                "#!/bin/sh\n\
-                 conf=; prev=\n\
-                 for a in \"$@\"; do [ \"$prev\" = -f ] && conf=$a; prev=$a; done\n\
-                 root=$(dirname \"$(dirname \"$conf\")\")/dhcpcd-root\n\
-                 exec unshare -m sh -c 'mount --bind \"$0/run\" /run && mount --bind \"$0/lib\" /var/lib/dhcpcd && exec /usr/sbin/dhcpcd \"$@\"' \"$root\" \"$@\"\n",
-            )
-            .unwrap();
-            std::fs::set_permissions(
-                &wrapper,
-                std::os::unix::fs::PermissionsExt::from_mode(0o755),
-            )
-            .unwrap();
-            // SAFETY (set_var): once per process, before any daemon of this file is spawned.
-            std::env::set_var("OQS_EDGE_DHCPCD", &wrapper);
-            wrapper
-        })
-        .clone()
-}
-
-/// dnsmasq in `inet` as the ISP on its eth0 (toward the router), DNS off; returns its PID.
-fn start_isp(lab: &Lab, extra: &[&str]) -> u32 {
-    let leases = lab.dir().join(format!("isp-{}.leases", extra.len()));
-    let leasefile = format!("--dhcp-leasefile={}", leases.display());
-    let mut args = vec![
-        "dnsmasq",
-        "--no-daemon",
-        "--port=0",
-        "--interface=eth0",
-        "--bind-dynamic",
-        "--pid-file=",
-        "--user=root",
-        "--group=root",
-        "--log-dhcp",
-        &leasefile,
-    ];
-    args.extend_from_slice(extra);
-    lab.spawn(Role::Inet, &args)
-}
-
-const ISP_DHCP4: &[&str] = &[
-    "--dhcp-range=198.51.100.50,198.51.100.59,255.255.255.0,2m",
-    "--dhcp-option=option:router,198.51.100.1",
-    "--dhcp-option=option:dns-server,198.51.100.53",
-];
+use netns_tests::wan::{
+    default_route, dhcpcd_pid, prepare, start_isp, wan_addresses, with_wan_keys, ISP_DHCP4,
+};
+use netns_tests::{skip_unless_root, wait_for, Lab, Role};
 
 /// config/lab.yaml (IP-VPN) with `wan_keys` under `wan:` and `closed_keys` under
 /// `closed_network:`.
@@ -85,39 +26,8 @@ fn lab_config(lab: &Lab, wan_keys: &str, closed_keys: &str) -> PathBuf {
     lab.write_config(&yaml)
 }
 
-/// `yaml` with `wan_keys` after the line `  interface: wan0` (which may carry a comment).
-fn with_wan_keys(yaml: &str, wan_keys: &str) -> String {
-    let at = yaml
-        .find("  interface: wan0")
-        .expect("the config has wan.interface");
-    let end = at + yaml[at..].find('\n').unwrap_or(0) + 1;
-    format!("{}{wan_keys}{}", &yaml[..end], &yaml[end..])
-}
-
 fn status(lab: &Lab, config: &Path) -> serde_json::Value {
     lab.status_json(config)
-}
-
-/// The router's global addresses on wan0 of one family (`-4`/`-6`).
-fn wan_addresses(lab: &Lab, family: &str) -> Vec<String> {
-    let out = lab.exec(
-        Role::Router,
-        &[
-            "ip", "-j", family, "address", "show", "dev", "wan0", "scope", "global",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a["local"].as_str().map(str::to_owned))
-        .collect()
-}
-
-fn default_route(lab: &Lab, family: &str) -> String {
-    let out = lab.exec(Role::Router, &["ip", family, "route", "show", "default"]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// dhcpcd processes in the router's namespace that run (zombies do not count) but do not
@@ -154,25 +64,6 @@ fn stray_dhcpcd(lab: &Lab, current: u32) -> Vec<(u32, String)> {
             Some((pid, comm))
         })
         .collect()
-}
-
-fn dhcpcd_pid(state: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(state.join("dhcpcd.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (!process_ended(pid)).then_some(pid)
-}
-
-fn prepare(lab: &Lab) {
-    // The OS configured nothing on the WAN: no address, no default route.
-    lab.ok(
-        Role::Router,
-        &["ip", "-4", "address", "flush", "dev", "wan0"],
-    );
-    let _ = lab.exec(Role::Router, &["ip", "-4", "route", "del", "default"]);
-    dhcpcd_wrapper(lab);
 }
 
 #[test]
@@ -1077,8 +968,7 @@ fn the_wan_takes_a_stateful_dhcpv6_address() {
         return;
     }
     let lab = Lab::build("wandhcp6");
-    // SAFETY (set_var): as in `prepare`.
-    std::env::set_var("OQS_EDGE_DHCPCD", dhcpcd_wrapper(&lab));
+    netns_tests::wan::dhcpcd_wrapper(&lab);
     wan_without_ipv6(&lab);
     let _isp = start_isp(
         &lab,

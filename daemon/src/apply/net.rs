@@ -105,6 +105,14 @@ pub struct RouteSync {
     pub failed: Vec<(Route, String)>,
 }
 
+/// What [`Net::keep_foreign_routes`] did: destinations whose route it now keeps (first seen,
+/// or changed), and those it put back.
+#[derive(Debug, Default)]
+pub struct KeptRoutes {
+    pub seen: Vec<IpNet>,
+    pub put_back: Vec<IpNet>,
+}
+
 /// A route as the kernel reports it, reduced to what a plan states.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Installed {
@@ -313,6 +321,88 @@ impl Net {
         Ok(found)
     }
 
+    /// Keep another program's routes through `device` to `destinations` (charon's through
+    /// libipsec's ipsec0, in its own table): remember each as the kernel holds it, and while
+    /// `live` put back one that is gone (someone deleted it; its owner adds it only when it
+    /// installs an SA), through the device as it is now (a restarted charon makes a new
+    /// ipsec0). What is remembered outlives an SA going down and coming back between two calls
+    /// (charon adds the same route again), so a route deleted before the next call has seen
+    /// the new one still comes back. Not live: nothing is put back (the owner removed it).
+    pub async fn keep_foreign_routes(
+        &self,
+        device: &str,
+        destinations: &[IpNet],
+        live: bool,
+        kept: &mut Vec<RouteMessage>,
+    ) -> Result<KeptRoutes, NetError> {
+        let mut result = KeptRoutes::default();
+        kept.retain(|m| route_destination(m).is_some_and(|d| destinations.contains(&d)));
+        let Some(index) = self.link_index(device).await? else {
+            return Ok(result);
+        };
+        let now = self.routes_through(index).await?;
+        for destination in destinations {
+            let of = |m: &RouteMessage| route_destination(m) == Some(*destination);
+            if let Some(found) = now.iter().find(|m| of(m)) {
+                if !kept.contains(found) {
+                    kept.retain(|m| !of(m));
+                    kept.push(found.clone());
+                    result.seen.push(*destination);
+                }
+                continue;
+            }
+            if !live {
+                continue;
+            }
+            let Some(mut old) = kept.iter().find(|m| of(m)).cloned() else {
+                continue;
+            };
+            for attribute in &mut old.attributes {
+                if let RouteAttribute::Oif(oif) = attribute {
+                    *oif = index;
+                }
+            }
+            self.handle
+                .route()
+                .add(old)
+                .replace()
+                .execute()
+                .await
+                .map_err(|source| NetError::Add {
+                    route: format!("{destination} dev {device}"),
+                    source,
+                })?;
+            result.put_back.push(*destination);
+        }
+        Ok(result)
+    }
+
+    /// Routes out of the link `index`, in any table.
+    async fn routes_through(&self, index: u32) -> Result<Vec<RouteMessage>, NetError> {
+        let mut found = Vec::new();
+        for version in [IpVersion::V4, IpVersion::V6] {
+            let query = match version {
+                IpVersion::V4 => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+                IpVersion::V6 => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+            };
+            let mut routes = self.handle.route().get(query).execute();
+            while let Some(message) = routes.try_next().await.map_err(|source| NetError::List {
+                what: "routes",
+                source,
+            })? {
+                if route_oif(&message) == Some(index) {
+                    let mut message = message;
+                    // Counters that change by themselves: not part of the route.
+                    message
+                        .attributes
+                        .retain(|a| !matches!(a, RouteAttribute::CacheInfo(_)));
+                    found.push(message);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn add(&self, route: &Route, index: u32) -> Result<(), NetError> {
         let message = Installed {
             destination: route.destination,
@@ -381,6 +471,21 @@ impl Installed {
         }
         Ok(builder.build())
     }
+}
+
+fn route_destination(message: &RouteMessage) -> Option<IpNet> {
+    let address = message.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(address) => address_ip(address),
+        _ => None,
+    })?;
+    IpNet::new(address, message.header.destination_prefix_length).ok()
+}
+
+fn route_oif(message: &RouteMessage) -> Option<u32> {
+    message.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(index) => Some(*index),
+        _ => None,
+    })
 }
 
 fn address_ip(address: &RouteAddress) -> Option<IpAddr> {

@@ -40,9 +40,13 @@ use tokio::task::JoinHandle;
 pub use alerts::Failure;
 use vici::{Desired, IkeSa, Log, Reply, UpDown};
 
+use rtnetlink::packet_route::route::RouteMessage;
+
 use super::gateways::{Gateways, PreferredProbe, Probe};
+use crate::apply::net::Net;
 use crate::logging::event;
 use crate::plan::failover::{HealthPlan, Switch};
+use crate::plan::firewall::LIBIPSEC_INTERFACE;
 use crate::plan::TunnelPlan;
 use crate::status::TunnelInfo;
 
@@ -144,6 +148,8 @@ pub struct IpsecTunnel {
     /// The WAN's leased addresses, each change handed to the task.
     wan: watch::Sender<Vec<IpAddr>>,
     task: Option<JoinHandle<()>>,
+    /// charon's routes through ipsec0 (libipsec) as last seen under an up CHILD_SA.
+    kept_routes: Vec<RouteMessage>,
 }
 
 /// The gateways of the plan in order of preference, (address, identity), and the probe.
@@ -211,6 +217,7 @@ impl IpsecTunnel {
             sender: None,
             wan: watch::channel(Vec::new()).0,
             task: None,
+            kept_routes: Vec::new(),
         };
         match planned {
             Ok(desired) => {
@@ -345,6 +352,46 @@ impl IpsecTunnel {
             if let Some(desired) = self.desired.clone() {
                 error!("IPsec: the VICI task ended; starting it again");
                 self.spawn(desired);
+            }
+        }
+    }
+
+    /// With the libipsec dataplane, charon routes the remote traffic selectors through
+    /// ipsec0 in its own table, and adds a route only when it installs a CHILD_SA: one deleted
+    /// under a live SA (by hand, by another tool) cut the closed network off while `status`
+    /// said up. Called by the watch: puts such a route back as charon had it.
+    pub async fn keep_routes(&mut self, net: &Net, plan: &TunnelPlan) {
+        let TunnelPlan::Ipsec {
+            dataplane,
+            remote_ts,
+            ..
+        } = plan
+        else {
+            return;
+        };
+        if dataplane != "libipsec" {
+            return;
+        }
+        let up = matches!(lock(&self.shared).sa, Sa::Up { .. });
+        match net
+            .keep_foreign_routes(LIBIPSEC_INTERFACE, remote_ts, up, &mut self.kept_routes)
+            .await
+        {
+            Ok(kept) => {
+                for destination in kept.seen {
+                    info!(
+                        "IPsec: charon routes {destination} through {LIBIPSEC_INTERFACE}; the watch keeps that route while the CHILD_SA is up"
+                    );
+                }
+                for destination in kept.put_back {
+                    warn!(
+                        oqs_event = event::ROUTE_ADDED;
+                        "IPsec: charon's route to {destination} through {LIBIPSEC_INTERFACE} was gone under an up CHILD_SA; put back"
+                    );
+                }
+            }
+            Err(e) => {
+                warn!("IPsec: cannot check charon's routes through {LIBIPSEC_INTERFACE}: {e}")
             }
         }
     }

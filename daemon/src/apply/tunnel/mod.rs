@@ -99,6 +99,14 @@ impl Tunnel {
         }
     }
 
+    /// Routes the tunnel's own software keeps (charon's through libipsec's ipsec0): put back
+    /// one that was deleted under a live SA. Called by the watch.
+    pub async fn keep_routes(&mut self, net: &crate::apply::net::Net, plan: &TunnelPlan) {
+        if let Tunnel::Ipsec(ipsec) = self {
+            ipsec.keep_routes(net, plan).await;
+        }
+    }
+
     /// The WAN's leased addresses changed (now `addresses`): WireGuard handshakes from the new
     /// one at once; IPsec gives charon a moment to move its SAs itself (MOBIKE), then
     /// initiates from the new address (see [`ipsec::IpsecTunnel::wan_changed`]).
