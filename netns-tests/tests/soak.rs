@@ -23,7 +23,7 @@
 //! leases), the daemon's dhcpcd puts them back, and one more fault: dhcpcd SIGKILLed.
 //!
 //! Asserts: no cleartext packet to the closed network leaves the router on the WAN during the
-//! whole run; every proxy request ends (2xx, or 502/503 with a reason; refused or reset only
+//! whole run; every proxy request ends (2xx, or 502/503/504 with a reason; refused or reset only
 //! while the daemon is down) within its timeout, none hangs; after the last fault the daemon is
 //! healthy and the PC reaches the closed network within 10 s; the daemon's RSS and open file
 //! descriptors at the end are within 10 % of their values after the warm-up. Prints the seed
@@ -213,7 +213,9 @@ impl Request {
     fn class(&self) -> &'static str {
         match (self.exit, self.code.as_str()) {
             (Some(0), c) if c.starts_with('2') => "2xx",
-            (Some(0), "502" | "503") if !self.body.trim().is_empty() => "502/503 with a reason",
+            (Some(0), "502" | "503" | "504") if !self.body.trim().is_empty() => {
+                "502/503/504 with a reason"
+            }
             // No listener (the daemon is down or starting), or the connection cut when it was
             // killed: the request ended, at once.
             (Some(7), _) => "refused (daemon down)",

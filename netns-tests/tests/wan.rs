@@ -30,6 +30,34 @@ fn status(lab: &Lab, config: &Path) -> serde_json::Value {
     lab.status_json(config)
 }
 
+/// Cleartext from the router to the closed network, seen on the ISP's side of the WAN.
+fn closed_leaks(lab: &Lab) -> netns_tests::Capture<'_> {
+    let mac = lab.router_wan_mac();
+    lab.capture(
+        Role::Inet,
+        "eth0",
+        &format!("ether src {mac} and ip and dst net 10.200.0.0/24"),
+    )
+}
+
+/// The ISP moves the router to another pool (198.51.100.70–79): the old dnsmasq `isp` and its
+/// leases gone, a new one started, and the line bounced from the ISP's side. Returns its PID.
+fn isp_moves_to_a_new_pool(lab: &Lab, isp: u32) -> u32 {
+    lab.stop(isp);
+    let pool_b = [
+        "--dhcp-authoritative",
+        "--dhcp-range=198.51.100.70,198.51.100.79,255.255.255.0,2m",
+        "--dhcp-option=option:router,198.51.100.1",
+        "--dhcp-option=option:dns-server,198.51.100.53",
+        // A fifth option: start_isp names the lease file by the count, so this one is fresh.
+        "--log-queries",
+    ];
+    let pid = start_isp(lab, &pool_b);
+    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "down"]);
+    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "up"]);
+    pid
+}
+
 /// dhcpcd processes in the router's namespace that run (zombies do not count) but do not
 /// descend from the dhcpcd `current` (0: none): what a killed or stopped dhcpcd left behind.
 fn stray_dhcpcd(lab: &Lab, current: u32) -> Vec<(u32, String)> {
@@ -411,26 +439,9 @@ fn wireguard_follows_a_new_wan_address_from_the_isp() {
         lab.daemon_log()
     );
     let first = wan_addresses(&lab, "-4");
-    let mac = lab.router_wan_mac();
-    let leaks = lab.capture(
-        Role::Inet,
-        "eth0",
-        &format!("ether src {mac} and ip and dst net 10.200.0.0/24"),
-    );
+    let leaks = closed_leaks(&lab);
 
-    // A new pool, the old lease forgotten, and the line bounced from the ISP's side.
-    lab.stop(isp);
-    let pool_b = [
-        "--dhcp-authoritative",
-        "--dhcp-range=198.51.100.70,198.51.100.79,255.255.255.0,2m",
-        "--dhcp-option=option:router,198.51.100.1",
-        "--dhcp-option=option:dns-server,198.51.100.53",
-        // A fifth option: start_isp names the lease file by the count, so this one is fresh.
-        "--log-queries",
-    ];
-    let _isp = start_isp(&lab, &pool_b);
-    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "down"]);
-    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "up"]);
+    let _isp = isp_moves_to_a_new_pool(&lab, isp);
     assert!(
         wait_for(60, || wan_addresses(&lab, "-4")
             .iter()
@@ -552,26 +563,9 @@ fn ipsec_follows(name: &str, mobike: bool) {
     );
     let first = wan_addresses(&lab, "-4");
     let before = gateway_ike_sas(&gw.swanctl(&lab, &["--list-sas"]));
-    let mac = lab.router_wan_mac();
-    let leaks = lab.capture(
-        Role::Inet,
-        "eth0",
-        &format!("ether src {mac} and ip and dst net 10.200.0.0/24"),
-    );
+    let leaks = closed_leaks(&lab);
 
-    // A new pool, the old lease forgotten, and the line bounced from the ISP's side.
-    lab.stop(isp);
-    let pool_b = [
-        "--dhcp-authoritative",
-        "--dhcp-range=198.51.100.70,198.51.100.79,255.255.255.0,2m",
-        "--dhcp-option=option:router,198.51.100.1",
-        "--dhcp-option=option:dns-server,198.51.100.53",
-        // A fifth option: start_isp names the lease file by the count, so this one is fresh.
-        "--log-queries",
-    ];
-    let _isp = start_isp(&lab, &pool_b);
-    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "down"]);
-    lab.ok(Role::Inet, &["ip", "link", "set", "eth0", "up"]);
+    let _isp = isp_moves_to_a_new_pool(&lab, isp);
     assert!(
         wait_for(60, || wan_addresses(&lab, "-4")
             .iter()

@@ -302,7 +302,17 @@ impl Net {
 
     /// Routes of ours (our protocol, main table) that are installed now.
     async fn installed(&self) -> Result<BTreeSet<Installed>, NetError> {
-        let mut found = BTreeSet::new();
+        Ok(self
+            .all_routes()
+            .await?
+            .iter()
+            .filter_map(Installed::from_message)
+            .collect())
+    }
+
+    /// Every route the kernel holds, IPv4 and IPv6, in any table.
+    async fn all_routes(&self) -> Result<Vec<RouteMessage>, NetError> {
+        let mut found = Vec::new();
         for version in [IpVersion::V4, IpVersion::V6] {
             let query = match version {
                 IpVersion::V4 => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
@@ -313,9 +323,7 @@ impl Net {
                 what: "routes",
                 source,
             })? {
-                if let Some(route) = Installed::from_message(&message) {
-                    found.insert(route);
-                }
+                found.push(message);
             }
         }
         Ok(found)
@@ -379,26 +387,13 @@ impl Net {
 
     /// Routes out of the link `index`, in any table.
     async fn routes_through(&self, index: u32) -> Result<Vec<RouteMessage>, NetError> {
-        let mut found = Vec::new();
-        for version in [IpVersion::V4, IpVersion::V6] {
-            let query = match version {
-                IpVersion::V4 => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
-                IpVersion::V6 => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
-            };
-            let mut routes = self.handle.route().get(query).execute();
-            while let Some(message) = routes.try_next().await.map_err(|source| NetError::List {
-                what: "routes",
-                source,
-            })? {
-                if route_oif(&message) == Some(index) {
-                    let mut message = message;
-                    // Counters that change by themselves: not part of the route.
-                    message
-                        .attributes
-                        .retain(|a| !matches!(a, RouteAttribute::CacheInfo(_)));
-                    found.push(message);
-                }
-            }
+        let mut found = self.all_routes().await?;
+        found.retain(|message| route_oif(message) == Some(index));
+        for message in &mut found {
+            // Counters that change by themselves: not part of the route.
+            message
+                .attributes
+                .retain(|a| !matches!(a, RouteAttribute::CacheInfo(_)));
         }
         Ok(found)
     }

@@ -38,6 +38,13 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// record. Bounded, so a connection holds at most a few of these while its body streams.
 const MAX_READ_BYTES: usize = 128 * 1024;
 
+/// An upstream that neither takes request bytes nor answers for this long is given up with a
+/// 504: a path cut under a pooled connection (the WAN down, the tunnel rebuilt) otherwise waits
+/// on TCP's retransmits past any client's patience. Progress, not a total: a large upload to a
+/// slow upstream keeps going as long as it moves (nginx's `proxy_read_timeout`/`send_timeout`
+/// work the same way). Under the 30 s clients such as curl scripts commonly allow.
+pub const UPSTREAM_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// Serve HTTP/1.1 on one LAN connection until it closes or sits idle.
@@ -155,7 +162,23 @@ async fn forward(
 
     let sent = Arc::new(AtomicU64::new(0));
     let req = req.map(|body| Counted::new(body, sent.clone()));
-    match pool.send(req).await {
+    let Some(answer) = until_stalled(pool.send(req), &sent, UPSTREAM_STALL_TIMEOUT).await else {
+        stats.note_upstream_error("no response");
+        warn!(
+            oqs_event = event::PROXY_UPSTREAM_ERROR, oqs_proxy_route = route.name.as_str();
+            "proxy {} http client={peer} {method} {path} 504 upstream {}: no progress for {}s",
+            route.name, route.authority, UPSTREAM_STALL_TIMEOUT.as_secs()
+        );
+        return plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "oqs-edge: the upstream {} took no data and sent no response for {} s",
+                route.authority,
+                UPSTREAM_STALL_TIMEOUT.as_secs()
+            ),
+        );
+    };
+    match answer {
         Ok((res, lent, reused)) => {
             let log = RequestLog {
                 route: route.name.clone(),
@@ -197,6 +220,33 @@ async fn forward(
                 StatusCode::BAD_GATEWAY,
                 &format!("oqs-edge: the upstream {} failed: {why}", route.authority),
             )
+        }
+    }
+}
+
+/// `work`'s output, or `None` once `sent` (the request bytes gone upstream) has not grown for
+/// `stall` while `work` was still waiting.
+async fn until_stalled<T>(
+    work: impl std::future::Future<Output = T>,
+    sent: &AtomicU64,
+    stall: Duration,
+) -> Option<T> {
+    let mut work = std::pin::pin!(work);
+    let tick = (stall / 4).max(Duration::from_millis(10));
+    let mut last = sent.load(Ordering::Relaxed);
+    let mut moved_at = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            done = &mut work => return Some(done),
+            () = tokio::time::sleep(tick) => {
+                let now = sent.load(Ordering::Relaxed);
+                if now != last {
+                    last = now;
+                    moved_at = tokio::time::Instant::now();
+                } else if moved_at.elapsed() >= stall {
+                    return None;
+                }
+            }
         }
     }
 }
@@ -588,6 +638,40 @@ mod fuzz {
             answer.starts_with(b"HTTP/1.1 431"),
             "{:?}",
             String::from_utf8_lossy(&answer)
+        );
+    }
+}
+
+#[cfg(test)]
+mod stall {
+    use super::*;
+
+    /// An upstream that takes no bytes and gives no answer is given up after the stall time;
+    /// one that keeps taking bytes is not, though it takes longer than that in all.
+    #[tokio::test]
+    async fn only_an_upstream_without_progress_is_given_up() {
+        let stall = Duration::from_millis(300);
+        let sent = AtomicU64::new(0);
+        let started = Instant::now();
+        assert!(until_stalled(std::future::pending::<()>(), &sent, stall)
+            .await
+            .is_none());
+        let waited = started.elapsed();
+        assert!(waited >= stall && waited < stall * 10, "{waited:?}");
+
+        let sent = Arc::new(AtomicU64::new(0));
+        let feeding = sent.clone();
+        let slow_upload = async move {
+            // 600 ms in all, twice the stall time, a byte every 20 ms: slow but moving.
+            for _ in 0..30 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                feeding.fetch_add(1, Ordering::Relaxed);
+            }
+            "answered"
+        };
+        assert_eq!(
+            until_stalled(slow_upload, &sent, stall).await,
+            Some("answered")
         );
     }
 }
