@@ -58,6 +58,18 @@ fn isp_moves_to_a_new_pool(lab: &Lab, isp: u32) -> u32 {
     pid
 }
 
+/// The processes in the router's namespace.
+fn router_pids(lab: &Lab) -> Vec<u32> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", lab.ns(Role::Router)])
+        .output()
+        .expect("ip netns pids");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// dhcpcd processes in the router's namespace that run (zombies do not count) but do not
 /// descend from the dhcpcd `current` (0: none): what a killed or stopped dhcpcd left behind.
 fn stray_dhcpcd(lab: &Lab, current: u32) -> Vec<(u32, String)> {
@@ -70,13 +82,8 @@ fn stray_dhcpcd(lab: &Lab, current: u32) -> Vec<(u32, String)> {
         let ppid = fields.next()?.parse().ok()?;
         Some((ppid, state, head.split_once('(')?.1.to_owned()))
     };
-    let out = Command::new("ip")
-        .args(["netns", "pids", lab.ns(Role::Router)])
-        .output()
-        .expect("ip netns pids");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
+    router_pids(lab)
+        .into_iter()
         .filter_map(|pid| {
             let (_, state, comm) = stat(pid)?;
             if !comm.starts_with("dhcpcd") || state == "Z" {
@@ -934,12 +941,8 @@ fn a_segment_takes_its_subnet_of_the_prefix_kea_delegates() {
     // separation helpers (network proxies, BPF ARP), which outlive a killed dhcpcd.
     lab.stop(daemon);
     let left = || {
-        let pids = std::process::Command::new("ip")
-            .args(["netns", "pids", lab.ns(Role::Router)])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        pids.split_whitespace()
+        router_pids(&lab)
+            .into_iter()
             .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).ok())
             .map(|c| c.replace('\0', " ").trim().to_owned())
             .filter(|c| !c.is_empty())
